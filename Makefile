@@ -1,0 +1,54 @@
+# Fay: the two set-up commands are `make run` (install and start the server) and `make test` (install and test).
+# Everything a fresh machine needs is installed here; re-running skips what is already done.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install install-test system-deps web-deps bench lint clean
+
+run: install
+	$(BIN)/fay run --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test system-deps web-deps
+
+# A current pip resolves this dependency set in seconds; the one a new venv gets backtracks for minutes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e ".[offline]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[offline,test]" -e examples/fay-plugin-weather
+	touch $@
+
+# Debian packages the tests use: espeak-ng (offline Mandarin TTS), Chromium (browser tests).
+system-deps:
+	@missing=""; for p in espeak-ng chromium; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+web-deps: web/node_modules/.installed
+
+web/node_modules/.installed: web/package.json
+	cd web && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: install-test
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) web/node_modules .pytest_cache

@@ -1,0 +1,86 @@
+"""The Fay runtime: settings, plugins, personas, the audit log, and the live sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .audit import AuditLog
+from .errors import SessionError
+from .persona import PersonaStore
+from .plugins import Plugins, await_me_maybe
+from .session import Session
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class Fay:
+    """Everything a server (or ``fay chat``) needs. Use as ``async with Fay() as fay: ...``."""
+
+    def __init__(self, settings: Settings | None = None, plugins: Plugins | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.plugins = plugins or Plugins(self.settings).load()
+        self.plugins.check_settings()
+        self.personas = PersonaStore(self.settings.personas_dir)
+        self.audit = AuditLog(self.settings.data_dir / "audit")
+        self.sessions: dict[str, Session] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for result in self.plugins.pm.hook.startup(app=self):
+            await await_me_maybe(result)
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle(), name="fay.reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        await asyncio.gather(*(self.close_session(sid, "server stopping") for sid in list(self.sessions)))
+
+    async def __aenter__(self) -> Fay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def create_session(self, persona_id: str | None = None, session_id: str | None = None) -> Session:
+        """Start a session with ``persona_id`` (the default persona if none)."""
+        limit = self.settings.server.max_sessions
+        if len(self.sessions) >= limit:
+            raise SessionError(f"too many sessions: the limit of {limit} is reached, try again later")
+        persona = self.personas.get(persona_id or self.settings.default_persona)
+        session = Session(self, persona, session_id)
+        self.sessions[session.id] = session
+        try:
+            await session.start()
+        except BaseException:
+            self.sessions.pop(session.id, None)
+            await session.close("failed to start")
+            raise
+        log.info("session %s started with persona %s", session.id, persona.id)
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionError(f"unknown session {session_id!r}: create one with POST /api/sessions")
+        return session
+
+    async def close_session(self, session_id: str, reason: str = "") -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            await session.close(reason)
+            log.info("session %s closed (%s)", session_id, reason or "by request")
+
+    async def _reap_idle(self) -> None:
+        idle = self.settings.server.session_idle_s
+        while True:
+            await asyncio.sleep(min(60.0, idle / 2))
+            now = time.monotonic()
+            for sid, s in list(self.sessions.items()):
+                if now - s.last_active > idle:
+                    await self.close_session(sid, "idle")

@@ -1,0 +1,1 @@
+"""The brain: the agent, its answerers (LLM, offline), history and turns."""

@@ -1,0 +1,149 @@
+"""The agent: turns user messages into answers on the session's bus.
+
+A turn starts with :meth:`Agent.start_turn` (typed text, or a final transcript). Starting a new turn, or an
+:class:`~fay_core.events.Interrupted` event, cancels the turn in progress. What the user said is recorded before
+any answerer runs, so a dead LLM endpoint loses nothing; when the LLM fails the offline answerer stands in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import EngineError
+from ..events import AgentThinking, AgentTurnFinished, ErrorRaised, Interrupted, TranscriptFinal, UserTextReceived
+from .llm import LLMClient, LLMConfig
+from .offline import OfflineAnswerer
+from .turn import Turn
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Answerer(Protocol):
+    """Writes the answer of a turn: ``turn.say()`` text, append ``turn.citations``, set ``turn.answered_by``."""
+
+    name: str
+
+    async def answer(self, turn: Turn) -> None: ...
+
+
+class LLMAnswerer:
+    """Streams the answer from an LLM through litellm, with the persona's system prompt and recent history."""
+
+    name = "llm"
+
+    def __init__(self, session: Session, config: LLMConfig) -> None:
+        self.session = session
+        self.config = config
+        self.client = LLMClient(config)
+
+    def messages(self, turn: Turn) -> list[dict[str, str]]:
+        persona = self.session.persona
+        system = persona.system_prompt.strip() or f"You are {persona.name}."
+        history = self.session.history.window(self.config.context_tokens - 1000)
+        if not history or history[-1] != {"role": "user", "content": turn.question}:
+            history.append({"role": "user", "content": turn.question})
+        return [{"role": "system", "content": system}, *history]
+
+    async def answer(self, turn: Turn) -> None:
+        turn.answered_by = self.name
+        async for chunk in self.client.stream(self.messages(turn)):
+            if not chunk.choices:
+                continue
+            content = getattr(chunk.choices[0].delta, "content", None)
+            if content:
+                if not turn.text:
+                    turn.mark("llm_first_token")
+                turn.say(content)
+
+
+class Agent:
+    """Runs one turn at a time for a session."""
+
+    def __init__(self, session: Session, answerer: Answerer | None = None) -> None:
+        self.session = session
+        self.offline = OfflineAnswerer(session.persona)
+        config = LLMConfig.resolve(session.app.settings.llm, session.persona)
+        self.answerer: Answerer = answerer or (LLMAnswerer(session, config) if config else self.offline)
+        self._task: asyncio.Task[None] | None = None
+        self._turn: Turn | None = None
+
+    def attach(self) -> None:
+        bus = self.session.bus
+        bus.subscribe(self._on_transcript, TranscriptFinal, name="agent.transcript")
+        bus.subscribe(self._on_interrupted, Interrupted, name="agent.interrupt", drop_stale=False)
+
+    @property
+    def current(self) -> Turn | None:
+        """The turn being answered, if any."""
+        return self._turn if self._task and not self._task.done() else None
+
+    def start_turn(self, text: str, source: str = "text") -> Turn:
+        """Start answering ``text``; a turn already running is cancelled (its partial answer is kept as interrupted)."""
+        bus = self.session.bus
+        self.cancel("superseded")
+        turn = Turn(self.session, bus.new_turn(), text, source)
+        self._turn = turn
+        self.session.record_user(turn)
+        bus.publish(UserTextReceived(session_id=self.session.id, turn_id=turn.id, text=text, source=source))
+        self._task = bus.spawn(self._run(turn), name=f"agent.turn{turn.id}")
+        return turn
+
+    def cancel(self, reason: str = "interrupted") -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel(reason)
+
+    async def wait(self) -> None:
+        """Wait for the current turn to finish (or be cancelled)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _on_transcript(self, event: TranscriptFinal) -> None:
+        if event.text.strip():
+            self.start_turn(event.text.strip(), source="voice")
+
+    def _on_interrupted(self, event: Interrupted) -> None:
+        turn = self._turn
+        if turn is not None and event.turn_id == turn.id:
+            turn.heard = event.played_text
+            self.cancel("interrupted")
+            self.session.history_interrupted(turn)
+
+    async def _run(self, turn: Turn) -> None:
+        bus = self.session.bus
+        bus.publish(AgentThinking(session_id=self.session.id, turn_id=turn.id, question=turn.question))
+        error = ""
+        interrupted = False
+        try:
+            try:
+                await self.answerer.answer(turn)
+            except EngineError as exc:
+                error = str(exc)
+                log.warning("session %s turn %d: %s", self.session.id, turn.id, exc)
+                bus.publish(
+                    ErrorRaised(session_id=self.session.id, turn_id=turn.id, source=self.answerer.name, message=error,
+                                error_type=type(exc).__name__)
+                )
+                if self.answerer is not self.offline and not turn.text:
+                    await self.offline.answer(turn)
+                    turn.answered_by = "fallback"
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
+        finally:
+            turn.mark("turn_finished")
+            finished = AgentTurnFinished(
+                session_id=self.session.id,
+                turn_id=turn.id,
+                text=turn.text,
+                citations=tuple(turn.citations),
+                answered_by=turn.answered_by,
+                interrupted=interrupted,
+                error=error,
+            )
+            self.session.record_answer(turn, finished)
+            bus.publish(finished)

@@ -1,0 +1,130 @@
+"""LLM calls through litellm, streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EngineError
+from ..persona import Persona
+from ..settings import LLMSettings
+
+_litellm: Any = None
+
+
+def litellm_module() -> Any:
+    """Import litellm lazily (it takes ~2 s) and keep it off the network at import."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.telemetry = False
+        litellm.suppress_debug_info = True
+        _litellm = litellm
+    return _litellm
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The effective LLM settings of a persona: the server's, overridden by the persona's ``llm`` block."""
+
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    temperature: float = 0.3
+    max_tokens: int | None = None
+    timeout_s: float = 30.0
+    retries: int = 1
+    fallbacks: tuple[str, ...] = ()
+    context_tokens: int = 8000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, settings: LLMSettings, persona: Persona) -> LLMConfig | None:
+        """The configuration to use, or ``None`` when no model is configured (offline answering)."""
+        p = persona.llm
+        model = p.model or settings.model
+        if not model:
+            return None
+        return cls(
+            model=model,
+            api_base=p.api_base or settings.api_base,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            temperature=p.temperature if p.temperature is not None else settings.temperature,
+            max_tokens=p.max_tokens or settings.max_tokens,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+            fallbacks=tuple(p.fallbacks if p.fallbacks is not None else settings.fallbacks),
+            context_tokens=settings.context_tokens,
+        )
+
+
+class LLMClient:
+    """Streams chat completions through litellm; every failure becomes an :class:`EngineError`."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        self.config = config
+
+    def _kwargs(self, model: str) -> dict[str, Any]:
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "temperature": c.temperature,
+            "timeout": c.timeout_s,
+            "max_retries": c.retries,
+        }
+        if c.api_base:
+            kwargs["api_base"] = c.api_base
+        if c.api_key:
+            kwargs["api_key"] = c.api_key
+        elif c.api_base:
+            kwargs["api_key"] = "none"  # local OpenAI-compatible servers need some key
+        if c.max_tokens:
+            kwargs["max_tokens"] = c.max_tokens
+        kwargs.update(c.extra)
+        return kwargs
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[Any]:
+        """Yield streamed response chunks, trying each fallback model in turn if a model fails before any output."""
+        litellm = litellm_module()
+        errors: list[str] = []
+        for model in (self.config.model, *self.config.fallbacks):
+            kwargs = self._kwargs(model)
+            if tools:
+                kwargs["tools"] = tools
+            started = False
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(messages=messages, stream=True, **kwargs), self.config.timeout_s
+                )
+                async for chunk in response:
+                    started = True
+                    yield chunk
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                errors.append(f"{model}: {type(exc).__name__}: {_short(exc)}")
+                if started:
+                    break  # the answer is partly out: do not restart it with another model
+        raise EngineError("LLM failed (" + "; ".join(errors) + "). Check FAY_LLM__MODEL / FAY_LLM__API_BASE.")
+
+    async def complete(self, messages: list[dict[str, Any]]) -> str:
+        """The whole answer text (streamed underneath)."""
+        parts = []
+        async for chunk in self.stream(messages):
+            delta = chunk.choices[0].delta
+            if getattr(delta, "content", None):
+                parts.append(delta.content)
+        return "".join(parts)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text[:300]

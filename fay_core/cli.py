@@ -1,0 +1,186 @@
+"""The ``fay`` command line: ``run``, ``chat``, ``persona``, ``plugins`` (and plugin commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import FayError, PersonaError
+from .events import AgentTextDelta, AgentTurnFinished, ErrorRaised
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "litellm", "httpx", "aioice", "aiortc", "chromadb", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class FayGroup(click.Group):
+    """Turns Fay's errors into a clear message and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FayError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=FayGroup)
+@click.version_option(package_name="fay")
+def cli() -> None:
+    """Fay: conversational avatars that listen, think over a knowledge base, and answer with a voice and a face."""
+
+
+@cli.command()
+@click.option("--host", default=None, help="address to listen on (default: server.host, 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port (default: server.port, 8000)")
+def run(host: str | None, port: int | None) -> None:
+    """Start the server (HTTP API, web client, WebRTC)."""
+    from aiohttp import web
+
+    from .app import Fay
+    from .server import create_app
+
+    started = time.monotonic()
+    fay = Fay()
+    _setup_logging(fay.settings.log_level)
+    host = host or fay.settings.server.host
+    port = port if port is not None else fay.settings.server.port
+    app = create_app(fay)
+
+    async def announce(_app: web.Application) -> None:
+        llm = fay.settings.llm.model or "none (offline knowledge answerer)"
+        click.echo(
+            f"Fay ready on http://{host}:{port}/ in {time.monotonic() - started:.1f}s "
+            f"(persona {fay.settings.default_persona}, LLM {llm})",
+            err=True,
+        )
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+
+
+@cli.command()
+@click.option("--persona", "persona_id", default=None, help="persona id (file name in personas/)")
+def chat(persona_id: str | None) -> None:
+    """Chat in the terminal. Piped input: one reply per line."""
+    from .app import Fay
+
+    fay = Fay()
+    _setup_logging("WARNING")
+    interactive = sys.stdin.isatty()
+
+    async def main() -> None:
+        async with fay:
+            session = await fay.create_session(persona_id)
+            if interactive:
+                click.echo(f"{session.persona.name} — Ctrl-D to quit")
+                if session.persona.greeting:
+                    click.echo(session.persona.greeting)
+            while True:
+                line = await asyncio.to_thread(_read_line, interactive)
+                if line is None:
+                    break
+                if not line.strip():
+                    continue
+                async for event in session.ask(line):
+                    if isinstance(event, AgentTextDelta) and interactive:
+                        click.echo(event.text, nl=False)
+                    elif isinstance(event, ErrorRaised):
+                        click.echo(f"[{event.source}] {event.message}", err=True)
+                    elif isinstance(event, AgentTurnFinished):
+                        click.echo("" if interactive else " ".join(event.text.split()))
+
+    asyncio.run(main())
+
+
+def _read_line(interactive: bool) -> str | None:
+    try:
+        return input("> ") if interactive else sys.stdin.readline() or None
+    except EOFError:
+        return None
+
+
+@cli.group()
+def persona() -> None:
+    """Check and list personas."""
+
+
+@persona.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def persona_validate(paths: tuple[Path, ...]) -> None:
+    """Validate persona files; print file:line: field for each problem."""
+    from .persona import load_persona
+
+    failed = 0
+    files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    for path in files:
+        try:
+            p = load_persona(path)
+            click.echo(f"ok    {path} ({p.name}, {p.language})")
+        except PersonaError as exc:
+            failed += 1
+            click.echo(str(exc), err=True)
+    if failed:
+        click.echo(f"{failed} of {len(files)} persona file(s) invalid", err=True)
+        sys.exit(1)
+
+
+@persona.command("list")
+def persona_list() -> None:
+    """List the personas of the personas folder."""
+    from .persona import PersonaStore
+    from .settings import load_settings
+
+    settings = load_settings()
+    store = PersonaStore(settings.personas_dir)
+    for pid in store.ids():
+        try:
+            p = store.get(pid)
+            mark = "*" if pid == settings.default_persona else " "
+            click.echo(f"{mark} {pid:24} {p.language:4} {p.name}")
+        except PersonaError as exc:
+            click.echo(f"! {pid:24} invalid: {exc}")
+
+
+@cli.command()
+def plugins() -> None:
+    """List plugins: version, where they come from, hooks, and what they provide."""
+    from .plugins import Plugins
+    from .settings import load_settings
+
+    loaded = Plugins(load_settings()).load()
+    if not loaded.infos:
+        click.echo("no plugins installed")
+    for info in loaded.infos:
+        source = info.distribution or "?"
+        click.echo(f"{info.name} {info.version} ({source}: {info.module})")
+        if info.error:
+            click.echo(f"    FAILED: {info.error}")
+            continue
+        click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+        if info.provides:
+            click.echo(f"    provides: {', '.join(info.provides)}")
+    if any(i.error for i in loaded.infos):
+        sys.exit(1)
+
+
+def _add_plugin_commands() -> None:
+    try:
+        from .plugins import Plugins
+
+        loaded = Plugins().load()
+        loaded.pm.hook.register_commands(cli=cli)
+    except Exception as exc:  # plugin commands must never make the core CLI unusable
+        logging.getLogger(__name__).warning("plugin commands not added: %s", exc)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    cli()

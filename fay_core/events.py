@@ -1,0 +1,268 @@
+"""Typed events that flow on a session's bus.
+
+Events are frozen dataclasses named ``<Actor><PastVerb>`` (or ``<Thing>``). Every event carries the
+``session_id`` and ``turn_id`` it belongs to and a monotonic timestamp ``ts`` (``time.monotonic()``).
+``turn_id`` 0 means "not tied to a turn" (audio in, errors, state); events of an older turn than the bus's
+current one are stale and dropped before delivery to subscribers that ask for it.
+
+Urgent events (``URGENT = True``: interruptions, errors, speech start) overtake queued ordered events.
+Pydantic is used only at the edges (YAML, HTTP, data channel); inside, these dataclasses are all there is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events."""
+
+    URGENT: ClassVar[bool] = False
+
+    session_id: str = ""
+    turn_id: int = 0
+    ts: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UrgentEvent(Event):
+    """Base of events that overtake queued ordered events."""
+
+    URGENT: ClassVar[bool] = True
+
+
+# --- values carried by events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source an answer relies on; ``index`` is the ``[n]`` marker used in the answer text."""
+
+    index: int
+    source: str
+    title: str = ""
+    section: str = ""
+    chunk_id: str = ""
+    score: float = 0.0
+    page: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    """A word (or Chinese character group) and when it is heard, in ms from the start of its audio chunk."""
+
+    word: str
+    start_ms: float
+    end_ms: float
+
+
+# --- audio and speech in ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioReceived(Event):
+    """Microphone audio: 16-bit little-endian mono PCM at ``sample_rate``; ``pts`` in seconds of stream time."""
+
+    pcm: bytes
+    sample_rate: int = 16000
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserStartedSpeaking(UrgentEvent):
+    """VAD heard speech start; ``onset`` is the monotonic time the speech began (pre-roll included)."""
+
+    onset: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserStoppedSpeaking(UrgentEvent):
+    """VAD heard speech end; ``duration_ms`` is the length of the utterance."""
+
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptPartial(Event):
+    """An interim transcript while the user is still speaking."""
+
+    text: str
+    language: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptFinal(Event):
+    """The final transcript of one utterance."""
+
+    text: str
+    language: str = ""
+    audio_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserTextReceived(Event):
+    """A user message to answer: typed text, or a final transcript (``source="voice"``)."""
+
+    text: str
+    source: str = "text"
+
+
+# --- the agent ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentThinking(Event):
+    """The agent started working on a turn."""
+
+    question: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentTextDelta(Event):
+    """A piece of the answer text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentToolCalled(Event):
+    """The agent called a tool."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentToolReturned(Event):
+    """A tool call finished; ``error`` is set instead of ``result`` when it failed."""
+
+    name: str
+    call_id: str = ""
+    result: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentTurnFinished(Event):
+    """The whole answer of a turn. ``answered_by`` names the answerer (``llm``, ``offline``, ``fallback``)."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    answered_by: str = ""
+    interrupted: bool = False
+    error: str = ""
+
+
+# --- speech out and the avatar --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechSynthesized(Event):
+    """A chunk of answer audio (16-bit mono PCM) with word timings relative to this chunk's start."""
+
+    pcm: bytes
+    sample_rate: int
+    text: str = ""
+    words: tuple[WordTiming, ...] = ()
+    pts: float = 0.0
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvatarStartedSpeaking(Event):
+    """The first audio of a turn left the playout clock."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvatarStoppedSpeaking(Event):
+    """Playout of a turn's audio ended (``interrupted`` when cut by barge-in)."""
+
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WordPlayed(Event):
+    """A word of the answer has been played to the user (follows word timings against the playout clock)."""
+
+    word: str
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvatarFrame(Event):
+    """Renderer parameters for one frame, stamped with the ``pts`` of the audio it belongs to."""
+
+    renderer: str
+    pts: float
+    payload: bytes | dict[str, float] = b""
+
+
+# --- control ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interrupted(UrgentEvent):
+    """The user barged in: work of ``turn_id`` is cancelled; ``played_text`` is what the user actually heard."""
+
+    reason: str = "barge-in"
+    played_text: str = ""
+    onset: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorRaised(UrgentEvent):
+    """Something failed; the session goes on unless ``fatal``. ``source`` names the component."""
+
+    source: str
+    message: str
+    error_type: str = ""
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyMeasured(Event):
+    """A latency mark of a turn: ``stage`` (e.g. ``llm_first_token``) reached ``ms`` after ``since``."""
+
+    stage: str
+    ms: float
+    since: str = "turn_start"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionClosed(UrgentEvent):
+    """The session is closing; components should stop."""
+
+    reason: str = ""
+
+
+__all__ = [
+    "AgentTextDelta",
+    "AgentThinking",
+    "AgentToolCalled",
+    "AgentToolReturned",
+    "AgentTurnFinished",
+    "AudioReceived",
+    "AvatarFrame",
+    "AvatarStartedSpeaking",
+    "AvatarStoppedSpeaking",
+    "Citation",
+    "ErrorRaised",
+    "Event",
+    "Interrupted",
+    "LatencyMeasured",
+    "SessionClosed",
+    "SpeechSynthesized",
+    "TranscriptFinal",
+    "TranscriptPartial",
+    "UrgentEvent",
+    "UserStartedSpeaking",
+    "UserStoppedSpeaking",
+    "UserTextReceived",
+    "WordPlayed",
+    "WordTiming",
+]

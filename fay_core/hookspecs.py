@@ -1,0 +1,139 @@
+"""Fay's plugin hooks.
+
+A plugin is a module or object with functions decorated by :data:`fay_core.hookimpl`, exposed through the
+``fay`` entry-point group in its ``pyproject.toml``::
+
+    [project.entry-points.fay]
+    my_plugin = "my_package.plugin"
+
+Registration hooks are synchronous and hand over factories or objects whose methods are ``async``. Factories are
+called lazily, with the plugin's validated settings (or ``None`` if it registered no settings model), so that no
+model loads at import or start-up. Lifecycle hooks may return a value or an awaitable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("fay")
+hookimpl = pluggy.HookimplMarker("fay")
+
+
+@hookspec
+def register_settings(register: Any) -> None:
+    """Declare this plugin's settings model, validated from ``plugins.<name>`` at start-up.
+
+    :param register: ``register(name: str, model: type[pydantic.BaseModel])``. Bad values stop start-up with a
+        message naming ``plugins.<name>.<field>`` and its ``FAY_PLUGINS__<NAME>__<FIELD>`` variable.
+    """
+
+
+@hookspec
+def register_asr_engines(register: Any) -> None:
+    """Register speech-to-text engines.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], ASREngine], settings: str | None)``;
+        ``settings`` names the plugin settings section handed to the factory.
+    """
+
+
+@hookspec
+def register_tts_engines(register: Any) -> None:
+    """Register text-to-speech engines.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], TTSEngine], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_vad(register: Any) -> None:
+    """Register voice activity detectors.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], VADEngine], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_avatar_renderers(register: Any) -> None:
+    """Register avatar renderers, chosen per persona by ``avatar.renderer``.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], AvatarRenderer], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_embedders(register: Any) -> None:
+    """Register text embedders for the knowledge base.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], Embedder], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_rerankers(register: Any) -> None:
+    """Register rerankers that reorder retrieved chunks for a query.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], Reranker], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_knowledge_loaders(register: Any) -> None:
+    """Register loaders that turn files into knowledge-base documents.
+
+    :param register: ``register(suffixes: tuple[str, ...], loader: Callable[[Path], Iterable[Document]])``.
+    """
+
+
+@hookspec
+def register_tools(register: Any) -> None:
+    """Register tools the agent may call (a persona lists the ones it allows).
+
+    :param register: ``register(tool)`` with a langchain ``BaseTool``, or a typed, documented function (its
+        signature becomes the arguments' schema and its docstring the description).
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``fay`` command line.
+
+    :param cli: the root :class:`click.Group`.
+    """
+
+
+@hookspec
+def startup(app: Any) -> Any:
+    """Called once when the server starts. May return an awaitable.
+
+    :param app: the :class:`fay_core.app.Fay` runtime (settings, plugins, sessions).
+    """
+
+
+@hookspec
+def session_started(session: Any) -> Any:
+    """Called when a session starts, before its greeting. May return an awaitable.
+
+    :param session: the :class:`fay_core.session.Session`.
+    """
+
+
+@hookspec
+def session_ended(session: Any) -> Any:
+    """Called after a session closed. May return an awaitable.
+
+    :param session: the :class:`fay_core.session.Session`.
+    """
+
+
+@hookspec
+def event_observed(session: Any, event: Any) -> Any:
+    """Called for every event on every session's bus (only wired when some plugin implements it).
+
+    Keep it cheap: it runs in the session's observer task. May return an awaitable.
+
+    :param session: the session the event belongs to.
+    :param event: the :class:`fay_core.events.Event`.
+    """

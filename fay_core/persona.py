@@ -1,0 +1,269 @@
+"""Personas: who the avatar is, loaded from ``personas/*.yaml`` into pydantic models.
+
+Every block forbids unknown fields, so a typo is an error, not a silently ignored setting. A broken file raises
+:class:`~fay_core.errors.PersonaError` whose message names the file, the line and the field, e.g.::
+
+    personas/teller.yaml:12: interruption.min_speech_ms: Input should be a valid integer
+
+A persona's id is its file name without ``.yaml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .errors import PersonaError
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VoiceConfig(_Block):
+    """Which TTS engine speaks, and what to fall back to when it fails."""
+
+    engine: str = Field("auto", description="a registered TTS engine; 'auto' picks the best available")
+    name: str | None = Field(None, description="the engine's voice, e.g. en-US-AriaNeural or en_US-joe-medium")
+    rate: float = Field(1.0, gt=0.25, le=4.0)
+    fallback: list[str] = Field(default_factory=list, description="engines tried in order if the first fails")
+
+
+class AvatarConfig(_Block):
+    renderer: str = Field("none", description="a registered avatar renderer, or 'none'")
+    model: str | None = Field(None, description="the renderer's model (a path or URL), if it takes one")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMConfig(_Block):
+    """Overrides of the server's LLM settings for this persona; unset fields keep the server's value."""
+
+    model: str | None = None
+    api_base: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    fallbacks: list[str] | None = None
+
+
+class FAQEntry(_Block):
+    question: str
+    answer: str
+    id: str | None = None
+
+
+class KnowledgeConfig(_Block):
+    """What the persona knows and how strictly it sticks to it."""
+
+    collections: list[str] = Field(default_factory=list, description="knowledge-base collections to search")
+    paths: list[str] = Field(default_factory=list, description="files or folders, relative to the persona file")
+    faq: list[FAQEntry] = Field(default_factory=list, description="inline questions and answers")
+    only: bool = Field(False, description="answer only from knowledge; decline and offer a human otherwise")
+    top_k: int = Field(4, ge=1, le=50)
+    min_score: float | None = Field(None, description="retrieval score below which nothing counts as found")
+    handoff: str = Field("", description="what to say when offering a human colleague")
+
+
+class InterruptionConfig(_Block):
+    """Barge-in: when the user's speech stops the avatar."""
+
+    enabled: bool = True
+    min_speech_ms: int = Field(250, ge=0, description="speech this long while the avatar talks pauses it")
+    min_words: int = Field(0, ge=0, description="words needed before a pause becomes an interruption")
+    false_interruption_ms: int = Field(800, ge=0, description="resume if no real words arrive in this window")
+    half_duplex: bool = Field(False, description="ignore the microphone while the avatar speaks")
+    echo_warmup_ms: int = Field(0, ge=0, description="ignore speech this long after the avatar starts talking")
+
+
+class RubricItem(_Block):
+    criterion: str
+    weight: float = Field(1.0, ge=0)
+    description: str = ""
+
+
+class ScenarioConfig(_Block):
+    """A role-play plan: an interview, a sales training, or plain service."""
+
+    kind: Literal["service", "interview", "sales"] = "service"
+    goal: str = ""
+    steps: list[str] = Field(default_factory=list)
+    rubric: list[RubricItem] = Field(default_factory=list)
+
+
+class Persona(_Block):
+    """A persona file's content."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    language: Literal["zh", "en", "auto"] = "en"
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
+    avatar: AvatarConfig = Field(default_factory=AvatarConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    system_prompt: str = ""
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    tools: list[str] = Field(default_factory=list, description="names of registered tools this persona may call")
+    greeting: str = ""
+    interruption: InterruptionConfig = Field(default_factory=InterruptionConfig)
+    scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
+
+    _id: str = PrivateAttr("")
+    _path: Path | None = PrivateAttr(None)
+    _version: str = PrivateAttr("")
+
+    @property
+    def id(self) -> str:
+        """The file name without ``.yaml``."""
+        return self._id
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def version(self) -> str:
+        """A short hash of the file's bytes, recorded in the audit log with every turn."""
+        return self._version
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the persona file, resolved against the file's folder."""
+        p = Path(relative).expanduser()
+        if p.is_absolute() or self._path is None:
+            return p
+        return (self._path.parent / p).resolve()
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    node, line = value, value.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _key_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """For an unknown field, the line of the offending key."""
+    parent = node
+    for part in loc[:-1]:
+        if isinstance(parent, yaml.MappingNode):
+            parent = next((v for k, v in parent.value if k.value == part), None)
+        elif isinstance(parent, yaml.SequenceNode) and isinstance(part, int) and part < len(parent.value):
+            parent = parent.value[part]
+        else:
+            return _line_of(node, loc[:-1])
+    if isinstance(parent, yaml.MappingNode):
+        for key, _ in parent.value:
+            if key.value == loc[-1]:
+                return key.start_mark.line + 1
+    return _line_of(node, loc[:-1])
+
+
+def parse_persona(text: str, path: Path | str) -> Persona:
+    """Validate persona YAML ``text`` (read from ``path``); raise :class:`PersonaError` with file:line: field."""
+    path = Path(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PersonaError(
+            f"{path}:{line or '?'}: (yaml): {problem}", [(str(path), line, "(yaml)", str(problem))]
+        ) from None
+    if not isinstance(data, dict):
+        raise PersonaError(
+            f"{path}:1: (file): a persona is a YAML mapping of fields (name, language, voice, ...)",
+            [(str(path), 1, "(file)", "not a mapping")],
+        )
+    try:
+        persona = Persona.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                line = _key_line(root, loc)
+                msg = f"unknown field (allowed: {', '.join(_allowed(loc))})"
+            else:
+                line = _line_of(root, loc)
+                msg = err["msg"]
+            problems.append((str(path), line, ".".join(str(p) for p in loc), msg))
+        raise PersonaError(
+            "\n".join(f"{f}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in problems), problems
+        ) from None
+    persona._id = path.stem
+    persona._path = path.resolve()
+    persona._version = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return persona
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Persona
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def load_persona(path: Path | str) -> Persona:
+    """Load one persona file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PersonaError(f"{path}: no such persona file") from None
+    except UnicodeDecodeError as exc:
+        raise PersonaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_persona(text, path)
+
+
+class PersonaStore:
+    """The personas of a folder, found by id. Files are re-read when they change."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._cache: dict[str, tuple[float, Persona]] = {}
+
+    def ids(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.yaml"))
+
+    def get(self, persona_id: str) -> Persona:
+        """The persona ``persona_id``; raise :class:`PersonaError` if there is none or it is broken."""
+        if not persona_id or "/" in persona_id or "\\" in persona_id or persona_id.startswith("."):
+            raise PersonaError(f"invalid persona id {persona_id!r}")
+        path = self.folder / f"{persona_id}.yaml"
+        if not path.is_file():
+            known = ", ".join(self.ids()) or "none"
+            raise PersonaError(f"unknown persona {persona_id!r} in {self.folder} (known: {known})")
+        mtime = path.stat().st_mtime
+        cached = self._cache.get(persona_id)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        persona = load_persona(path)
+        self._cache[persona_id] = (mtime, persona)
+        return persona

@@ -1,0 +1,139 @@
+"""Settings: environment (``FAY_`` prefix, ``__`` for nesting), ``.env``, and an optional ``fay.yaml``.
+
+Priority, highest first: arguments, environment, ``.env``, ``fay.yaml`` (or the file named by ``FAY_CONFIG``),
+defaults. Each plugin's settings live under ``plugins.<name>`` and are validated against the model the plugin
+registers (see :func:`fay_core.hookspecs.register_settings`). Invalid settings raise :class:`ConfigError`
+naming the setting and its environment variable.
+
+Examples::
+
+    FAY_SERVER__PORT=8080
+    FAY_LLM__MODEL=openai/gpt-4o-mini
+    FAY_DATA_DIR=/var/lib/fay
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fay"
+
+
+def _default_personas_dir() -> Path:
+    shipped = PROJECT_ROOT / "personas"
+    return shipped if shipped.is_dir() else Path("personas")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LLMSettings(_Section):
+    """The default LLM; a persona's ``llm`` block overrides it field by field."""
+
+    model: str | None = Field(None, description="litellm model name, e.g. openai/gpt-4o-mini; none: offline answerer")
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float = Field(0.3, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    timeout_s: float = Field(30.0, gt=0, description="per request; a dead endpoint fails after this")
+    retries: int = Field(1, ge=0, le=5, description="retries of a failed request (HTTP 5xx, 429) before fallbacks")
+    fallbacks: list[str] = Field(default_factory=list, description="models tried in order when the first fails")
+    context_tokens: int = Field(8000, gt=256, description="history is trimmed to fit this budget")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_sessions: int = Field(100, gt=0)
+    max_body_bytes: int = Field(256 * 1024, gt=0, description="largest accepted HTTP request body")
+    max_message_chars: int = Field(4000, gt=0, description="longest accepted user message")
+    token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>'")
+    session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
+
+
+class Settings(BaseSettings):
+    """All of Fay's settings. Build with :func:`load_settings` to get readable errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="conversation records, audit, Chroma")
+    personas_dir: Path = Field(default_factory=_default_personas_dir)
+    default_persona: str = "bank_teller_en"
+    load_plugins: str | None = Field(None, description="comma-separated plugin names: load only these")
+    log_level: str = "INFO"
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("FAY_CONFIG", "fay.yaml")
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+    def plugin(self, name: str, model: type[BaseModel]) -> BaseModel:
+        """Validate and return plugin ``name``'s settings section as ``model``."""
+        try:
+            return model.model_validate(self.plugins.get(name, {}))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, prefix=("plugins", name))) from None
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "FAY_" + "__".join(str(p).upper() for p in loc)
+
+
+def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = prefix + tuple(str(p) for p in err["loc"])
+        dotted = ".".join(loc) or "(settings)"
+        lines.append(f"setting {dotted} ({_env_name(loc)}): {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from every source; raise :class:`ConfigError` naming each bad setting."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # e.g. an environment variable with malformed JSON for a nested field
+        raise ConfigError(f"invalid settings: {exc}") from None
+    return settings

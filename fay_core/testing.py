@@ -1,0 +1,242 @@
+"""Test doubles that ship with Fay, for its own tests and for plugin authors' tests.
+
+Fakes stand in only for what cannot run offline (a paid LLM API, an online TTS voice), behind the same
+interfaces the real things use:
+
+- :class:`FakeLLM` is a real OpenAI-compatible HTTP server on 127.0.0.1 (``/v1/chat/completions``, streamed as
+  server-sent events, tool calls included). Point litellm at it with ``model="openai/fake"`` and
+  ``api_base=fake.url``, so tests exercise the real client path.
+- :func:`test_settings` builds settings isolated from the developer's ``.env``, ``fay.yaml`` and data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .settings import Settings
+
+
+@dataclass
+class Reply:
+    """One scripted LLM reply: text (streamed in ``chunks`` if given), tool calls, or an HTTP error."""
+
+    text: str = ""
+    chunks: list[str] | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name": ..., "arguments": {...}}]
+    status: int = 200
+    error: str = "fake failure"
+    first_token_delay: float | None = None
+
+
+class FakeLLM:
+    """An OpenAI-compatible chat-completions server for tests.
+
+    Replies come from :meth:`enqueue` in order, else from ``responder(request_body)``, else the default echo
+    ``"You said: <last user message>"``. Every request body is kept in :attr:`requests`.
+    """
+
+    model = "openai/fake"
+
+    def __init__(
+        self,
+        *,
+        first_token_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        responder: Callable[[dict[str, Any]], Reply | str] | None = None,
+    ) -> None:
+        self.first_token_delay = first_token_delay
+        self.chunk_delay = chunk_delay
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+        self._queue: deque[Reply] = deque()
+        self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """The ``api_base`` to give litellm."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *replies: Reply | str) -> None:
+        """Script the next replies."""
+        self._queue.extend(Reply(r) if isinstance(r, str) else r for r in replies)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> FakeLLM:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._completions)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeLLM:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @contextmanager
+    def in_thread(self) -> Iterator[FakeLLM]:
+        """Run the server on its own event loop in a thread (for tests of synchronous code or subprocesses)."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.start())
+            ready.set()
+            loop.run_forever()
+
+        thread = threading.Thread(target=serve, name="fake-llm", daemon=True)
+        thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake LLM server did not start")
+        try:
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+    # --- the endpoint -----------------------------------------------------------------------------------
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        if self._queue:
+            return self._queue.popleft()
+        if self.responder is not None:
+            r = self.responder(body)
+            return Reply(r) if isinstance(r, str) else r
+        last_user = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        return Reply(f"You said: {last_user}")
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        reply = self._next_reply(body)
+        if reply.status != 200:
+            return web.json_response({"error": {"message": reply.error, "type": "fake_error"}}, status=reply.status)
+        cid = f"chatcmpl-fake{next(self._ids)}"
+        model = body.get("model", "fake")
+        if not body.get("stream"):
+            return web.json_response(self._full(cid, model, reply))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        delay = reply.first_token_delay if reply.first_token_delay is not None else self.first_token_delay
+        if delay:
+            await asyncio.sleep(delay)
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            data = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        pieces = reply.chunks if reply.chunks is not None else _split_words(reply.text)
+        first = True
+        for piece in pieces:
+            delta: dict[str, Any] = {"content": piece}
+            if first:
+                delta["role"] = "assistant"
+                first = False
+            await resp.write(chunk(delta))
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        for i, call in enumerate(reply.tool_calls):
+            await resp.write(
+                chunk(
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call.get("id", f"call_{i + 1}"),
+                                "type": "function",
+                                "function": {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}))},
+                            }
+                        ],
+                    }
+                )
+            )
+        await resp.write(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    def _full(cid: str, model: str, reply: Reply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.get("id", f"call_{i + 1}"),
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+                }
+                for i, c in enumerate(reply.tool_calls)
+            ]
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+
+def _split_words(text: str) -> list[str]:
+    """Stream text a word at a time, as LLMs roughly do (whitespace kept with the word before it)."""
+    out: list[str] = []
+    word = ""
+    for ch in text:
+        word += ch
+        if ch.isspace() or "\u3400" <= ch <= "\u9fff":
+            out.append(word)
+            word = ""
+    if word:
+        out.append(word)
+    return out
+
+
+def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for tests: no ``.env`` or ``fay.yaml`` of the developer, data under ``data_dir``."""
+
+    class _Isolated(Settings):
+        model_config = {**Settings.model_config, "env_file": None}  # type: ignore[typeddict-item]
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]
+            return (init_settings,)
+
+    return _Isolated(data_dir=data_dir, **overrides)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

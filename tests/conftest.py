@@ -1,0 +1,53 @@
+"""Shared fixtures. Tests never read the developer's .env, fay.yaml or data folder, and never reach the network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+for key in [k for k in os.environ if k.startswith("FAY_")]:
+    del os.environ[key]
+
+from fay_core.app import Fay  # noqa: E402
+from fay_core.settings import Settings  # noqa: E402
+from fay_core.testing import FakeLLM, test_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return test_settings(tmp_path / "data", personas_dir=ROOT / "personas")
+
+
+@pytest.fixture
+async def fay(settings: Settings) -> AsyncIterator[Fay]:
+    async with Fay(settings) as app:
+        yield app
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    async with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.fail(f"evaluation data not found at {data}: the tests expect ../shared/data beside the checkout")
+    return data
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # loopback traffic must never go through a proxy a developer has configured
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    yield
