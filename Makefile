@@ -17,7 +17,7 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed web-deps
 
 install-test: $(VENV)/.installed-test system-deps web-deps
 

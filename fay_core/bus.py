@@ -39,7 +39,6 @@ class Subscription:
         "_task",
         "_urgent",
         "_waiter",
-        "busy",
         "delivered",
         "drop_stale",
         "dropped",
@@ -64,7 +63,6 @@ class Subscription:
         self._urgent: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.busy = False
         self.delivered = 0
         self.dropped = 0
         self.stale = 0
@@ -183,35 +181,30 @@ class Bus:
 
     async def _run(self, sub: Subscription) -> None:
         loop = asyncio.get_running_loop()
-        ordered, urgent, handler = sub._ordered, sub._urgent, sub.handler
+        ordered, urgent, handler, is_async = sub._ordered, sub._urgent, sub.handler, sub.is_async
+        drop_stale = sub.drop_stale
         while True:
-            if urgent:
-                event = urgent.popleft()
-            elif ordered:
-                event = ordered.popleft()
-            else:
-                sub._waiter = loop.create_future()
+            while urgent or ordered:
+                event = urgent.popleft() if urgent else ordered.popleft()
+                if drop_stale and event.turn_id and event.turn_id < self._turn_id:
+                    sub.stale += 1
+                    continue
                 try:
-                    await sub._waiter
-                finally:
-                    sub._waiter = None
-                continue
-            if sub.drop_stale and event.turn_id and event.turn_id < self._turn_id:
-                sub.stale += 1
-                continue
-            sub.busy = True
+                    if is_async:
+                        await handler(event)
+                    else:
+                        handler(event)
+                    sub.delivered += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._report(sub, event, exc)
+            # parked: idle() knows a subscriber is done when its queues are empty and it waits here
+            sub._waiter = loop.create_future()
             try:
-                if sub.is_async:
-                    await handler(event)
-                else:
-                    handler(event)
-                sub.delivered += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._report(sub, event, exc)
+                await sub._waiter
             finally:
-                sub.busy = False
+                sub._waiter = None
 
     def _report(self, sub: Subscription, event: Event, exc: Exception) -> None:
         log.error(
@@ -277,7 +270,7 @@ class Bus:
         """Wait until every subscriber's queues are empty and no handler is running (for tests and shutdown)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while any(s._ordered or s._urgent or s.busy for s in self._subs):
+        while any(s._ordered or s._urgent or s._waiter is None for s in self._subs if not s._task.done()):  # type: ignore[union-attr]
             if loop.time() > deadline:
                 raise TimeoutError(f"bus of session {self.session_id!r} did not go idle in {timeout}s")
             await asyncio.sleep(0.001)

@@ -121,8 +121,8 @@ class Agent:
         try:
             try:
                 await self.answerer.answer(turn)
-            except EngineError as exc:
-                error = str(exc)
+            except Exception as exc:  # a failing answerer must not take the session down
+                error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
                 log.warning("session %s turn %d: %s", self.session.id, turn.id, exc)
                 bus.publish(
                     ErrorRaised(session_id=self.session.id, turn_id=turn.id, source=self.answerer.name, message=error,

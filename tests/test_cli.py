@@ -1,0 +1,101 @@
+"""The command line: `fay chat` piped and `fay run` answering over HTTP, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from fay_core.testing import FakeLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
+    env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path), **extra)
+    return env
+
+
+def test_chat_reads_piped_questions_one_reply_per_line(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "fay_core", "chat", "--persona", "bank_teller_en"],
+        input="What are your opening hours?\n\nI lost my card\nHow do I fly to the moon?\n",
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert "Monday to Friday" in lines[0] and "Freeze the card" in lines[1] and "colleague" in lines[2]
+
+
+def test_chat_through_an_llm_endpoint(tmp_path: Path) -> None:
+    fake = FakeLLM()
+    with fake.in_thread():
+        run = subprocess.run(
+            [sys.executable, "-m", "fay_core", "chat", "--persona", "interviewer_en"],
+            input="Hello there\n",
+            env=_env(tmp_path, FAY_LLM__MODEL=fake.model, FAY_LLM__API_BASE=fake.url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "You said: Hello there"
+    assert "Morgan" in fake.requests[0]["messages"][0]["content"]
+
+
+def test_chat_with_an_unknown_persona_fails_clearly(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "fay_core", "chat", "--persona", "nobody"],
+        input="hi\n", env=_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert run.returncode == 2 and "unknown persona 'nobody'" in run.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fay_run_answers_a_question_offline(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fay_core", "run", "--port", str(port)],
+        env=_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    assert json.load(r)["status"] == "ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "server did not become healthy in 90 s"
+                time.sleep(0.2)
+        req = urllib.request.Request(f"{base}/api/sessions", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            sid = json.load(r)["session_id"]
+        body = json.dumps({"text": "How do I open a savings account?"}).encode()
+        req = urllib.request.Request(f"{base}/api/sessions/{sid}/messages", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            stream = r.read().decode()
+        assert "event: done" in stream and "photo ID" in stream
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode in (0, -15)
