@@ -220,6 +220,9 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_delete("/api/sessions/{session_id}", delete_session)
     app.router.add_get("/", index)
+    from .transport import setup_webrtc  # imports aiortc: only when serving
+
+    setup_webrtc(app)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR, show_index=False, follow_symlinks=False)
     return app

