@@ -57,7 +57,7 @@ class Subscription:
         self.maxsize = maxsize
         self.drop_stale = drop_stale
         self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)
+            getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
         )
         self._ordered: deque[Event] = deque()
         self._urgent: deque[Event] = deque()
@@ -119,7 +119,7 @@ class Bus:
         sub = Subscription(
             handler,
             types or (Event,),
-            name or getattr(handler, "__qualname__", repr(handler)),
+            name or str(getattr(handler, "__qualname__", repr(handler))),
             maxsize or self.maxsize,
             drop_stale,
         )
@@ -191,7 +191,7 @@ class Bus:
                     continue
                 try:
                     if is_async:
-                        await handler(event)
+                        await handler(event)  # type: ignore[misc]
                     else:
                         handler(event)
                     sub.delivered += 1
@@ -266,7 +266,7 @@ class Bus:
     def subscriptions(self) -> list[Subscription]:
         return list(self._subs)
 
-    async def idle(self, timeout: float = 5.0) -> None:
+    async def idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until every subscriber's queues are empty and no handler is running (for tests and shutdown)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from .errors import ConfigError, PluginError
-from .settings import Settings
+from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class Plugins:
             raise PluginError(f"no {kind} engine named {name!r} (registered: {known})")
         config = None
         if reg.settings and reg.settings in self.settings_models:
-            config = (self.settings or Settings()).plugin(reg.settings, self.settings_models[reg.settings])
+            config = (self.settings or load_settings()).plugin(reg.settings, self.settings_models[reg.settings])
         params = inspect.signature(reg.factory).parameters
         instance = reg.factory(config) if params else reg.factory()
         self._instances[key] = instance

@@ -100,7 +100,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def list_personas(request: web.Request) -> web.Response:
     fay = request.app[FAY]
-    out = []
+    out: list[dict[str, Any]] = []
     for pid in fay.personas.ids():
         try:
             p = fay.personas.get(pid)
@@ -137,7 +137,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     text = body.get("text")
     if not isinstance(text, str):
         return error_response(400, "'text' (a string) is required")
-    stream = session.ask(text)
+    stream = aiter(session.ask(text))
     first = await anext(stream)  # raises SessionError (mapped to 400) before the stream starts
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
@@ -155,7 +155,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             await resp.write(_sse("done", turn_json(event)))
             break
         event = await anext(stream)
-    await stream.aclose()
+    await stream.aclose()  # type: ignore[attr-defined]
     await resp.write_eof()
     return resp
 

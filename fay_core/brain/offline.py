@@ -23,7 +23,10 @@ from ..persona import Persona
 from .turn import Turn
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*|[\u3400-\u9fff]", re.IGNORECASE)
-_STOP = frozenset("a an the is are was do does i you my me to of for in on and or what how can it be with".split())
+_STOP = frozenset(
+    ["a", "an", "the", "is", "are", "was", "do", "does", "i", "you", "my", "me", "to", "of", "for", "in", "on", "and",
+     "or", "what", "how", "can", "it", "be", "with"]
+)
 
 
 @dataclass(frozen=True)
