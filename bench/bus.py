@@ -2,8 +2,9 @@
 
 Scenarios:
 - fan-out to 1, 4 and 16 subscribers (deliveries per second, latency p50/p99);
-- a pipeline of 5 pass-through stages, each re-publishing a new event to the next (comparable to pipecat's
-  "frames through five pass-through processors": µs per frame per stage);
+- a pipeline of 5 pass-through stages, each forwarding the frame to the next stage's bus (comparable to
+  pipecat's "frames through five pass-through processors": µs per frame per stage), and the same with each stage
+  building a new event (a transforming processor);
 - 100 concurrent sessions, each with its own bus and 4 subscribers, publishing at once.
 
 Latency is measured per event from its creation (``Event.ts``, monotonic) to the moment its handler runs, with
@@ -83,43 +84,59 @@ async def fanout(subscribers: int, events: int, burst: int) -> dict[str, float]:
     }
 
 
-async def pipeline(stages: int, frames: int, burst: int) -> dict[str, float]:
-    """Frames through ``stages`` pass-through subscribers, each publishing a new frame type to the next."""
-    bus = Bus("pipe")
-    types = [dataclass(frozen=True, slots=True, kw_only=True)(type(f"Stage{i}", (Frame,), {})) for i in range(stages + 1)]
+async def pipeline(stages: int, frames: int, burst: int, *, new_event_per_stage: bool) -> dict[str, float]:
+    """Frames through ``stages`` pass-through subscribers.
+
+    With ``new_event_per_stage`` every stage builds a new event of the next stage's type on one bus (a processor
+    that transforms); otherwise each stage forwards the same event to the next stage's bus (pipecat's
+    pass-through processor).
+    """
     lat: list[float] = []
     done = 0
-
-    def make_stage(out_type: type[Frame]):  # type: ignore[no-untyped-def]
-        publish = bus.publish
-
-        def stage(e: Frame) -> None:
-            publish(out_type(n=e.n, ts=e.ts))
-
-        return stage
 
     def sink(e: Frame) -> None:
         nonlocal done
         done += 1
         lat.append(time.monotonic() - e.ts)
 
-    for i in range(stages):
-        bus.subscribe(make_stage(types[i + 1]), types[i], name=f"stage{i}", maxsize=burst * 4 + 16)
-    bus.subscribe(sink, types[stages], name="sink", maxsize=burst * 4 + 16)
+    size = burst * 4 + 16
+    if new_event_per_stage:
+        bus = Bus("pipe")
+        buses = [bus]
+        types = [
+            dataclass(frozen=True, slots=True, kw_only=True)(type(f"Stage{i}", (Frame,), {})) for i in range(stages + 1)
+        ]
+
+        def transform(out_type: type[Frame]):  # type: ignore[no-untyped-def]
+            publish = bus.publish
+            return lambda e: publish(out_type(n=e.n, ts=e.ts))
+
+        for i in range(stages):
+            bus.subscribe(transform(types[i + 1]), types[i], name=f"stage{i}", maxsize=size)
+        bus.subscribe(sink, types[stages], name="sink", maxsize=size)
+        entry, first = bus, types[0]
+    else:
+        buses = [Bus(f"stage{i}") for i in range(stages + 1)]
+        for i in range(stages):
+            buses[i].subscribe(buses[i + 1].publish, Frame, name=f"stage{i}", maxsize=size)
+        buses[stages].subscribe(sink, Frame, name="sink", maxsize=size)
+        entry, first = buses[0], Frame
     await asyncio.sleep(0)
     gc.collect()
     start = time.perf_counter()
-    first = types[0]
     for i in range(0, frames, burst):
         for j in range(burst):
-            bus.publish(first(n=i + j))
+            entry.publish(first(n=i + j))
         await asyncio.sleep(0)
-    await bus.idle(timeout=60)
+    for b in buses:
+        await b.idle(timeout=60)
     elapsed = time.perf_counter() - start
-    await bus.close()
+    for b in buses:
+        await b.close()
     return {
         "stages": stages,
         "frames": frames,
+        "new_event_per_stage": new_event_per_stage,
         "frames_per_s": done / elapsed,
         "us_per_frame_per_stage": elapsed / (done * stages) * 1e6 if done else float("nan"),
         "p50_us": _pct(lat, 0.5) * 1e6,
@@ -175,8 +192,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "burst": args.burst,
     }
     out["fanout"] = [await fanout(n, args.events, args.burst) for n in (1, 4, 16)]
-    out["pipeline_5_stages"] = await pipeline(5, args.events // 2, args.burst)
-    out["pipeline_5_stages_burst64"] = await pipeline(5, args.events // 2, 64)
+    out["pipeline_5_passthrough"] = await pipeline(5, args.events, args.burst, new_event_per_stage=False)
+    out["pipeline_5_transform"] = await pipeline(5, args.events, args.burst, new_event_per_stage=True)
     out["sessions_100"] = await sessions(100, 4, max(200, args.events // 100), args.burst)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
@@ -188,7 +205,10 @@ def print_table(r: dict[str, object]) -> None:
     for f in r["fanout"]:  # type: ignore[union-attr]
         print(f"{'fan-out, ' + str(f['subscribers']) + ' subscriber(s)':34} {f['events_per_s']:12,.0f} "
               f"{f['deliveries_per_s']:13,.0f} {f['us_per_delivery']:8.2f} {f['p50_us']:8.1f} {f['p99_us']:8.1f}")
-    for key, label in (("pipeline_5_stages", "pipeline, 5 stages"), ("pipeline_5_stages_burst64", "pipeline, 5 stages, burst 64")):
+    for key, label in (
+        ("pipeline_5_passthrough", "pipeline, 5 pass-through stages"),
+        ("pipeline_5_transform", "pipeline, 5 stages, new event each"),
+    ):
         p = r[key]
         print(f"{label:34} {p['frames_per_s']:12,.0f} {'':>13} {p['us_per_frame_per_stage']:8.2f} "  # type: ignore[index]
               f"{p['p50_us']:8.1f} {p['p99_us']:8.1f}")  # type: ignore[index]

@@ -171,3 +171,27 @@ async def test_spawned_task_failure_becomes_an_error_event() -> None:
     await bus.idle()
     assert [(e.source, e.error_type) for e in errors] == [("worker", "KeyError")]
     await bus.close()
+
+
+async def test_idle_sync_subscriber_is_served_inside_publish_and_never_re_entered() -> None:
+    bus = Bus()
+    got: list[str] = []
+    depth = 0
+    max_depth = 0
+
+    def echo(event: AgentTextDelta) -> None:
+        nonlocal depth, max_depth
+        depth += 1
+        max_depth = max(max_depth, depth)
+        got.append(event.text)
+        if len(event.text) < 3:
+            bus.emit(AgentTextDelta, text=event.text + "+")  # to itself: must queue, not recurse
+        depth -= 1
+
+    bus.subscribe(echo, AgentTextDelta)
+    await asyncio.sleep(0)  # let the subscriber park
+    bus.emit(AgentTextDelta, text="a")
+    assert got == ["a"]  # delivered inside publish(): no task switch needed
+    await bus.idle()
+    assert got == ["a", "a+", "a++"] and max_depth == 1
+    await bus.close()
