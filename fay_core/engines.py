@@ -95,7 +95,12 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RendererInfo:
-    """What a renderer produces, for the web client: ``kind`` is ``data`` (parameters) or ``video``."""
+    """What a renderer produces, for the web client.
+
+    ``kind`` is ``data`` (binary parameter frames, published as :class:`~fay_core.events.AvatarFrame` and sent
+    unchanged on the data channel) or ``video`` (a video track added to the peer connection). ``viewer`` names the
+    web module ``/web/avatars/<viewer>.js`` that shows it (the renderer's name if empty).
+    """
 
     name: str
     kind: str
@@ -104,11 +109,28 @@ class RendererInfo:
 
 
 @runtime_checkable
+class AvatarStream(Protocol):
+    """A renderer running for one session, found as ``session.avatar`` (see :mod:`fay_core.avatar`)."""
+
+    info: RendererInfo
+    #: an aiortc ``MediaStreamTrack`` (kind ``video``) for video renderers, ``None`` for data renderers
+    video_track: Any
+
+    def header(self) -> bytes | None:
+        """For data renderers: the stream header to send first on a newly opened data channel."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop producing frames (called when the session closes)."""
+        ...
+
+
+@runtime_checkable
 class AvatarRenderer(Protocol):
-    """Turns the lip-sync/animation timeline into frames for one session's client."""
+    """Turns the session's lip-sync/animation timeline into frames. One object is shared by all sessions."""
 
     info: RendererInfo
 
-    async def start(self, session: Any) -> None:
-        """Attach to ``session`` (subscribe to its bus, add tracks); stopped when the session's bus closes."""
+    async def start(self, session: Any) -> AvatarStream:
+        """Start rendering for ``session``: return its per-session stream (frames follow its playout clock)."""
         ...

@@ -1,0 +1,265 @@
+"""The animation timeline: one per session, the single source of every avatar renderer's frames.
+
+It listens on the session's bus for :class:`~fay_core.events.SpeechSynthesized` (audio chunks stamped with the
+playout PTS they will play at, with word timings when the TTS gives them), analyses each chunk into a mouth track
+(:mod:`fay_core.avatar.lipsync`), and produces an :class:`~fay_core.avatar.rig.AvatarState` for **every frame
+the playout clock releases** (``playout.add_listener``): the state for the PTS being heard, so mouth and sound
+leave the server together. Audio that arrives without a chunk analysis is followed from the released frames.
+
+- Idle life (blinks, breathing, head motion, glances) is computed from the same PTS (:mod:`fay_core.avatar.idle`).
+- Emotion tags in the agent's text (``[happy]``...) become expressions when that turn's next sentence plays, and
+  fade back to neutral after the turn falls silent.
+- :class:`~fay_core.events.Interrupted` discards every pending mouth track of the interrupted turn (the playout
+  flushes its audio at the same time), and the first frame after it is flagged so clients reset smoothing.
+- With no playout on the session yet (text chat, or before the voice is attached) an internal 50 Hz clock keeps
+  the idle life going, and hands over to the playout as soon as ``session.voice.playout`` appears.
+
+Renderers register a *sink* (``add_sink(cb)``); sinks are called synchronously with each state, in the playout's
+task: they must be cheap (quantize and publish; heavy drawing belongs in the renderer's own task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..bus import Bus, Subscription
+from ..events import AgentTextDelta, ErrorRaised, Interrupted, SpeechSynthesized
+from .emotion import NEUTRAL, TagScanner
+from .idle import IdleLife
+from .lipsync import HOP_S, LiveEnvelope, SpeechTrack, analyse
+from .rig import EXPRESSIONS, VISEME_INDEX, AvatarState
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[AvatarState], None]
+FRAME_S = 0.020  #: the internal clock's frame (the playout's frame is 20 ms too)
+SILENCE_DBFS = -55.0  #: a released frame quieter than this closes the mouth whatever the track says
+EXPRESSION_TAU_S = 0.25
+EXPRESSION_HOLD_S = 1.5
+
+
+class AnimationTimeline:
+    """The lip-sync/animation timeline of one session's bus. See the module docstring."""
+
+    def __init__(self, bus: Bus, *, seed: int | None = None, head_amplitude_deg: float = 2.5) -> None:
+        self.bus = bus
+        if seed is None:
+            seed = zlib.crc32(bus.session_id.encode())
+        self.idle = IdleLife(seed, head_amplitude_deg=head_amplitude_deg)
+        self.tracks: list[SpeechTrack] = []
+        self.sinks: list[Sink] = []
+        self.live = LiveEnvelope()
+        self.frames = 0
+        self.last: AvatarState | None = None
+        self._tags = TagScanner()
+        self._pending: dict[int, list[str]] = {}
+        self._target = np.zeros(len(EXPRESSIONS), dtype=np.float32)
+        self._expr = np.zeros(len(EXPRESSIONS), dtype=np.float32)
+        self._current: SpeechTrack | None = None
+        self._last_speech_pts = -1e9
+        self._last_pts: float | None = None
+        self._reset = False
+        self._playout: Any = None
+        self._subs: list[Subscription] = []
+        self._clock: asyncio.Task[None] | None = None
+        self._sink_failed: set[int] = set()
+        self._stopped = False
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    def start(self, session: Any = None) -> None:
+        """Subscribe to the bus; follow ``session.voice.playout`` (now, or once it appears)."""
+        bus = self.bus
+        self._subs = [
+            bus.subscribe(self._on_speech, SpeechSynthesized, name="avatar.timeline.speech"),
+            bus.subscribe(self._on_interrupted, Interrupted, name="avatar.timeline.interrupt", drop_stale=False),
+            bus.subscribe(self._on_text, AgentTextDelta, name="avatar.timeline.text"),
+        ]
+        if not self._follow(session):
+            self._clock = bus.spawn(self._run_clock(session), name="avatar.timeline.clock")
+
+    def _follow(self, session: Any) -> bool:
+        playout = getattr(getattr(session, "voice", None), "playout", None)
+        if playout is None:
+            return False
+        self._playout = playout
+        playout.add_listener(self.on_audio)
+        return True
+
+    async def stop(self) -> None:
+        """Stop producing frames and leave the bus and the playout."""
+        self._stopped = True
+        if self._playout is not None and hasattr(self._playout, "remove_listener"):
+            self._playout.remove_listener(self.on_audio)
+        self._playout = None
+        if self._clock is not None:
+            self._clock.cancel()
+            await asyncio.gather(self._clock, return_exceptions=True)
+        for sub in self._subs:
+            await self.bus.unsubscribe(sub)
+        self._subs.clear()
+
+    def add_sink(self, sink: Sink) -> None:
+        """Call ``sink(state)`` for every frame from now on."""
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    async def _run_clock(self, session: Any) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        n = 0
+        while not self._stopped:
+            if self._follow(session):
+                return  # the playout's clock takes over
+            self.on_audio(b"", loop.time() - t0, 0)
+            n += 1
+            await asyncio.sleep(max(0.0, t0 + n * FRAME_S - loop.time()))
+
+    # --- bus events -------------------------------------------------------------------------------------
+
+    def _on_speech(self, ev: SpeechSynthesized) -> None:
+        if not ev.pcm:
+            return
+        track = analyse(ev.pcm, ev.sample_rate, pts=ev.pts, turn_id=ev.turn_id, words=ev.words)
+        self.add_track(track)
+
+    def add_track(self, track: SpeechTrack) -> None:
+        """Schedule a mouth track (normally built from a ``SpeechSynthesized`` event)."""
+        tracks = self.tracks
+        tracks.append(track)
+        if len(tracks) > 1 and tracks[-2].pts > track.pts:
+            tracks.sort(key=lambda t: t.pts)
+
+    def _on_interrupted(self, ev: Interrupted) -> None:
+        self.interrupt(ev.turn_id)
+
+    def interrupt(self, turn_id: int = 0) -> int:
+        """Discard the pending mouth tracks of ``turn_id`` and older turns (all if 0); return how many."""
+        before = len(self.tracks)
+        self.tracks = [t for t in self.tracks if turn_id and t.turn_id > turn_id]
+        self._current = None
+        self._pending = {k: v for k, v in self._pending.items() if turn_id and k > turn_id}
+        self.live.level = 0.0
+        self._reset = True
+        self._last_speech_pts = -1e9
+        return before - len(self.tracks)
+
+    def _on_text(self, ev: AgentTextDelta) -> None:
+        for tag in self._tags.feed(ev.text):
+            if self._playout is None:
+                self._set_expression(tag)  # no audio to wait for
+            else:
+                self._pending.setdefault(ev.turn_id, []).append(tag)
+
+    def _set_expression(self, name: str) -> None:
+        self._target[:] = 0.0
+        if name != NEUTRAL:
+            self._target[EXPRESSIONS.index(name)] = 1.0
+
+    # --- frames -----------------------------------------------------------------------------------------
+
+    def on_audio(self, pcm: bytes, pts: float, turn_id: int = 0) -> None:
+        """The playout listener: make the frame of the audio frame released at ``pts`` and hand it to the sinks."""
+        if self._stopped:
+            return
+        state = self.state_at(pts, pcm=pcm, turn_id=turn_id)
+        self.frames += 1
+        for sink in self.sinks:
+            try:
+                sink(state)
+            except Exception as exc:  # a broken renderer must never break the audio
+                if id(sink) not in self._sink_failed:
+                    self._sink_failed.add(id(sink))
+                    log.exception("avatar sink %r failed", sink)
+                    self.bus.publish(ErrorRaised(session_id=self.bus.session_id, source="avatar",
+                                                 message=f"renderer failed: {type(exc).__name__}: {exc}",
+                                                 error_type=type(exc).__name__))
+
+    def _track_at(self, t: float) -> SpeechTrack | None:
+        tracks = self.tracks
+        # drop tracks that ended more than a second ago
+        while tracks and tracks[0].end < t - 1.0:
+            tracks.pop(0)
+        for tr in tracks:
+            if tr.pts <= t < tr.end:
+                return tr
+            if tr.pts > t:
+                break
+        return None
+
+    def _fell_silent(self, t: float) -> bool:
+        if self._playout is None or t - self._last_speech_pts <= EXPRESSION_HOLD_S:
+            return False
+        return not any(tr.pts > t for tr in self.tracks)
+
+    def state_at(
+        self, pts: float, *, pcm: bytes | None = None, turn_id: int = 0, frame_s: float = FRAME_S
+    ) -> AvatarState:
+        """The state for the audio frame that starts at ``pts`` (evaluated at the frame's centre)."""
+        t = pts + frame_s / 2
+        st = AvatarState(pts=pts, turn_id=turn_id)
+        track = self._track_at(t)
+        opening = 0.0
+        if track is not None:
+            got = track.at(t)
+            assert got is not None
+            opening, v, vn = got
+            if track is not self._current:
+                self._current = track
+                self._last_speech_pts = t
+                pending = self._pending.get(track.turn_id)
+                if pending:
+                    self._set_expression(pending.pop(0))
+            w = st.visemes
+            if v == VISEME_INDEX["sil"]:
+                w[vn] = 0.5 * min(1.0, opening * 4)
+            else:
+                w[v] += 0.75
+                w[vn] += 0.25
+            st.turn_id = turn_id or track.turn_id
+        elif pcm:
+            opening = self.live.update(pcm)
+            if opening > 0.05:
+                st.visemes[VISEME_INDEX["aa"]] = 1.0
+        if pcm and opening > 0.0 and _dbfs(pcm) < SILENCE_DBFS:
+            opening = 0.0
+        st.mouth_open = opening
+        st.speaking = opening > 0.02 or (track is not None and track.source == "words" and opening > 0.0)
+        if st.speaking:
+            self._last_speech_pts = t
+        elif track is None and self._target.any() and self._fell_silent(t):
+            self._target[:] = 0.0  # the turn fell silent: back to neutral
+        # expressions ease towards their target
+        dt = 0.0 if self._last_pts is None else min(0.1, max(0.0, pts - self._last_pts))
+        self._last_pts = pts
+        k = 1.0 - math.exp(-dt / EXPRESSION_TAU_S) if dt else 1.0 if self.frames == 0 else 0.0
+        self._expr += k * (self._target - self._expr)
+        st.expressions = self._expr.copy()
+        pose = self.idle.pose(t, opening)
+        st.blink_left = st.blink_right = pose.blink
+        st.breath = pose.breath
+        st.head_pitch, st.head_yaw, st.head_roll = pose.pitch, pose.yaw, pose.roll
+        st.gaze_x, st.gaze_y = pose.gaze_x, pose.gaze_y
+        st.reset, self._reset = self._reset, False
+        self.last = st
+        return st
+
+
+def _dbfs(pcm: bytes) -> float:
+    s = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
+    if s.size == 0:
+        return -120.0
+    return 10 * math.log10(float(np.mean(s * s)) / (32768.0 * 32768.0) + 1e-12)
+
+
+__all__ = ["FRAME_S", "HOP_S", "AnimationTimeline", "Sink"]
