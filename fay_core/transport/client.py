@@ -118,7 +118,8 @@ class FayClient:
         self.binary: list[bytes] = []
         self.audio_frames = 0
         self.first_audible_at: float | None = None  # monotonic time of the first frame above audible_rms
-        self.connect_s = 0.0  # offer posted -> data channel open
+        self.connect_s = 0.0  # offer made -> the server's "ready" message received
+        self.ready: dict[str, Any] = {}
         self._channel: Any = None
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -158,7 +159,7 @@ class FayClient:
         self.session_id = data["session_id"]
         sdp, _ = filter_candidates(data["sdp"], networks(self.ice))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        await asyncio.wait_for(self.wait_for("ready"), timeout)
+        self.ready = await asyncio.wait_for(self.wait_for("ready"), timeout)
         self.connect_s = time.monotonic() - started
 
     def _on_track(self, track: MediaStreamTrack) -> None:

@@ -64,6 +64,7 @@ class Peer:
         self.video_out: MediaStreamTrack | None = None
         self.remote_audio: MediaStreamTrack | None = None
         self.voice = False
+        self.voice_error = ""
         self.state = "listening"
         self.created = time.monotonic()
         self.connected_at: float | None = None
@@ -109,6 +110,12 @@ class Peer:
         channel.on("message", self._on_message)
         channel.on("close", lambda: self.close("data channel closed"))
         self.send(self._ready())
+        header = getattr(getattr(self.session, "avatar", None), "header", None)
+        data = header() if header is not None else None
+        if data:  # a data renderer's stream header (channel table) goes first, as a binary message
+            channel.send(bytes(data))
+        if self.voice_error:
+            self.send(error_message("voice", self.voice_error))
 
     def _ready(self) -> dict[str, Any]:
         p = self.session.persona

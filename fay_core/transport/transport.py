@@ -55,6 +55,8 @@ class WebRTCTransport:
             raise OfferError(400, "malformed SDP offer: expected an SDP body starting with 'v=0' with m= lines")
         if not any(line.startswith("a=ice-ufrag:") for line in lines):
             raise OfferError(400, "malformed SDP offer: no a=ice-ufrag (ICE credentials) in it")
+        if not any(line.startswith("a=fingerprint:") for line in lines):
+            raise OfferError(400, "malformed SDP offer: no a=fingerprint (DTLS certificate) in it")
         limit = self.settings.max_peers
         if len(self.peers) + self._pending >= limit:
             raise OfferError(503, f"too many sessions: the limit of {limit} WebRTC peers is reached, try again later")
@@ -110,10 +112,17 @@ class WebRTCTransport:
                 raise
             log.warning("no voice pipeline (fay_core.voice): peer %s gets text only", peer.id)
             return
-        await attach_voice(peer.session)
+        try:
+            await attach_voice(peer.session)
+        except FayError as exc:  # e.g. no VAD/ASR/TTS engine installed: the conversation goes on in text
+            log.error("peer %s: no voice: %s", peer.id, exc)
+            peer.voice_error = f"voice unavailable, text only: {exc}"
+            return
         playout = peer.session.voice.playout  # type: ignore[attr-defined]
         track = PlayoutTrack(sample_rate=playout.sample_rate)
         playout.add_listener(track.push)
+        if hasattr(playout, "remove_listener"):
+            peer.session.on_close(lambda: playout.remove_listener(track.push))
         peer.pc.addTrack(track)
         peer.audio_out = track
         peer.voice = True
@@ -130,17 +139,20 @@ class WebRTCTransport:
         peer.video_out = track
 
     def renderer_info(self, session: Session) -> dict[str, Any] | None:
-        """What the web client needs to mount the persona's avatar viewer, or ``None``."""
-        name = session.persona.avatar.renderer
-        if name in ("", "none"):
-            return None
-        try:
-            engine = self.fay.plugins.engine("renderer", name)
-        except FayError as exc:
-            return {"name": name, "kind": "none", "error": str(exc)}
-        info = engine.info
-        return {"name": info.name, "kind": info.kind, "viewer": info.viewer or f"/web/avatars/{info.name}.js",
-                "options": {**info.options, **session.persona.avatar.options}, "model": session.persona.avatar.model}
+        """What the web client needs to mount the session's avatar viewer (``session.avatar``), or ``None``."""
+        stream = getattr(session, "avatar", None)
+        if stream is None:
+            name = session.persona.avatar.renderer
+            if name in ("", "none"):
+                return None
+            return {"name": name, "kind": "none", "error": f"avatar renderer {name!r} did not start"}
+        info = stream.info
+        viewer = info.viewer or info.name
+        if "/" not in viewer:
+            viewer = f"/web/avatars/{viewer}.js"
+        avatar = session.persona.avatar
+        return {"name": info.name, "kind": info.kind, "viewer": viewer, "model": avatar.model,
+                "options": {**info.options, **avatar.options}}
 
     # --- tasks and shutdown -----------------------------------------------------------------------------
 
