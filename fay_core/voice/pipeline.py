@@ -1,0 +1,346 @@
+"""The voice pipeline of one session: microphone audio in, spoken answers out.
+
+``await attach_voice(session)`` wires it (idempotent; stored as ``session.voice``)::
+
+    AudioReceived ─► VAD segmenter ─► ASR ─► TranscriptFinal ─► Agent
+                          │ barge-in (pause / interrupt / resume)
+    AgentTextDelta ─► sentence splitter ─► TTS (engine + fallbacks) ─► Playout ─► listeners (WebRTC, avatar)
+
+Latency: the ASR runs while the user speaks (partials when a worker is free) and again as soon as the user pauses
+(``early_final``), so when the VAD's end-of-speech wait is over the transcript is usually ready and the LLM
+starts at once. Every voice turn publishes ``LatencyMeasured`` marks measured from the end of speech
+(``since="speech_end"``): ``vad_end``, ``asr_final``, ``llm_first_token``, ``first_sentence``,
+``tts_first_audio``, ``first_audio_out``; typed turns get the same marks from the turn start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FayError
+from ..events import (
+    AgentTextDelta,
+    AgentTurnFinished,
+    AudioReceived,
+    AvatarStartedSpeaking,
+    ErrorRaised,
+    Event,
+    Interrupted,
+    LatencyMeasured,
+    TranscriptFinal,
+    TranscriptPartial,
+    UserStartedSpeaking,
+    UserStoppedSpeaking,
+    UserTextReceived,
+)
+from .audio import IN_RATE, OUT_RATE, resample
+from .bargein import BargeIn, Verdict
+from .playout import Playout
+from .splitter import SentenceSplitter, speakable
+from .tts import Speaker
+from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Clock:
+    """Latency marks of one turn, measured from ``ref`` (the end of speech, or the turn start)."""
+
+    ref: float
+    since: str
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, at: float | None = None) -> float:
+        ms = ((at if at is not None else time.monotonic()) - self.ref) * 1000
+        self.marks.setdefault(stage, ms)
+        return ms
+
+
+@dataclass
+class _TurnVoice:
+    turn_id: int
+    clock: _Clock
+    splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
+    sentences: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    deltas: int = 0
+    published: set[str] = field(default_factory=set)
+
+
+class VoicePipeline:
+    """Listens and speaks for one session. Build with :func:`attach_voice`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.bus = session.bus
+        app = session.app
+        self.settings = app.settings.voice
+        persona = session.persona
+        self.vad = app.plugins.engine("vad", self.settings.vad.engine)
+        self.asr = app.plugins.engine("asr", self.settings.asr.engine)
+        lang = self.settings.asr.language or persona.language
+        self.language: str | None = None if lang == "auto" else lang
+        v = self.settings.vad
+        self.segmenter = Segmenter(
+            self.vad.create_stream(IN_RATE),
+            SegmenterConfig(
+                threshold=v.threshold, neg_threshold=v.neg_threshold, start_ms=v.start_ms,
+                min_silence_ms=v.min_silence_ms, preroll_ms=v.preroll_ms, tail_ms=v.tail_ms,
+                max_utterance_ms=int(v.max_utterance_s * 1000),
+            ),
+        )
+        self.playout = Playout(self.bus, OUT_RATE)
+        self.speaker = Speaker(session, self.settings)
+        self.bargein = BargeIn(self.bus, self.playout, persona.interruption, self._words_of)
+        self._turns: dict[int, _TurnVoice] = {}
+        self._clocks: deque[_Clock] = deque(maxlen=8)  # voice utterances waiting for their turn to start
+        self._early: tuple[int, asyncio.Task[str]] | None = None
+        self._partial: asyncio.Task[None] | None = None
+        self._partial_at_ms = 0.0
+        self._utt = 0
+        self._finalizing: asyncio.Task[None] | None = None
+        self._rate_warned = False
+        self.utterances = 0
+        self.started = False
+        #: latency marks (ms) of recent turns, by turn id
+        self.latency: dict[int, dict[str, float]] = {}
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        bus = self.bus
+        bus.subscribe(self._on_audio, AudioReceived, name="voice.audio", drop_stale=False)
+        bus.subscribe(
+            self._on_event, UserTextReceived, AgentTextDelta, AgentTurnFinished, Interrupted, AvatarStartedSpeaking,
+            name="voice.speech", drop_stale=False,
+        )
+        self.playout.start()
+        warm = getattr(self.asr, "warm_up", None)
+        if warm is not None:
+            bus.spawn(warm(), name="voice.asr-warm-up")
+        self.session.on_close(self.close)
+
+    async def close(self) -> None:
+        for tv in self._turns.values():
+            if tv.task is not None:
+                tv.task.cancel()
+        self._turns.clear()
+
+    # --- listening --------------------------------------------------------------------------------------
+
+    def _on_audio(self, ev: AudioReceived) -> None:
+        pcm = ev.pcm
+        if ev.sample_rate != IN_RATE:
+            if not self._rate_warned:
+                log.warning("session %s: microphone audio at %d Hz is resampled to 16000", self.session.id,
+                            ev.sample_rate)
+                self._rate_warned = True
+            pcm = resample(pcm, ev.sample_rate, IN_RATE)
+        seg = self.segmenter
+        for vev in seg.feed(pcm, ev.ts):
+            if isinstance(vev, SpeechStart):
+                self._speech_started(vev)
+            elif isinstance(vev, SpeechPaused):
+                self._speech_paused(vev)
+            elif isinstance(vev, SpeechResumed):
+                self._early = None
+            elif isinstance(vev, SpeechEnd):
+                self._speech_ended(vev)
+        if seg.speaking:
+            speech_ms = seg.speech_ms
+            self.bargein.speech_progress(speech_ms)
+            if (
+                self.settings.asr.partials
+                and not seg.paused
+                and speech_ms - self._partial_at_ms >= self.settings.asr.partial_interval_ms
+                and (self._partial is None or self._partial.done())
+                and not getattr(self.asr, "busy", False)
+            ):
+                self._partial_at_ms = speech_ms
+                self._partial = self.bus.spawn(self._transcribe_partial(self._utt), name="voice.asr-partial")
+
+    def _speech_started(self, ev: SpeechStart) -> None:
+        self._utt += 1
+        self._early = None
+        self._partial_at_ms = 0.0
+        self.bus.publish(UserStartedSpeaking(session_id=self.session.id, onset=ev.onset))
+        self.bargein.speech_started(ev.onset, self.segmenter.utterance)
+
+    def _speech_paused(self, ev: SpeechPaused) -> None:
+        if self.settings.asr.early_final and len(ev.pcm) / 2 / IN_RATE * 1000 >= self.settings.vad.min_utterance_ms:
+            task = self.bus.spawn(self._transcribe(ev.pcm), name="voice.asr-early")
+            self._early = (self._utt, task)
+
+    def _speech_ended(self, ev: SpeechEnd) -> None:
+        self.utterances += 1
+        self.bus.publish(UserStoppedSpeaking(session_id=self.session.id, duration_ms=ev.duration_ms))
+        clock = _Clock(ev.speech_end, "speech_end")
+        clock.mark("vad_end")
+        early = self._early[1] if self._early and self._early[0] == self._utt else None
+        self._early = None
+        previous = self._finalizing
+        self._finalizing = self.bus.spawn(self._finalize(ev, clock, early, previous), name="voice.asr-final")
+
+    async def _finalize(
+        self, ev: SpeechEnd, clock: _Clock, early: asyncio.Task[str] | None, previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.gather(previous, return_exceptions=True)  # transcripts leave in utterance order
+        text: str | None = None
+        if ev.duration_ms >= self.settings.vad.min_utterance_ms:
+            try:
+                text = await early if early is not None else await self._transcribe(ev.pcm)
+            except Exception as exc:
+                text = None
+                self._error("asr", exc)
+        verdict = self.bargein.speech_ended(text)
+        if verdict is Verdict.DROP or not text:
+            return
+        clock.mark("asr_final")
+        self._clocks.append(clock)
+        self.bus.publish(
+            TranscriptFinal(session_id=self.session.id, text=text, language=self.language or "",
+                            audio_ms=ev.duration_ms)
+        )
+
+    async def _transcribe(self, pcm: bytes) -> str:
+        transcript = await self.asr.transcribe(pcm, IN_RATE, language=self.language)
+        return transcript.text.strip()
+
+    async def _words_of(self, pcm: bytes) -> str:
+        try:
+            return await self._transcribe(pcm)
+        except Exception as exc:
+            self._error("asr", exc)
+            return ""
+
+    async def _transcribe_partial(self, utt: int) -> None:
+        text = await self._transcribe(self.segmenter.utterance())
+        if text and utt == self._utt and self.segmenter.speaking:
+            self.bus.publish(TranscriptPartial(session_id=self.session.id, text=text, language=self.language or ""))
+
+    # --- speaking ---------------------------------------------------------------------------------------
+
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, AgentTextDelta):
+            self._on_delta(ev)
+        elif isinstance(ev, UserTextReceived):
+            self._on_turn(ev)
+        elif isinstance(ev, AgentTurnFinished):
+            tv = self._turns.get(ev.turn_id)
+            if tv is not None:
+                for sentence in tv.splitter.flush():
+                    self._queue_sentence(tv, sentence)
+                tv.sentences.put_nowait(None)
+        elif isinstance(ev, Interrupted):
+            tv = self._turns.pop(ev.turn_id, None)
+            if tv is not None and tv.task is not None:
+                tv.task.cancel()
+            self.playout.discard(ev.turn_id)
+        elif isinstance(ev, AvatarStartedSpeaking):
+            tv = self._turns.get(ev.turn_id)
+            if tv is not None:
+                self._mark(tv, "first_audio_out", ev.ts)
+                log.info(
+                    "session %s turn %d latency (ms since %s): %s", self.session.id, ev.turn_id, tv.clock.since,
+                    ", ".join(f"{k}={v:.0f}" for k, v in tv.clock.marks.items()),
+                )
+
+    def _on_turn(self, ev: UserTextReceived) -> None:
+        for tid in [t for t in self._turns if t < ev.turn_id]:
+            old = self._turns.pop(tid)
+            if old.task is not None:
+                old.task.cancel()
+        self.playout.discard(ev.turn_id - 1)
+        clock = self._clocks.popleft() if ev.source == "voice" and self._clocks else _Clock(ev.ts, "turn_start")
+        tv = _TurnVoice(ev.turn_id, clock)
+        self._turns[ev.turn_id] = tv
+        self.latency[ev.turn_id] = clock.marks
+        while len(self.latency) > 64:
+            self.latency.pop(next(iter(self.latency)))
+        for stage in list(clock.marks):
+            self._publish_mark(tv, stage)
+        tv.task = self.bus.spawn(self._speak_turn(tv), name=f"voice.tts{ev.turn_id}")
+
+    def _on_delta(self, ev: AgentTextDelta) -> None:
+        tv = self._turns.get(ev.turn_id)
+        if tv is None:
+            return
+        if tv.deltas == 0:
+            self._mark(tv, "llm_first_token", ev.ts)
+        tv.deltas += 1
+        for sentence in tv.splitter.feed(ev.text):
+            self._queue_sentence(tv, sentence)
+
+    def _queue_sentence(self, tv: _TurnVoice, sentence: str) -> None:
+        text = speakable(sentence)
+        if not text or not any(c.isalnum() for c in text):
+            return
+        self._mark(tv, "first_sentence")
+        tv.sentences.put_nowait(text)
+
+    async def _speak_turn(self, tv: _TurnVoice) -> None:
+        try:
+            while (sentence := await tv.sentences.get()) is not None:
+                try:
+                    async for chunk in self.speaker.speak(sentence, tv.turn_id):
+                        if not chunk.pcm:
+                            continue
+                        self._mark(tv, "tts_first_audio")
+                        self.playout.schedule(tv.turn_id, chunk)
+                except FayError as exc:  # every engine failed: each failure was reported; the turn goes on
+                    self._error("tts", exc, tv.turn_id)
+        finally:
+            self.playout.finish_turn(tv.turn_id)
+
+    # --- marks and errors -------------------------------------------------------------------------------
+
+    def _mark(self, tv: _TurnVoice, stage: str, at: float | None = None) -> None:
+        if stage in tv.clock.marks:
+            return
+        tv.clock.mark(stage, at)
+        self._publish_mark(tv, stage)
+
+    def _publish_mark(self, tv: _TurnVoice, stage: str) -> None:
+        if stage in tv.published:
+            return
+        tv.published.add(stage)
+        self.bus.publish(
+            LatencyMeasured(session_id=self.session.id, turn_id=tv.turn_id, stage=stage, ms=tv.clock.marks[stage],
+                            since=tv.clock.since)
+        )
+
+    def _error(self, source: str, exc: BaseException, turn_id: int = 0) -> None:
+        msg = str(exc) if isinstance(exc, FayError) else f"{type(exc).__name__}: {exc}"
+        log.warning("session %s: voice %s failed: %s", self.session.id, source, msg)
+        self.bus.publish(
+            ErrorRaised(session_id=self.session.id, turn_id=turn_id, source=f"voice.{source}", message=msg,
+                        error_type=type(exc).__name__)
+        )
+
+
+async def attach_voice(session: Session) -> VoicePipeline:
+    """Give ``session`` a voice pipeline (idempotent); it is stored as ``session.voice`` and returned."""
+    existing: Any = getattr(session, "voice", None)
+    if existing is not None:
+        return existing
+    pipeline = VoicePipeline(session)
+    session.voice = pipeline  # type: ignore[attr-defined]
+    try:
+        await pipeline.start()
+    except BaseException:
+        session.voice = None  # type: ignore[attr-defined]
+        raise
+    return pipeline

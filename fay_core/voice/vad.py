@@ -1,0 +1,277 @@
+"""Voice activity detection: the Silero model on onnxruntime, and a per-session segmenter.
+
+- :class:`SileroVAD` is the engine: ONE onnxruntime session shared by every voice session (loaded on first use).
+  :meth:`SileroVAD.create_stream` gives a :class:`SileroStream` that keeps one session's recurrent state.
+- :class:`Segmenter` turns a stream of microphone frames of any size into speech events: start (after
+  ``start_ms`` of speech, with the onset placed where the speech began), silence (the user paused: a chance to
+  transcribe early), resume, and end (after ``min_silence_ms`` of silence) with the utterance's audio, pre-roll
+  included so the first syllable is not lost.
+
+The model file is the Silero VAD v6 that ships inside ``faster-whisper`` (``faster_whisper/assets``); a
+different ONNX file with the same inputs (``input`` of 64 + 512 samples, ``h``, ``c``) can be named instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineError
+
+WINDOW = 512  # samples per model call at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window the model sees
+
+
+def default_model_path() -> Path:
+    """The Silero VAD model shipped inside faster-whisper (found without importing it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("the Silero VAD model ships with faster-whisper: pip install faster-whisper")
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / "silero_vad_v6.onnx"
+
+
+class SileroVAD:
+    """The Silero VAD engine (``vad: silero``). Thread-safe; the model loads on the first stream."""
+
+    name = "silero"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        self.model_path = Path(model_path) if model_path else None
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """Load the ONNX model once (idempotent) and return the shared inference session."""
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+
+                path = self.model_path or default_model_path()
+                if not path.is_file():
+                    raise EngineError(f"Silero VAD model not found at {path}: set voice.vad.model_path")
+                opts = ort.SessionOptions()
+                opts.inter_op_num_threads = 1
+                opts.intra_op_num_threads = 1
+                opts.log_severity_level = 4
+                self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+            return self._session
+
+    def create_stream(self, sample_rate: int = 16000) -> SileroStream:
+        """A new per-session stream (its own recurrent state; the model is shared)."""
+        if sample_rate != 16000:
+            raise EngineError(f"Silero VAD here runs at 16000 Hz, not {sample_rate}: resample the microphone audio")
+        return SileroStream(self.load())
+
+
+class SileroStream:
+    """One session's Silero state: call :meth:`probability` with consecutive 512-sample frames."""
+
+    frame_samples = WINDOW
+    sample_rate = 16000
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._input = np.zeros((1, CONTEXT + WINDOW), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the audio heard so far (before an unrelated stream)."""
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._input[:] = 0.0
+
+    def probability(self, frame: bytes) -> float:
+        """Speech probability (0..1) of one frame of 512 16-bit samples."""
+        x = self._input
+        x[0, :CONTEXT] = x[0, -CONTEXT:]
+        x[0, CONTEXT:] = np.frombuffer(frame, dtype=np.int16)
+        x[0, CONTEXT:] *= 1.0 / 32768.0
+        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+        return float(out.reshape(-1)[0])
+
+
+# --- segmentation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart:
+    """Speech began at ``onset`` (monotonic seconds; where the first voiced window started)."""
+
+    onset: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The user went quiet at ``at`` (monotonic); ``pcm`` is the utterance so far (pre-roll included)."""
+
+    at: float
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech came back before the silence was long enough to end the utterance."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    """The utterance ended: ``speech_end`` (monotonic) is when the last speech was heard."""
+
+    pcm: bytes
+    onset: float
+    speech_end: float
+    duration_ms: float
+    forced: bool = False
+
+
+VADEvent = SpeechStart | SpeechPaused | SpeechResumed | SpeechEnd
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    """Thresholds and durations of the segmenter (see ``VADSettings`` for their meaning)."""
+
+    threshold: float = 0.5
+    neg_threshold: float = 0.35
+    start_ms: int = 64
+    min_silence_ms: int = 300
+    preroll_ms: int = 300
+    tail_ms: int = 96
+    max_utterance_ms: int = 30000
+
+
+class Segmenter:
+    """Streams microphone audio through a :class:`~fay_core.engines.VADStream` and reports speech events.
+
+    ``feed(pcm, now)`` accepts frames of any size (16 kHz, 16-bit mono); ``now`` is the monotonic time the last
+    sample of ``pcm`` arrived, so event times are on the same clock as the rest of the session.
+    """
+
+    def __init__(self, stream: Any, config: SegmenterConfig | None = None) -> None:
+        self.stream = stream
+        self.config = config or SegmenterConfig()
+        self.rate = int(getattr(stream, "sample_rate", 16000))
+        self.window = int(getattr(stream, "frame_samples", WINDOW))
+        self._pending = bytearray()
+        self._preroll: deque[bytes] = deque(maxlen=max(1, self.config.preroll_ms * self.rate // 1000 // self.window))
+        self._utt = bytearray()
+        self._samples = 0  # samples processed by the model
+        self._arrived = 0  # samples received
+        self._now = 0.0
+        self.speaking = False
+        self.paused = False
+        self._run = 0  # consecutive voiced windows before a start
+        self._onset_sample = 0
+        self._silence_sample = 0
+        self._last_voiced = 0
+        self.last_probability = 0.0
+        self.windows = 0
+
+    # --- clock ------------------------------------------------------------------------------------------
+
+    def time_of(self, sample: int) -> float:
+        """Monotonic time at which ``sample`` (index in the stream) arrived."""
+        return self._now - (self._arrived - sample) / self.rate
+
+    @property
+    def speech_ms(self) -> float:
+        """How long the current utterance's speech has lasted so far (0 when not speaking)."""
+        if not self.speaking:
+            return 0.0
+        return (self._samples - self._onset_sample) * 1000 / self.rate
+
+    def utterance(self) -> bytes:
+        """The current utterance's audio so far (pre-roll included)."""
+        return bytes(self._utt)
+
+    # --- feeding ----------------------------------------------------------------------------------------
+
+    def feed(self, pcm: bytes, now: float) -> list[VADEvent]:
+        """Process ``pcm``; return the events it caused, in order."""
+        self._now = now
+        self._arrived += len(pcm) // 2
+        self._pending += pcm
+        events: list[VADEvent] = []
+        size = self.window * 2
+        while len(self._pending) >= size:
+            frame = bytes(self._pending[:size])
+            del self._pending[:size]
+            self._step(frame, events)
+        return events
+
+    def _step(self, frame: bytes, events: list[VADEvent]) -> None:
+        cfg = self.config
+        p = self.stream.probability(frame)
+        self.last_probability = p
+        self.windows += 1
+        start = self._samples
+        self._samples += self.window
+        if not self.speaking:
+            self._preroll.append(frame)
+            if p >= cfg.threshold:
+                if self._run == 0:
+                    self._onset_sample = start
+                self._run += 1
+                if self._run * self.window * 1000 >= cfg.start_ms * self.rate:
+                    self.speaking = True
+                    self.paused = False
+                    self._run = 0
+                    self._last_voiced = self._samples
+                    self._utt = bytearray(b"".join(self._preroll))
+                    self._preroll.clear()
+                    events.append(SpeechStart(onset=self.time_of(self._onset_sample)))
+            else:
+                self._run = 0
+            return
+        self._utt += frame
+        if p >= cfg.threshold or (not self.paused and p >= cfg.neg_threshold):
+            self._last_voiced = self._samples
+            if self.paused:
+                self.paused = False
+                events.append(SpeechResumed())
+        elif not self.paused:
+            self.paused = True
+            self._silence_sample = start
+        if self.paused:
+            silent_ms = (self._samples - self._silence_sample) * 1000 / self.rate
+            if silent_ms >= cfg.tail_ms and silent_ms - self.window * 1000 / self.rate < cfg.tail_ms:
+                events.append(SpeechPaused(at=self.time_of(self._silence_sample), pcm=bytes(self._utt)))
+            if silent_ms >= cfg.min_silence_ms:
+                events.append(self._end(forced=False))
+                return
+        if (self._samples - self._onset_sample) * 1000 >= cfg.max_utterance_ms * self.rate:
+            events.append(self._end(forced=True))
+
+    def _end(self, *, forced: bool) -> SpeechEnd:
+        cfg = self.config
+        end_sample = self._silence_sample if self.paused else self._samples
+        keep = len(self._utt) - (self._samples - min(self._samples, end_sample + cfg.tail_ms * self.rate // 1000)) * 2
+        pcm = bytes(self._utt[: max(0, keep)])
+        ev = SpeechEnd(
+            pcm=pcm,
+            onset=self.time_of(self._onset_sample),
+            speech_end=self.time_of(end_sample),
+            duration_ms=(end_sample - self._onset_sample) * 1000 / self.rate,
+            forced=forced,
+        )
+        self.speaking = False
+        self.paused = False
+        self._utt = bytearray()
+        self._run = 0
+        return ev
+
+    def reset(self) -> None:
+        """Drop the current utterance and buffered audio (e.g. after half-duplex muting)."""
+        self._pending.clear()
+        self._preroll.clear()
+        self._utt = bytearray()
+        self.speaking = False
+        self.paused = False
+        self._run = 0
