@@ -194,6 +194,21 @@ class WordPlayed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutPaused(UrgentEvent):
+    """Playout paused at output time ``pts`` (the user may be barging in); silence is sent meanwhile."""
+
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutResumed(UrgentEvent):
+    """Playout resumed at ``pts`` (a false interruption): audio scheduled after the pause plays ``shift_s`` later."""
+
+    pts: float = 0.0
+    shift_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AvatarFrame(Event):
     """Renderer parameters for one frame, stamped with the ``pts`` of the audio it belongs to."""
 
@@ -255,6 +270,8 @@ __all__ = [
     "Event",
     "Interrupted",
     "LatencyMeasured",
+    "PlayoutPaused",
+    "PlayoutResumed",
     "SessionClosed",
     "SpeechSynthesized",
     "TranscriptFinal",

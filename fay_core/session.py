@@ -52,6 +52,7 @@ class Session:
         self.last_active = time.monotonic()
         self.closed = False
         self.agent: Agent | None = None
+        self.voice: Any = None  # the voice pipeline, once fay_core.voice.attach_voice() gave it one
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
 
     async def start(self) -> None:

@@ -116,10 +116,55 @@ class KnowledgeSettings(_Section):
     top_k: int = Field(5, ge=1, le=50, description="hits handed to the answerer")
     candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
     keyword_weight: float = Field(0.5, ge=0, le=4, description="weight of the keyword ranking in the fusion")
+    rrf_k: float = Field(10.0, gt=0, description="reciprocal rank fusion constant: 1 / (rrf_k + rank)")
+    vote_temperature: float = Field(0.02, gt=0, le=1, description="how much an entry's other close rows count")
     min_score: float = Field(0.86, ge=-1, le=1, description="dense similarity below which nothing counts as found")
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
     auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")
+
+
+class VADSettings(_Section):
+    """Voice activity detection: when speech starts and ends (16 kHz microphone audio, 32 ms windows)."""
+
+    engine: str = Field("silero", description="a registered VAD engine")
+    threshold: float = Field(0.5, gt=0, lt=1, description="speech probability that counts as speech")
+    neg_threshold: float = Field(0.35, gt=0, lt=1, description="probability under which speech has paused")
+    start_ms: int = Field(64, ge=32, description="speech this long starts an utterance")
+    min_silence_ms: int = Field(300, ge=64, description="silence this long ends an utterance (end-of-speech wait)")
+    preroll_ms: int = Field(300, ge=0, description="audio kept from before the start, so no syllable is lost")
+    tail_ms: int = Field(96, ge=32, description="silence kept after the speech; the early transcript starts here")
+    max_utterance_s: float = Field(30.0, gt=1, description="an utterance is cut after this long")
+    min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed (clicks, coughs)")
+
+
+class ASRSettings(_Section):
+    """Speech recognition of each utterance."""
+
+    engine: str = Field("whisper", description="a registered ASR engine (whisper: see plugins.whisper)")
+    language: Literal["zh", "en", "auto"] | None = Field(None, description="none: the persona's language")
+    partials: bool = Field(True, description="transcribe while the user speaks when a worker is free")
+    partial_interval_ms: int = Field(700, ge=100, description="speech between two partial transcripts")
+    early_final: bool = Field(True, description="transcribe as soon as the user pauses, before the utterance ends")
+
+
+class TTSSettings(_Section):
+    """How personas' voices are chosen (engines themselves are set in plugins.<engine>)."""
+
+    online: Literal["auto", "always", "never"] = Field(
+        "auto", description="voice.engine 'auto' tries the online voice (edge) first: auto = if its host resolves"
+    )
+    online_host: str = Field("speech.platform.bing.com", description="resolved to decide whether we are online")
+    probe_timeout_s: float = Field(1.0, gt=0, le=10)
+    rest_failed_s: float = Field(60.0, ge=0, description="a failed engine is skipped this long (fallbacks speak)")
+
+
+class VoiceSettings(_Section):
+    """The voice pipeline: VAD, ASR and TTS choice (barge-in is per persona: ``interruption``)."""
+
+    vad: VADSettings = Field(default_factory=VADSettings)
+    asr: ASRSettings = Field(default_factory=ASRSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)
 
 
 class Settings(BaseSettings):
@@ -143,6 +188,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

@@ -236,6 +236,8 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]
             return (init_settings,)
 
+    # tests never reach the network: voice.engine 'auto' must not probe for the online voice
+    overrides.setdefault("voice", {"tts": {"online": "never"}})
     return _Isolated(data_dir=data_dir, **overrides)
 
 
