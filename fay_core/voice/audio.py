@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,3 +125,25 @@ def voiced_span(pcm: bytes, sample_rate: int, threshold_db: float = -40.0) -> tu
     if loud.size == 0:
         return 0, x.size
     return int(loud[0] * win), int(min(x.size, (loud[-1] + 1) * win))
+
+
+async def stream_pcm(bus: Any, pcm: bytes, *, realtime: bool = True, frame_ms: int = 20) -> None:
+    """Publish ``pcm`` (16 kHz mono) on ``bus`` as ``AudioReceived`` frames, paced in real time like a microphone.
+
+    For tests and benchmarks; the WebRTC transport does the same with a peer's audio track.
+    """
+    import asyncio
+    import time
+
+    from ..events import AudioReceived
+
+    period = frame_ms / 1000
+    t0 = time.monotonic()
+    for i, frame in enumerate(frames(pcm, IN_RATE, frame_ms)):
+        if realtime:
+            delay = t0 + i * period - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        bus.publish(AudioReceived(session_id=bus.session_id, pcm=frame, sample_rate=IN_RATE, pts=i * period))
+        if not realtime and i % 10 == 0:
+            await asyncio.sleep(0)
