@@ -74,6 +74,17 @@ class SpeechTrack:
     def end(self) -> float:
         return self.pts + len(self.open) * HOP_S
 
+    def split(self, at: float) -> tuple[SpeechTrack | None, SpeechTrack | None]:
+        """The parts of this track before and from ``at`` (either may be ``None``)."""
+        if at <= self.pts:
+            return None, self
+        if at >= self.end:
+            return self, None
+        i = int(round((at - self.pts) / HOP_S))
+        before = SpeechTrack(self.turn_id, self.pts, self.open[:i], self.viseme[:i], self.source)
+        after = SpeechTrack(self.turn_id, self.pts + i * HOP_S, self.open[i:], self.viseme[i:], self.source)
+        return (before if i else None), (after if i < len(self.open) else None)
+
     def at(self, pts: float) -> tuple[float, int, int] | None:
         """``(open, viseme, next_viseme)`` at ``pts``, or ``None`` outside the track."""
         if pts < self.pts or pts >= self.end:

@@ -9,6 +9,8 @@ leave the server together. Audio that arrives without a chunk analysis is follow
 - Idle life (blinks, breathing, head motion, glances) is computed from the same PTS (:mod:`fay_core.avatar.idle`).
 - Emotion tags in the agent's text (``[happy]``...) become expressions when that turn's next sentence plays, and
   fade back to neutral after the turn falls silent.
+- ``PlayoutPaused``/``PlayoutResumed`` (a possible barge-in that was not one): the mouth rests with the silence,
+  and the tracks not yet played move by the resume's ``shift_s``.
 - :class:`~fay_core.events.Interrupted` discards every pending mouth track of the interrupted turn (the playout
   flushes its audio at the same time), and the first frame after it is flagged so clients reset smoothing.
 - With no playout on the session yet (text chat, or before the voice is attached) an internal 50 Hz clock keeps
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..bus import Bus, Subscription
-from ..events import AgentTextDelta, ErrorRaised, Interrupted, SpeechSynthesized
+from ..events import AgentTextDelta, ErrorRaised, Interrupted, PlayoutPaused, PlayoutResumed, SpeechSynthesized
 from .emotion import NEUTRAL, TagScanner
 from .idle import IdleLife
 from .lipsync import HOP_S, LiveEnvelope, SpeechTrack, analyse
@@ -81,6 +83,8 @@ class AnimationTimeline:
             bus.subscribe(self._on_speech, SpeechSynthesized, name="avatar.timeline.speech"),
             bus.subscribe(self._on_interrupted, Interrupted, name="avatar.timeline.interrupt", drop_stale=False),
             bus.subscribe(self._on_text, AgentTextDelta, name="avatar.timeline.text"),
+            bus.subscribe(self._on_pause, PlayoutPaused, PlayoutResumed, name="avatar.timeline.pause",
+                          drop_stale=False),
         ]
         if not self._follow(session):
             self._clock = bus.spawn(self._run_clock(session), name="avatar.timeline.clock")
@@ -121,9 +125,12 @@ class AnimationTimeline:
         while not self._stopped:
             if self._follow(session):
                 return  # the playout's clock takes over
-            self.on_audio(b"", loop.time() - t0, 0)
+            self.on_audio(b"", n * FRAME_S, 0)
             n += 1
-            await asyncio.sleep(max(0.0, t0 + n * FRAME_S - loop.time()))
+            delay = t0 + n * FRAME_S - loop.time()
+            if delay < -0.2:  # the loop stalled: re-anchor rather than burst
+                t0 = loop.time() - n * FRAME_S
+            await asyncio.sleep(max(0.0, delay))
 
     # --- bus events -------------------------------------------------------------------------------------
 
@@ -153,6 +160,24 @@ class AnimationTimeline:
         self._reset = True
         self._last_speech_pts = -1e9
         return before - len(self.tracks)
+
+    def _on_pause(self, ev: PlayoutPaused | PlayoutResumed) -> None:
+        if isinstance(ev, PlayoutResumed) and ev.shift_s > 0:
+            self.shift(ev.pts - ev.shift_s, ev.shift_s)
+
+    def shift(self, paused_at: float, shift_s: float) -> None:
+        """The playout paused at ``paused_at`` and resumed ``shift_s`` later: what was not played moves with it."""
+        out: list[SpeechTrack] = []
+        for tr in self.tracks:
+            before, after = tr.split(paused_at)
+            if before is not None:
+                out.append(before)
+            if after is not None:
+                after.pts += shift_s
+                out.append(after)
+        out.sort(key=lambda t: t.pts)
+        self.tracks = out
+        self._current = None
 
     def _on_text(self, ev: AgentTextDelta) -> None:
         for tag in self._tags.feed(ev.text):
