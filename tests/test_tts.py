@@ -1,0 +1,95 @@
+"""TTS engines and the per-session speaker: piper (English), espeak-ng (Mandarin), edge-tts failing fast offline,
+fallback along the persona's chain, word timings."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fay_core.app import Fay
+from fay_core.engines import AudioChunk
+from fay_core.errors import EngineError
+from fay_core.events import ErrorRaised
+from fay_core.persona import VoiceConfig
+from fay_core.voice.asr import WhisperASR, WhisperSettings
+from fay_core.voice.audio import resample
+from fay_core.voice.tts import Speaker, estimate_words, split_words
+from plugins.edge_voice import EdgeSettings, EdgeTTS
+from plugins.espeak_tts import EspeakTTS
+from plugins.piper_tts import PiperTTS
+
+
+async def collect(gen) -> list[AudioChunk]:
+    return [c async for c in gen]
+
+
+async def test_piper_speaks_english_that_whisper_understands() -> None:
+    text = "Your savings account pays two percent a year."
+    (chunk,) = await collect(PiperTTS().synthesize(text))
+    assert chunk.sample_rate == 22050 and 1.5 < len(chunk.pcm) / 2 / chunk.sample_rate < 6
+    heard = await WhisperASR(WhisperSettings(download=False)).transcribe(
+        resample(chunk.pcm, chunk.sample_rate, 16000), 16000, language="en"
+    )
+    heard_text = heard.text.lower()
+    assert "savings account" in heard_text and ("2%" in heard_text or "two percent" in heard_text), heard.text
+
+
+async def test_espeak_speaks_mandarin_with_estimated_word_timings() -> None:
+    text = "您好，请问有什么可以帮您？"
+    (chunk,) = await collect(EspeakTTS().synthesize(text, language="zh"))
+    assert chunk.sample_rate == 22050 and len(chunk.pcm) / 2 / chunk.sample_rate > 1.0
+    words = estimate_words(text, chunk.pcm, chunk.sample_rate)
+    assert [w.word for w in words] == split_words(text) and len(words) == 11  # one per character
+    assert all(a.end_ms <= b.start_ms + 1e-6 for a, b in zip(words, words[1:], strict=False))
+    assert words[-1].end_ms <= len(chunk.pcm) / 2 / chunk.sample_rate * 1000
+
+
+async def test_espeak_reports_a_bad_voice() -> None:
+    with pytest.raises(EngineError, match="espeak-ng failed"):
+        await collect(EspeakTTS().synthesize("hello", voice="xx-nonexistent"))
+
+
+async def test_edge_fails_fast_with_a_clear_message_when_unreachable() -> None:
+    # an HTTP proxy on a loopback port nobody listens on: the connection is refused at once, no traffic leaves
+    engine = EdgeTTS(EdgeSettings(proxy="http://127.0.0.1:9", connect_timeout_s=3))
+    t0 = time.monotonic()
+    with pytest.raises(EngineError, match="cannot reach the Edge speech service.*offline voice"):
+        await collect(engine.synthesize("Hello"))
+    assert time.monotonic() - t0 < 2.0
+
+
+async def test_speaker_falls_back_and_reports_the_failure(fay: Fay) -> None:
+    fay.settings.plugins["edge"] = {"proxy": "http://127.0.0.1:9"}
+    session = await fay.create_session("bank_teller_en")
+    session.persona = session.persona.model_copy(
+        update={"voice": VoiceConfig(engine="edge", name="en-US-AriaNeural", fallback=["piper", "espeak"])}
+    )
+    errors: list[ErrorRaised] = []
+    session.bus.subscribe(errors.append, ErrorRaised, drop_stale=False)
+    speaker = Speaker(session, fay.settings.voice)
+    chunks = await collect(speaker.speak("Welcome to Harbor Bank.", turn_id=1))
+    assert chunks and chunks[0].words and speaker.used == ["piper"]
+    await session.bus.idle()
+    assert [e.source for e in errors] == ["tts.edge"] and "offline" in errors[0].message
+    # the failed engine rests: the next sentence goes straight to the fallback
+    await collect(speaker.speak("Goodbye.", turn_id=1))
+    await session.bus.idle()
+    assert speaker.used == ["piper", "piper"] and len(errors) == 1
+
+
+async def test_auto_picks_an_offline_voice_for_the_language(fay: Fay) -> None:
+    en = await fay.create_session("bank_teller_en")
+    zh = await fay.create_session("bank_teller_zh")
+    assert (await Speaker(en, fay.settings.voice).chain())[0] == "piper"
+    zh_speaker = Speaker(zh, fay.settings.voice)
+    assert await zh_speaker.chain() == ["espeak"]
+    chunks = await collect(zh_speaker.speak("您好。", turn_id=1))
+    assert chunks[0].pcm and zh_speaker.used == ["espeak"]
+
+
+async def test_every_engine_failing_is_an_error_not_a_crash(fay: Fay) -> None:
+    session = await fay.create_session("bank_teller_en")
+    session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="nope", fallback=["nada"])})
+    with pytest.raises(EngineError, match="every TTS engine failed.*no tts engine named 'nope'"):
+        await collect(Speaker(session, fay.settings.voice).speak("Hi.", turn_id=1))
