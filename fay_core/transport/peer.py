@@ -73,6 +73,7 @@ class Peer:
         self.avatar_skipped = 0
         self._closing = False
         self._released = False
+        self.released = asyncio.Event()  #: set once :meth:`release` has freed everything
         self._max_bytes = transport.settings.max_message_bytes
 
     # --- wiring -----------------------------------------------------------------------------------------
@@ -223,3 +224,4 @@ class Peer:
         await self.pc.close()
         self.channel = None
         self.audio_out = self.video_out = self.remote_audio = None
+        self.released.set()
