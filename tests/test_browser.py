@@ -1,0 +1,116 @@
+"""End to end with a real browser: headless Chromium speaks a recorded question into the web client.
+
+Chromium's fake microphone plays a WAV made at test time with espeak-ng; the page connects over WebRTC to a Fay
+server on 127.0.0.1 (ICE restricted to loopback on both sides: the server offers only 127.0.0.1 and ignores
+other remote candidates, Chromium runs with --allow-loopback-in-peer-connection and no DNS). The test asserts that
+the transcript and the answer (with its source) appear on the page, that answer audio arrives (the receiver's
+audio level rises above silence), and that the session is freed and its record kept once the page hangs up.
+A screenshot is saved under ``build/test-artifacts/`` (or ``$FAY_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_webrtc import serve, until, webrtc_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = ROOT / "tests" / "browser" / "drive.mjs"
+CHROMIUM = os.environ.get("FAY_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("FAY_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+
+pytestmark = pytest.mark.slow
+
+
+def _require_tools() -> str:
+    node = shutil.which("node")
+    missing = []
+    if node is None:
+        missing.append("node (Debian nodejs)")
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium at {CHROMIUM} (make system-deps)")
+    if not (ROOT / "web" / "node_modules" / "playwright-core").is_dir():
+        missing.append("web/node_modules/playwright-core (make web-deps)")
+    if shutil.which("espeak-ng") is None:
+        missing.append("espeak-ng (make system-deps)")
+    if missing:
+        pytest.fail("the browser test needs: " + ", ".join(missing))
+    assert node is not None
+    return node
+
+
+def spoken_question(path: Path, text: str, lead_s: float = 2.5, tail_s: float = 2.0) -> Path:
+    """``text`` spoken by espeak-ng, after ``lead_s`` of silence (the page connects meanwhile) and before tail."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True, timeout=30)
+    with wave.open(str(raw)) as w:
+        rate, speech = w.getframerate(), w.readframes(w.getnframes())
+    pcm = np.concatenate([np.zeros(int(rate * lead_s), np.int16), np.frombuffer(speech, np.int16),
+                          np.zeros(int(rate * tail_s), np.int16)])
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+async def drive(node: str, options: dict[str, Any], timeout: float = 100) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        node, str(DRIVER), json.dumps(options), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PLAYWRIGHT_BROWSERS_PATH": "0", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"the browser driver did not finish in {timeout}s") from None
+    lines = out.decode().strip().splitlines()
+    assert proc.returncode == 0 and lines, f"driver failed ({proc.returncode}): {err.decode()[-2000:]}"
+    return json.loads(lines[-1])
+
+
+async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
+    node = _require_tools()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "browser_e2e.png"
+    screenshot.unlink(missing_ok=True)
+    wav = spoken_question(tmp_path / "question.wav", "What are your opening hours?")
+    served = await serve(webrtc_settings(tmp_path))
+    try:
+        result = await drive(node, {
+            "url": served.url, "persona": "web_teller", "wav": str(wav), "voice": True,
+            "question": "I lost my card, what should I do?", "screenshot": str(screenshot), "chromium": CHROMIUM,
+            "timeout_ms": 60000,
+        })
+        assert result["ok"] and not result["errors"], json.dumps(result, indent=1)[-4000:]
+        assert result["pair"] == {"local": result["pair"]["local"], "remote": result["pair"]["remote"]}
+        assert result["pair"]["local"].startswith("127.0.0.1:") and result["pair"]["remote"].startswith("127.0.0.1:")
+        assert "opening hours" in result["transcript"].lower()
+        assert any("nine to five" in a for a in result["answers"]), result["answers"]
+        assert any("block your card" in a for a in result["answers"]), result["answers"]
+        assert any("web_teller.yaml" in s for s in result["sources"]), result["sources"]
+        assert result["maxRemoteLevel"] > 0.01, "no answer audio reached the browser"
+        assert result["label"] == "AI-generated"
+        assert {"ready", "transcript", "user_text", "delta", "answer", "state"} <= set(result["types"])
+        assert screenshot.stat().st_size > 10_000
+
+        # the page hung up: the session is gone, its record is kept (the spoken and the typed question)
+        sid = result["session_id"]
+        await until(lambda: sid not in served.fay.sessions and not served.transport.peers, 10, "the hang-up")
+        records = served.fay.audit.read(sid)
+        users = [r for r in records if r["kind"] == "user"]
+        assert [u["source"] for u in users] == ["voice", "text"]
+        assert sum(r["kind"] == "answer" for r in records) == 2
+    finally:
+        await served.server.close()
