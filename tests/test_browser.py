@@ -48,6 +48,14 @@ def _require_tools() -> str:
     return node
 
 
+def artifact(name: str) -> Path:
+    """A fresh path for an artifact of this test run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    path.unlink(missing_ok=True)
+    return path
+
+
 def spoken_question(path: Path, text: str, lead_s: float = 2.5, tail_s: float = 2.0) -> Path:
     """``text`` spoken by espeak-ng, after ``lead_s`` of silence (the page connects meanwhile) and before tail."""
     raw = path.with_suffix(".raw.wav")
@@ -64,17 +72,17 @@ def spoken_question(path: Path, text: str, lead_s: float = 2.5, tail_s: float = 
     return path
 
 
-async def drive(node: str, options: dict[str, Any], timeout: float = 100) -> dict[str, Any]:
+async def drive(node: str, options: dict[str, Any], timeout_s: float = 100) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         node, str(DRIVER), json.dumps(options), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PLAYWRIGHT_BROWSERS_PATH": "0", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"the browser driver did not finish in {timeout}s") from None
+        raise AssertionError(f"the browser driver did not finish in {timeout_s}s") from None
     lines = out.decode().strip().splitlines()
     assert proc.returncode == 0 and lines, f"driver failed ({proc.returncode}): {err.decode()[-2000:]}"
     return json.loads(lines[-1])
@@ -82,9 +90,7 @@ async def drive(node: str, options: dict[str, Any], timeout: float = 100) -> dic
 
 async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
     node = _require_tools()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "browser_e2e.png"
-    screenshot.unlink(missing_ok=True)
+    screenshot = artifact("browser_e2e.png")
     wav = spoken_question(tmp_path / "question.wav", "What are your opening hours?")
     served = await serve(webrtc_settings(tmp_path))
     try:

@@ -84,12 +84,12 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     await s.server.close()
 
 
-async def until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+async def until(predicate: Any, timeout_s: float = 10.0, what: str = "condition") -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + timeout_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.02)
 
 

@@ -52,10 +52,10 @@ async def test_a_peer_that_never_connects_is_closed_after_the_timeout(tmp_path: 
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription.sdp
         await pc.close()  # gone before ICE: the server's checks go unanswered
-        async with ClientSession(base_url=served.url) as http:
-            async with http.post("/api/webrtc/offer", json={"sdp": offer, "type": "offer"}) as r:
-                assert r.status == 201
-                sid = (await r.json())["session_id"]
+        body = {"sdp": offer, "type": "offer"}
+        async with ClientSession(base_url=served.url) as http, http.post("/api/webrtc/offer", json=body) as r:
+            assert r.status == 201
+            sid = (await r.json())["session_id"]
         assert sid in served.fay.sessions
         await until(lambda: sid not in served.fay.sessions, 10, "the unconnected peer to be dropped")
         assert not served.transport.peers

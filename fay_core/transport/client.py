@@ -136,7 +136,7 @@ class FayClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def connect(self, timeout: float = 20.0) -> None:
+    async def connect(self, timeout_s: float = 20.0) -> None:
         """Offer, answer, and wait for the data channel's ``ready`` message."""
         started = time.monotonic()
         pc = self.pc = RTCPeerConnection(rtc_configuration(self.ice))
@@ -151,15 +151,15 @@ class FayClient:
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {"sdp": pc.localDescription.sdp, "type": "offer", "persona": self.persona}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{self.base_url}/api/webrtc/offer", json=body, headers=headers) as resp:
-                data = await resp.json()
-                if resp.status != 201:
-                    raise ConnectionError(f"offer refused ({resp.status}): {data.get('error')}")
+        url = f"{self.base_url}/api/webrtc/offer"
+        async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as resp:
+            data = await resp.json()
+            if resp.status != 201:
+                raise ConnectionError(f"offer refused ({resp.status}): {data.get('error')}")
         self.session_id = data["session_id"]
         sdp, _ = filter_candidates(data["sdp"], networks(self.ice))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        self.ready = await asyncio.wait_for(self.wait_for("ready"), timeout)
+        self.ready = await self.wait_for("ready", timeout_s)
         self.connect_s = time.monotonic() - started
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -173,7 +173,7 @@ class FayClient:
             except MediaStreamError:
                 return
             self.audio_frames += 1
-            if self.first_audible_at is None:
+            if self.first_audible_at is None and isinstance(frame, av.AudioFrame):
                 samples = frame.to_ndarray().astype(np.float32)
                 if float(np.sqrt(np.mean(samples * samples))) > self.audible_rms:
                     self.first_audible_at = time.monotonic()
@@ -203,7 +203,7 @@ class FayClient:
         self.first_audible_at = None
         return self.mic.play(pcm, sample_rate)
 
-    async def wait_for(self, type_: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
+    async def wait_for(self, type_: str, timeout_s: float = 30.0, **match: Any) -> dict[str, Any]:
         """The next message of ``type_`` whose fields equal ``match`` (earlier ones count too)."""
 
         def pred(m: dict[str, Any]) -> bool:
@@ -216,7 +216,7 @@ class FayClient:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.append((pred, fut))
         try:
-            msg = await asyncio.wait_for(fut, timeout)
+            msg = await asyncio.wait_for(fut, timeout_s)
         finally:
             if (pred, fut) in self._waiters:
                 self._waiters.remove((pred, fut))

@@ -154,7 +154,8 @@ def _gatherer(conn: Any, settings: WebRTCSettings) -> Callable[..., Any]:
 
     original = conn.get_component_candidates
 
-    async def get_component_candidates(component: int, addresses: list[str], timeout: int = 5) -> list[Any]:
+    async def get_component_candidates(component: int, addresses: list[str], **kw: Any) -> list[Any]:
+        timeout_s = kw.get("timeout", 5)
         if settings.host_addresses is not None:
             addresses = list(settings.host_addresses)
         loop = asyncio.get_running_loop()
@@ -185,7 +186,7 @@ def _gatherer(conn: Any, settings: WebRTCSettings) -> Callable[..., Any]:
                 if ipaddress.ip_address(p.local_candidate.host).version == 4
             ]
             if tasks:
-                done, pending = await asyncio.wait(tasks, timeout=timeout)
+                done, pending = await asyncio.wait(tasks, timeout=timeout_s)
                 for t in pending:
                     t.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -193,7 +194,7 @@ def _gatherer(conn: Any, settings: WebRTCSettings) -> Callable[..., Any]:
                     if t.exception() is None:
                         candidates.append(t.result())
         if conn.turn_server:  # relayed candidates: aioice's own code, with no host addresses
-            candidates += await original(component=component, addresses=[], timeout=timeout)
+            candidates += await original(component=component, addresses=[], **kw)
         return candidates
 
     return get_component_candidates

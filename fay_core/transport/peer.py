@@ -176,9 +176,9 @@ class Peer:
             self._set_state("thinking")
         elif isinstance(event, AvatarStartedSpeaking):
             self._set_state("speaking")
-        elif isinstance(event, AvatarStoppedSpeaking | Interrupted):
-            self._set_state("listening")
-        elif isinstance(event, AgentTurnFinished) and (not self.voice or not event.text):
+        elif isinstance(event, AvatarStoppedSpeaking | Interrupted) or (
+            isinstance(event, AgentTurnFinished) and (not self.voice or not event.text)
+        ):
             self._set_state("listening")
 
     def _avatar(self, event: AvatarFrame) -> None:

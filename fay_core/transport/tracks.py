@@ -34,6 +34,8 @@ async def pump_audio(track: MediaStreamTrack, bus: Bus) -> None:
             frame = await track.recv()
         except MediaStreamError:
             return
+        if not isinstance(frame, av.AudioFrame):
+            continue
         for out in resampler.resample(frame):
             pcm = out.to_ndarray().tobytes()
             bus.publish(AudioReceived(session_id=session_id, pcm=pcm, sample_rate=IN_RATE, pts=samples / IN_RATE))
