@@ -1,0 +1,150 @@
+"""A full voice turn: a recording goes in as microphone frames, a synthesized answer comes out of the playout clock.
+
+Real Silero VAD, real faster-whisper (packaged base model), real litellm HTTP to the fake LLM, real piper/espeak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from fay_core.app import Fay
+from fay_core.events import (
+    AvatarStoppedSpeaking,
+    ErrorRaised,
+    Event,
+    LatencyMeasured,
+    SpeechSynthesized,
+    TranscriptFinal,
+    UserStartedSpeaking,
+    UserStoppedSpeaking,
+)
+from fay_core.persona import VoiceConfig
+from fay_core.settings import LLMSettings
+from fay_core.testing import FakeLLM, Reply
+from fay_core.voice.asr import WhisperASR, WhisperSettings
+from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
+from fay_core.voice.pipeline import attach_voice
+
+STAGES = ["vad_end", "asr_final", "llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"]
+
+
+class Recorder:
+    """Everything a session's bus and playout produce."""
+
+    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+        self.events: list[Event] = []
+        self.frames: list[tuple[bytes, float, int]] = []
+        self._waiters: list[tuple[type, object, asyncio.Future[Event]]] = []
+        session.bus.subscribe(self._on, name="test.recorder", drop_stale=False)
+        session.voice.playout.add_listener(lambda pcm, pts, turn: self.frames.append((pcm, pts, turn)))
+
+    def _on(self, ev: Event) -> None:
+        self.events.append(ev)
+        for etype, pred, fut in list(self._waiters):
+            if isinstance(ev, etype) and pred(ev) and not fut.done():  # type: ignore[operator]
+                fut.set_result(ev)
+
+    def of(self, etype: type) -> list:
+        return [e for e in self.events if isinstance(e, etype)]
+
+    async def wait(self, etype: type, pred=lambda e: True, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+        for ev in self.events:
+            if isinstance(ev, etype) and pred(ev):
+                return ev
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiters.append((etype, pred, fut))
+        return await asyncio.wait_for(fut, timeout)
+
+    def audio_out(self, turn: int) -> bytes:
+        return b"".join(pcm for pcm, _, t in self.frames if t == turn and any(pcm))
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+async def test_a_voice_turn_from_wav_to_spoken_answer(settings, fake_llm: FakeLLM, shared_data: Path) -> None:
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    answer = "Certainly. Our branches open at nine in the morning, Monday to Friday."
+    fake_llm.enqueue(Reply(answer))
+    async with Fay(settings) as fay:
+        session = await fay.create_session("bank_teller_en")
+        voice = await attach_voice(session)
+        assert await attach_voice(session) is voice and session.voice is voice  # idempotent
+        await voice.asr.warm_up()
+        rec = Recorder(session)
+        clip = load_audio(shared_data / "speech_en" / "sense_and_sensibility_01_austen_64kb-0880.wav")
+        await stream_pcm(session.bus, silence(300) + clip + silence(700))
+        final = await rec.wait(TranscriptFinal)
+        stopped = await rec.wait(AvatarStoppedSpeaking, timeout=20)
+        assert not stopped.interrupted and stopped.turn_id == 1
+        await session.bus.idle()
+
+        assert len(rec.of(UserStartedSpeaking)) == 1 and len(rec.of(UserStoppedSpeaking)) == 1
+        ref = words("he was not an ill disposed young man")
+        hyp = words(final.text)
+        assert hyp[:4] == ref[:4] and hyp[-2:] == ref[-2:] and abs(len(hyp) - len(ref)) <= 1, final.text
+        assert fake_llm.requests[0]["messages"][-1]["content"] == final.text
+        synth = rec.of(SpeechSynthesized)
+        assert [s.text for s in synth] == ["Certainly.", "Our branches open at nine in the morning, Monday to Friday."]
+        assert all(s.sample_rate == 48000 and s.words for s in synth) and synth[1].pts > synth[0].pts
+        # the audio that left the playout clock says the answer
+        out = rec.audio_out(1)
+        assert abs(len(out) - sum(len(s.pcm) for s in synth)) <= 1920 * 2
+        heard = await WhisperASR(WhisperSettings(download=False)).transcribe(resample(out, 48000, 16000), 16000,
+                                                                              language="en")
+        assert {"branches", "open", "morning", "friday"} <= set(words(heard.text)), heard.text
+        # latency marks, from the end of speech, in pipeline order
+        marks = {e.stage: e.ms for e in rec.of(LatencyMeasured) if e.since == "speech_end"}
+        assert list(marks) == STAGES or sorted(marks) == sorted(STAGES), marks
+        values = [marks[s] for s in STAGES]
+        assert values == sorted(values) and 0 < values[0] and values[-1] < 60_000, marks
+        assert voice.latency[1] == marks
+        assert [(m.role, m.interrupted) for m in session.history.messages] == [("user", False), ("assistant", False)]
+        assert session.history.messages[1].content == answer
+
+
+async def test_mandarin_voice_turn(settings, fake_llm: FakeLLM, shared_data: Path) -> None:
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    fake_llm.enqueue(Reply("您好，我们早上九点开门。"))
+    async with Fay(settings) as fay:
+        session = await fay.create_session("bank_teller_zh")
+        await attach_voice(session)
+        rec = Recorder(session)
+        clip = load_audio(shared_data / "speech_zh" / "BAC009S0764W0121.wav")
+        await stream_pcm(session.bus, silence(300) + clip + silence(700))
+        final = await rec.wait(TranscriptFinal)
+        await rec.wait(AvatarStoppedSpeaking, timeout=20)
+        assert "交易" in final.text and "情况" in final.text, final.text
+        assert [s.text for s in rec.of(SpeechSynthesized)] == ["您好，我们早上九点开门。"]
+        assert session.voice.speaker.used == ["espeak"]
+        assert len(rec.audio_out(1)) > 48000 * 2  # more than a second of speech went out
+
+
+async def test_tts_failure_is_reported_and_the_session_goes_on(settings, fake_llm: FakeLLM) -> None:
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    async with Fay(settings) as fay:
+        session = await fay.create_session("bank_teller_en")
+        session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="missing")})
+        await attach_voice(session)
+        rec = Recorder(session)
+        first = await session.answer("Hello?")
+        await rec.wait(ErrorRaised, lambda e: e.source == "voice.tts")
+        assert first.text == "You said: Hello?"
+        assert {e.source for e in rec.of(ErrorRaised)} >= {"tts.missing", "voice.tts"}
+        second = await session.answer("Still there?")  # the session is alive
+        assert second.text == "You said: Still there?" and not session.closed
+
+
+async def test_sessions_share_engines_and_close_cleanly(settings, fake_llm: FakeLLM) -> None:
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    async with Fay(settings) as fay:
+        a = await fay.create_session("bank_teller_en")
+        b = await fay.create_session("bank_teller_zh")
+        va, vb = await attach_voice(a), await attach_voice(b)
+        assert va.asr is vb.asr and va.vad is vb.vad and va.playout is not vb.playout
+        assert va.segmenter.stream is not vb.segmenter.stream
+        await fay.close_session(a.id)
+        assert a.bus.tasks == 0 and b.bus.tasks > 0 and not b.closed
