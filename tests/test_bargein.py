@@ -1,0 +1,114 @@
+"""Barge-in with the real VAD and ASR: speech over the avatar stops playout and history keeps only the played
+words; too few real words resume playout; half duplex ignores the microphone while the avatar talks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fay_core.app import Fay
+from fay_core.events import (
+    AvatarStartedSpeaking,
+    AvatarStoppedSpeaking,
+    Interrupted,
+    LatencyMeasured,
+    PlayoutPaused,
+    PlayoutResumed,
+    TranscriptFinal,
+    WordPlayed,
+)
+from fay_core.persona import InterruptionConfig
+from fay_core.settings import LLMSettings
+from fay_core.testing import FakeLLM, Reply
+from fay_core.voice.audio import load_audio, silence, stream_pcm
+from fay_core.voice.bargein import real_words
+from fay_core.voice.pipeline import attach_voice
+from tests.test_voice_pipeline import Recorder
+
+ANSWER = (
+    "We have three kinds of savings accounts. The easy saver pays a variable rate and lets you withdraw at any time. "
+    "The fixed saver locks your money for a year at a fixed rate. The young saver is for customers under eighteen."
+)
+
+
+async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type: ignore[no-untyped-def]
+    session = await fay.create_session("bank_teller_en")
+    session.persona = session.persona.model_copy(update={"interruption": interruption})
+    voice = await attach_voice(session)
+    await voice.asr.warm_up()
+    rec = Recorder(session)
+    session.submit("Tell me about your savings accounts.")
+    await rec.wait(AvatarStartedSpeaking, timeout=30)
+    await asyncio.sleep(1.2)  # let a few words play
+    return session, rec
+
+
+@pytest.fixture
+def llm_settings(settings, fake_llm: FakeLLM):  # type: ignore[no-untyped-def]
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    fake_llm.enqueue(Reply(ANSWER), Reply("Of course, go ahead."))
+    return settings
+
+
+async def test_speech_over_the_avatar_stops_it_and_history_keeps_the_played_words(
+    llm_settings, fake_llm: FakeLLM, shared_data: Path
+) -> None:
+    async with Fay(llm_settings) as fay:
+        session, rec = await speaking_session(fay, InterruptionConfig(min_speech_ms=200, false_interruption_ms=1500))
+        speech = load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3]  # "And so my fellow Americans"
+        await stream_pcm(session.bus, speech + silence(600))
+        intr = await rec.wait(Interrupted, timeout=20)
+        final = await rec.wait(TranscriptFinal, timeout=20)
+        await rec.wait(AvatarStoppedSpeaking, lambda e: e.turn_id == 2, timeout=30)
+        await session.bus.idle()
+
+        paused = rec.of(PlayoutPaused)[0]
+        assert intr.turn_id == 1 and paused.turn_id == 1 and not rec.of(PlayoutResumed)
+        stop = next(e for e in rec.of(LatencyMeasured) if e.stage == "barge_in_stop")
+        assert 200 <= stop.ms < 2000  # min_speech_ms of speech, then at once (generous bound for a busy CI)
+        played = intr.played_text
+        assert played and ANSWER.startswith(played) and len(played) < len(ANSWER) / 2, played
+        assert " ".join(w.word for w in rec.of(WordPlayed) if w.turn_id == 1) == played
+        # nothing of turn 1 left the playout clock after the interruption
+        cut = next(i for i, e in enumerate(rec.events) if isinstance(e, Interrupted))
+        assert not any(isinstance(e, WordPlayed) and e.turn_id == 1 for e in rec.events[cut:])
+        assert rec.of(AvatarStoppedSpeaking)[0].interrupted
+        # history: the question, only the played words (marked), then the barge-in utterance and its answer
+        msgs = [(m.role, m.content, m.interrupted) for m in session.history.messages]
+        assert msgs[:2] == [("user", "Tell me about your savings accounts.", False), ("assistant", played, True)]
+        assert msgs[2][0] == "user" and msgs[2][1] == final.text and "and so" in final.text.lower()
+        sent = fake_llm.requests[1]["messages"]
+        assert sent[-2]["content"].startswith(played) and "interrupted" in sent[-2]["content"]
+
+
+async def test_too_few_real_words_resume_where_it_paused(llm_settings, fake_llm: FakeLLM, shared_data: Path) -> None:
+    async with Fay(llm_settings) as fay:
+        session, rec = await speaking_session(
+            fay, InterruptionConfig(min_speech_ms=200, min_words=5, false_interruption_ms=600)
+        )
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "english.wav") + silence(600))  # 1, 2, 3
+        await rec.wait(PlayoutResumed, timeout=20)
+        stopped = await rec.wait(AvatarStoppedSpeaking, timeout=60)
+        await session.bus.idle()
+        assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
+        assert len(fake_llm.requests) == 1  # the backchannel started no turn
+        assert " ".join(w.word for w in rec.of(WordPlayed)) == ANSWER  # every word played, none lost
+        assert session.history.messages[-1].content == ANSWER and not session.history.messages[-1].interrupted
+
+
+async def test_half_duplex_ignores_speech_while_the_avatar_talks(
+    llm_settings, fake_llm: FakeLLM, shared_data: Path
+) -> None:
+    async with Fay(llm_settings) as fay:
+        session, rec = await speaking_session(fay, InterruptionConfig(half_duplex=True))
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 2] + silence(500))
+        await asyncio.sleep(0.5)
+        assert not rec.of(PlayoutPaused) and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
+        assert session.voice.playout.speaking and len(fake_llm.requests) == 1
+
+
+def test_fillers_are_not_real_words() -> None:
+    assert real_words("Mm-hmm.") == 0 and real_words("嗯嗯") == 0 and real_words("uh, um") == 0
+    assert real_words("Wait, stop!") == 2 and real_words("等一下") == 3
