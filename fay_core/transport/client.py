@@ -45,6 +45,7 @@ class PCMSource(MediaStreamTrack):
         self._start: float | None = None
         self._silence = bytes(self.frame_samples * 2)
         self.speech_ended_at: float | None = None  # monotonic time the last queued sample was sent
+        self.speech_ended = asyncio.Event()
         self._ending = False
 
     def play(self, pcm: bytes, sample_rate: int) -> float:
@@ -54,6 +55,7 @@ class PCMSource(MediaStreamTrack):
         self._pending += pcm
         self._ending = True
         self.speech_ended_at = None
+        self.speech_ended.clear()
         return len(pcm) / 2 / self.sample_rate
 
     async def recv(self) -> av.AudioFrame:
@@ -74,6 +76,7 @@ class PCMSource(MediaStreamTrack):
             if self._ending:
                 self._ending = False
                 self.speech_ended_at = time.monotonic()
+                self.speech_ended.set()
         frame = av.AudioFrame.from_ndarray(np.frombuffer(chunk, np.int16).reshape(1, -1), format="s16",
                                            layout="mono")
         frame.sample_rate = self.sample_rate
@@ -118,6 +121,7 @@ class FayClient:
         self.binary: list[bytes] = []
         self.audio_frames = 0
         self.first_audible_at: float | None = None  # monotonic time of the first frame above audible_rms
+        self.audible = asyncio.Event()  # set with first_audible_at; cleared by say() and expect_audio()
         self.connect_s = 0.0  # offer made -> the server's "ready" message received
         self.ready: dict[str, Any] = {}
         self._channel: Any = None
@@ -177,6 +181,7 @@ class FayClient:
                 samples = frame.to_ndarray().astype(np.float32)
                 if float(np.sqrt(np.mean(samples * samples))) > self.audible_rms:
                     self.first_audible_at = time.monotonic()
+                    self.audible.set()
 
     def _on_message(self, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -200,8 +205,13 @@ class FayClient:
         """Speak ``pcm`` into the microphone; returns its duration. Resets :attr:`first_audible_at`."""
         if self.mic is None:
             raise RuntimeError("this client has no microphone (audio=False)")
-        self.first_audible_at = None
+        self.expect_audio()
         return self.mic.play(pcm, sample_rate)
+
+    def expect_audio(self) -> None:
+        """Forget the answer audio heard so far: :attr:`audible` is set again by the next audible frame."""
+        self.first_audible_at = None
+        self.audible.clear()
 
     async def wait_for(self, type_: str, timeout_s: float = 30.0, **match: Any) -> dict[str, Any]:
         """The next message of ``type_`` whose fields equal ``match`` (earlier ones count too)."""

@@ -163,23 +163,23 @@ class Peer:
         except Exception as exc:  # the channel closed under us: the close handler cleans up
             log.debug("peer %s: send failed: %s", self.id, exc)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: str, ts: float) -> None:
         if state != self.state:
             self.state = state
-            self.send(state_message(state))
+            self.send(state_message(state, ts))
 
     def _forward(self, event: Event) -> None:
         msg = event_message(event)
         if msg is not None:
             self.send(msg)
         if isinstance(event, AgentThinking):
-            self._set_state("thinking")
+            self._set_state("thinking", event.ts)
         elif isinstance(event, AvatarStartedSpeaking):
-            self._set_state("speaking")
+            self._set_state("speaking", event.ts)
         elif isinstance(event, AvatarStoppedSpeaking | Interrupted) or (
             isinstance(event, AgentTurnFinished) and (not self.voice or not event.text)
         ):
-            self._set_state("listening")
+            self._set_state("listening", event.ts)
 
     def _avatar(self, event: AvatarFrame) -> None:
         ch = self.channel

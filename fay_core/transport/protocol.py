@@ -19,7 +19,7 @@ Client to server (:data:`ClientMessage`)::
 Server to client (built by :func:`event_message`)::
 
     {"type": "ready", "session_id", "persona": {...}, "renderer": {...} | null, "protocol": 1}
-    {"type": "state", "state": "listening" | "thinking" | "speaking"}
+    {"type": "state", "state": "listening" | "thinking" | "speaking", "ts"}  ts: server monotonic clock (s)
     {"type": "transcript", "turn", "final": bool, "text", "language"}
     {"type": "user_text", "turn", "text", "source"}           the question a turn answers (typed or spoken)
     {"type": "delta", "turn", "text"}                         answer text as it streams
@@ -121,8 +121,8 @@ def error_message(source: str, message: str, fatal: bool = False) -> dict[str, A
     return {"type": "error", "source": source, "message": message, "fatal": fatal}
 
 
-def state_message(state: str) -> dict[str, Any]:
-    return {"type": "state", "state": state}
+def state_message(state: str, ts: float) -> dict[str, Any]:
+    return {"type": "state", "state": state, "ts": ts}
 
 
 def turn_message(event: AgentTurnFinished) -> dict[str, Any]:
