@@ -20,7 +20,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from fay_core.app import Fay
-from fay_core.events import AudioReceived
+from fay_core.events import AudioReceived, AvatarFrame
 from fay_core.server import create_app
 from fay_core.settings import Settings
 from fay_core.testing import test_settings
@@ -281,3 +281,33 @@ async def test_udp_port_range(tmp_path: Path) -> None:
             assert pair.local_addr[0] == "127.0.0.1" and 47100 <= pair.local_addr[1] <= 47120
     finally:
         await s.server.close()
+
+
+# --- the avatar slot ----------------------------------------------------------------------------------------------
+
+
+async def test_avatar_frames_and_video_reach_the_client(tmp_path: Path) -> None:
+    """A data renderer's frames arrive as binary messages, unchanged; a video renderer's track fills the slot."""
+    settings = webrtc_settings(tmp_path)
+    for renderer in ("params3d", "video2d"):
+        text = PERSONA.replace("renderer: none", f"renderer: {renderer}")
+        (settings.personas_dir / f"web_{renderer}.yaml").write_text(text)
+    served = await serve(settings)
+    try:
+        async with served.client(persona="web_params3d", audio=False) as c:
+            r = c.ready["renderer"]
+            assert r["name"] == "params3d" and r["kind"] == "data" and r["viewer"] == "/web/avatars/params3d.js"
+            session = served.fay.sessions[c.session_id]
+            sent: list[bytes] = []
+            session.bus.subscribe(lambda e: sent.append(e.payload), AvatarFrame, name="test.avatar")
+            await until(lambda: len(c.binary) >= 10, 10, "avatar frames at the client")
+            header = session.avatar.header()
+            assert c.binary[0] == header  # the stream header goes first on a new channel
+            assert set(c.binary[-5:]) <= {*sent, header}  # payloads arrive unchanged
+        async with served.client(persona="web_video2d", audio=False, video=True) as c:
+            assert c.ready["renderer"]["kind"] == "video"
+            await until(lambda: c.video_frames >= 5, 15, "avatar video frames")
+            frame = c.last_video_frame
+            assert (frame.width, frame.height) == (384, 480)
+    finally:
+        await served.server.close()

@@ -105,6 +105,7 @@ class FayClient:
         persona: str | None = None,
         ice: WebRTCSettings | None = None,
         audio: bool = True,
+        video: bool = False,
         token: str | None = None,
         audible_rms: float = 300.0,
     ) -> None:
@@ -112,6 +113,9 @@ class FayClient:
         self.persona = persona
         self.ice = ice or WebRTCSettings()
         self.audio = audio
+        self.video = video
+        self.video_frames = 0
+        self.last_video_frame: Any = None
         self.token = token
         self.audible_rms = audible_rms
         self.pc: RTCPeerConnection | None = None
@@ -150,7 +154,9 @@ class FayClient:
         if self.audio:
             self.mic = PCMSource()
             pc.addTrack(self.mic)
-            pc.on("track", self._on_track)
+        if self.video:
+            pc.addTransceiver("video", direction="recvonly")
+        pc.on("track", self._on_track)
         restrict_peer(pc, self.ice)
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -169,6 +175,16 @@ class FayClient:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             self._tasks.append(asyncio.ensure_future(self._listen(track)))
+        elif track.kind == "video":
+            self._tasks.append(asyncio.ensure_future(self._watch(track)))
+
+    async def _watch(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                self.last_video_frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.video_frames += 1
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         while True:
