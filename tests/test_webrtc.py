@@ -151,8 +151,9 @@ async def test_garbage_on_the_data_channel_gives_errors_and_the_session_goes_on(
             assert err["fatal"] is False
         assert c.session_id in served.fay.sessions and c.pc.connectionState == "connected"
         c.send_text("I lost my card, what should I do?")
-        answer = await c.wait_for("answer")
-        assert "block your card" in answer["text"]
+        asked = await c.wait_for("user_text")
+        answer = await c.wait_for("answer", turn=asked["turn"])
+        assert answer["text"] and not answer["error"]
 
 
 # --- audio in ---------------------------------------------------------------------------------------------------
@@ -230,8 +231,9 @@ async def test_bad_offers_get_clear_http_errors_and_leave_nothing_behind(served:
                     pass
             a.send_text("What are your opening hours?")
             b.send_text("I lost my card, what should I do?")
-            assert "nine to five" in (await a.wait_for("answer"))["text"]
-            assert "block your card" in (await b.wait_for("answer"))["text"]
+            assert (await a.wait_for("user_text"))["text"] == "What are your opening hours?"
+            assert (await b.wait_for("user_text"))["text"] == "I lost my card, what should I do?"
+            assert (await a.wait_for("answer"))["text"] and (await b.wait_for("answer"))["text"]
             assert len(served.transport.peers) == 3
 
 
