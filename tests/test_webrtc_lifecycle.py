@@ -10,6 +10,7 @@ import weakref
 from pathlib import Path
 
 import psutil
+import pytest
 from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
 
@@ -59,6 +60,30 @@ async def test_a_peer_that_never_connects_is_closed_after_the_timeout(tmp_path: 
         assert sid in served.fay.sessions
         await until(lambda: sid not in served.fay.sessions, 10, "the unconnected peer to be dropped")
         assert not served.transport.peers
+    finally:
+        await served.server.close()
+
+
+async def test_ice_failure_frees_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client vanishes without a word (network gone, process killed): ICE consent expires, the server frees all.
+
+    aioice checks consent every 5 s and gives up after 6 misses; the test shortens the interval to 0.1 s.
+    """
+    from aioice import ice
+
+    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 0.1)
+    served = await serve(webrtc_settings(tmp_path))
+    try:
+        c = served.client(audio=False)
+        await c.connect()
+        peer = served.transport.peers[c.session_id]
+        assert c.pc is not None
+        client_ice = c.pc.sctp.transport.transport._connection
+        for protocol in client_ice._protocols:  # cut the client's sockets: no DTLS close, no SCTP abort, nothing
+            protocol.transport.close()
+        await asyncio.wait_for(peer.released.wait(), 10)
+        assert c.session_id not in served.fay.sessions and not served.transport.peers
+        await c.close()
     finally:
         await served.server.close()
 
