@@ -3,7 +3,8 @@
 //   node tests/browser/drive.mjs '<json>'
 //
 // json: {url, persona, wav (fake microphone file, played once), screenshot, question (typed after the spoken
-// one, optional), voice (expect a spoken transcript and answer audio), timeout_ms, chromium}
+// one, optional), voice (expect a spoken transcript and answer audio), timeout_ms, chromium,
+// end: "disconnect" (default: the Disconnect button) | "reload" (a page refresh) | "none"}
 // Prints one JSON line: {ok, steps, transcript, answers, sources, maxRemoteLevel, errors, console, types}.
 // Network: the page is on 127.0.0.1; DNS is disabled for every other host; WebRTC is allowed on loopback.
 
@@ -82,7 +83,13 @@ try {
   out.latency = await page.textContent("#latency");
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
   step("screenshot saved");
-  if (opts.disconnect !== false) {
+  if (opts.end === "reload") {
+    // a page refresh: the old page's peer connection goes away with it
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll("#persona option").length > 0);
+    out.after_reload = await page.evaluate(() => ({ connected: window.fay.connected, state: window.fay.state }));
+    step("page reloaded");
+  } else if (opts.end !== "none") {
     await page.click("#disconnect");
     await page.waitForFunction(() => !window.fay.connected);
     step("disconnected");
