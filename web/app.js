@@ -14,8 +14,10 @@
 //   ctx = {
 //     onBinary(cb)   register cb(data: ArrayBuffer) for every binary data-channel message (avatar frames, sent
 //                    unchanged from AvatarFrame.payload); returns a function that unregisters cb
-//     videoStream    MediaStream of the server's video track (video renderers), or null
+//     videoStream    MediaStream of the server's video track (video renderers), or null; it also holds the
+//                    answer audio track (one stream id), so the browser keeps them in sync
 //     audioElement   the <audio> element playing the answer audio (for lip-sync against audio time)
+//     peerConnection the RTCPeerConnection (for getStats(): audio playout delay, jitter buffer)
 //     persona        {id, name, language, greeting, avatar: {renderer, model, options}}
 //     options        renderer options: the renderer's defaults merged with persona.avatar.options, plus
 //                    {model: persona.avatar.model, kind: "data" | "video"}
@@ -396,6 +398,7 @@ async function mountViewer(msg) {
     onBinary(cb) { binaryListeners.add(cb); return () => binaryListeners.delete(cb); },
     videoStream,
     audioElement: els.audio,
+    peerConnection: pc,
     persona: msg.persona,
     options: { ...r.options, model: r.model ?? msg.persona.avatar?.model ?? null, kind: r.kind },
   };
