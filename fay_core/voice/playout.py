@@ -3,7 +3,8 @@
 :class:`Playout` releases one frame of 16-bit mono PCM at :attr:`Playout.sample_rate` every 20 ms (silence when
 idle), paced against ``time.monotonic()`` with drift correction: frame ``n`` is due at ``t0 + n * 20 ms``, so
 timer jitter never accumulates; if the event loop stalls for more than ``max_lag_s`` the clock re-anchors
-instead of bursting. Every released frame goes synchronously to each listener ``cb(pcm, pts, turn_id)``
+instead of bursting. The first audio after silence does not wait for the next tick: it leaves at once and the
+clock re-anchors there (one short frame interval, which receivers' jitter buffers absorb). Every released frame goes synchronously to each listener ``cb(pcm, pts, turn_id)``
 (the WebRTC audio track, avatar renderers); ``pts`` is the frame's output stream time (frame index x 0.02 s).
 
 As audio is released it publishes ``AvatarStartedSpeaking``, ``WordPlayed`` (following each chunk's word
@@ -103,6 +104,7 @@ class Playout:
         self._current: _TurnPlay | None = None  # the turn being spoken (started, not stopped)
         self._dead_turn = 0  # audio of this turn and older is refused
         self._task: asyncio.Task[None] | None = None
+        self._tick: asyncio.Future[bool] | None = None
         self.frame_index = 0
         self.paused = False
         self._paused_at = 0.0
@@ -158,6 +160,7 @@ class Playout:
         if len(pcm) % 2:
             pcm = pcm[:-1]
         words = _place_words(chunk.text, chunk.words, self.sample_rate)
+        idle = self._current is None and not self._queue and not self.paused
         start_pts = self.pts + self._queued_bytes / 2 / self.sample_rate
         seg = _Segment(turn_id, pcm, chunk.text, words)
         self._queue.append(seg)
@@ -170,6 +173,8 @@ class Playout:
                 text=chunk.text, words=chunk.words, pts=start_pts,
             )
         )
+        if idle and self._tick is not None and not self._tick.done():
+            self._tick.set_result(True)  # do not wait for the next tick of silence to start speaking
         return start_pts
 
     def finish_turn(self, turn_id: int) -> None:
@@ -245,6 +250,7 @@ class Playout:
     # --- the clock --------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         period = self.frame_ms / 1000
         t0 = time.monotonic()
         n = 0
@@ -253,7 +259,15 @@ class Playout:
             n += 1
             delay = t0 + n * period - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                tick = self._tick = loop.create_future()
+                timer = loop.call_later(delay, _wake, tick, False)
+                try:
+                    early = await tick
+                finally:
+                    timer.cancel()
+                    self._tick = None
+                if early:  # first audio after silence: out now, and the clock re-anchors here
+                    t0 = time.monotonic() - n * period
             elif delay < -self.max_lag_s:
                 self.resyncs += 1  # the loop stalled: re-anchor rather than burst audio out
                 t0 = time.monotonic() - n * period
@@ -321,6 +335,11 @@ class Playout:
                 play.parts[-1] = seg.text[: w.char_end]
                 play.words += 1
             self.bus.publish(WordPlayed(session_id=self.bus.session_id, turn_id=seg.turn_id, word=w.word, pts=wpts))
+
+
+def _wake(tick: asyncio.Future[bool], early: bool) -> None:
+    if not tick.done():
+        tick.set_result(early)
 
 
 def _place_words(text: str, timings: tuple[WordTiming, ...], rate: int) -> list[_Word]:

@@ -1,0 +1,414 @@
+"""Voice pipeline benchmark: end of speech → first audio out, barge-in stop latency, ASR speed, VAD cost.
+
+Scenarios (all offline, real engines unless said otherwise):
+
+- ``asr``: real-time factor and word error rate of each packaged whisper model on the LibriVox clips (and the
+  AISHELL clip for the multilingual model).
+- ``vad``: Silero VAD cost per 32 ms model window and per 20 ms microphone frame.
+- ``latency``: voice turns fed in real time as 20 ms microphone frames: real Silero VAD, whisper base, litellm to
+  the fake LLM streaming its first token after ``--first-token`` seconds, piper TTS, the playout clock.
+  Per-stage p50/p95 from the end of speech (the last voiced VAD window).
+- ``framework``: the same path with zero-latency engines (instant ASR, answerer and TTS): the framework's own
+  share, from the VAD's end-of-speech decision to the audio queued at the playout clock, and to the first frame
+  out (which adds the wait for the next 20 ms tick).
+- ``bargein``: the avatar speaks a long answer, a recording is injected over it; stop latency from the true
+  speech onset (energy) and from the VAD onset to the moment playout paused, p50/p95, for two ``min_speech_ms``.
+- ``concurrency``: N sessions talking at once; the N at which the p95 end-of-speech → first-audio latency
+  doubles compared with one session.
+
+Prints a table and writes ``bench/results/voice.json``.
+
+    python bench/voice.py [--turns 8] [--first-token 0.2] [--only latency,bargein]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from fay_core import hookimpl  # noqa: E402
+from fay_core.app import Fay  # noqa: E402
+from fay_core.engines import AudioChunk, Transcript  # noqa: E402
+from fay_core.events import (  # noqa: E402
+    AvatarStartedSpeaking,
+    AvatarStoppedSpeaking,
+    Interrupted,
+    PlayoutPaused,
+    UserStartedSpeaking,
+)
+from fay_core.persona import InterruptionConfig, VoiceConfig  # noqa: E402
+from fay_core.settings import LLMSettings  # noqa: E402
+from fay_core.testing import FakeLLM, Reply, test_settings  # noqa: E402
+from fay_core.voice.asr import WhisperASR, WhisperSettings  # noqa: E402
+from fay_core.voice.audio import load_audio, silence, stream_pcm  # noqa: E402
+from fay_core.voice.pipeline import attach_voice  # noqa: E402
+from fay_core.voice.vad import SileroVAD  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+STAGES = ["vad_end", "asr_final", "llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"]
+SHORT_ANSWER = "Sure. Our branches open at nine in the morning."
+LONG_ANSWER = (
+    "We have three kinds of savings accounts. The easy saver pays a variable rate and lets you withdraw at any "
+    "time. The fixed saver locks your money for a year at a fixed rate. The young saver is for customers under "
+    "eighteen, and it comes with a free debit card."
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(q * len(v)))], 2)
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"p50": pct(values, 0.5), "p95": pct(values, 0.95), "n": len(values)}
+
+
+def clips() -> list[tuple[str, bytes]]:
+    names = ["0880", "0930", "0890", "0920"]
+    out = [(n, load_audio(DATA / "speech_en" / f"sense_and_sensibility_01_austen_64kb-{n}.wav")) for n in names]
+    out.append(("english", load_audio(DATA / "speech_en" / "english.wav")))
+    return out
+
+
+def speech_onset(pcm: bytes, db: float = -15.0) -> float:
+    """Seconds into ``pcm`` where speech starts by energy (first 60 ms louder than ``db`` below the peak)."""
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    rms = np.sqrt((x[: len(x) // 320 * 320].reshape(-1, 320) ** 2).mean(axis=1))
+    loud = 20 * np.log10(rms / rms.max() + 1e-9) > db
+    return next(i for i in range(len(loud) - 2) if loud[i : i + 3].all()) * 0.02
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def wer(pairs: list[tuple[str, str]]) -> float:
+    def edits(r: list[str], h: list[str]) -> int:
+        d = list(range(len(h) + 1))
+        for i in range(1, len(r) + 1):
+            prev, d[0] = d[:], i
+            for j in range(1, len(h) + 1):
+                d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r[i - 1] != h[j - 1]))
+        return d[len(h)]
+
+    return sum(edits(words(r), words(h)) for r, h in pairs) / sum(len(words(r)) for r, _ in pairs)
+
+
+# --- zero-latency engines ---------------------------------------------------------------------------------
+
+
+class ZeroASR:
+    name = "zero"
+
+    async def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None) -> Transcript:
+        return Transcript("what time do you open", "en", 1.0)
+
+
+class ZeroTTS:
+    name = "zero"
+    pcm = (np.sin(np.arange(4800) / 10) * 8000).astype(np.int16).tobytes()  # 200 ms at 24 kHz
+
+    async def synthesize(self, text: str, *, voice: str | None = None, language: str = "en", rate: float = 1.0):
+        yield AudioChunk(self.pcm, 24000, (), text)
+
+
+class ZeroAnswerer:
+    name = "zero"
+
+    async def answer(self, turn: Any) -> None:
+        turn.answered_by = self.name
+        turn.say(SHORT_ANSWER)
+
+
+class ZeroPlugin:
+    @hookimpl
+    def register_asr_engines(self, register: Any) -> None:
+        register("zero", ZeroASR)
+
+    @hookimpl
+    def register_tts_engines(self, register: Any) -> None:
+        register("zero", ZeroTTS)
+
+
+# --- scenarios --------------------------------------------------------------------------------------------
+
+
+def bench_asr(en: list[tuple[str, bytes]]) -> dict[str, Any]:
+    refs = {n: (DATA / "speech_en" / f"sense_and_sensibility_01_austen_64kb-{n}.txt").read_text()
+            for n, _ in en if n != "english"}
+    zh = load_audio(DATA / "speech_zh" / "BAC009S0764W0121.wav")
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        for model in ("base", "tiny.en"):
+            asr = WhisperASR(WhisperSettings(model=model, download=False))
+            await asr.warm_up()
+            await asr.transcribe(en[0][1], 16000, language="en")  # warm caches
+            audio = spent = 0.0
+            pairs = []
+            for name, pcm in en:
+                if name not in refs:
+                    continue
+                t = time.perf_counter()
+                got = await asr.transcribe(pcm, 16000, language="en")
+                spent += time.perf_counter() - t
+                audio += len(pcm) / 32000
+                pairs.append((refs[name], got.text))
+            row = {"rtf_en": round(spent / audio, 3), "wer_en": round(wer(pairs), 3)}
+            if model == "base":
+                t = time.perf_counter()
+                await asr.transcribe(zh, 16000, language="zh")
+                row["rtf_zh"] = round((time.perf_counter() - t) / (len(zh) / 32000), 3)
+            out[model] = row
+
+    asyncio.run(run())
+    return out
+
+
+def bench_vad(pcm: bytes) -> dict[str, float]:
+    stream = SileroVAD().create_stream()
+    windows = [pcm[i : i + 1024] for i in range(0, len(pcm) - 1024, 1024)]
+    for w in windows[:20]:
+        stream.probability(w)
+    t = time.perf_counter()
+    for w in windows:
+        stream.probability(w)
+    per_window = (time.perf_counter() - t) / len(windows)
+    return {"us_per_32ms_window": round(per_window * 1e6, 1), "us_per_20ms_frame": round(per_window * 1e6 * 20 / 32, 1),
+            "cpu_share_per_session_pct": round(per_window / 0.032 * 100, 3)}
+
+
+async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero: bool = False,
+                      sessions: int = 1) -> list[dict[str, float]]:
+    """Run ``turns`` voice turns in each of ``sessions`` sessions at once; the latency marks of each turn."""
+
+    async def one(idx: int) -> list[dict[str, float]]:
+        session = await fay.create_session("bank_teller_en")
+        session.persona = session.persona.model_copy(update={
+            "interruption": InterruptionConfig(enabled=False),
+            "voice": VoiceConfig(engine="zero" if zero else "piper"),
+        })
+        if zero:
+            session.agent.answerer = ZeroAnswerer()  # type: ignore[union-attr]
+        voice = await attach_voice(session)
+        await asyncio.sleep(idx * 0.37)  # sessions do not speak in lock-step
+        done: asyncio.Queue[int] = asyncio.Queue()
+        session.bus.subscribe(lambda e: done.put_nowait(e.turn_id), AvatarStoppedSpeaking, drop_stale=False)
+        marks = []
+        for k in range(turns):
+            _, pcm = en[(k + idx) % len(en)]
+            await stream_pcm(session.bus, silence(200) + pcm + silence(600))
+            try:
+                while True:
+                    tid = await asyncio.wait_for(done.get(), 30)
+                    if tid == session.bus.turn_id:
+                        break
+            except TimeoutError:
+                print(f"  session {idx} turn {k}: no answer audio in 30 s", file=sys.stderr)
+                continue
+            m = voice.latency.get(session.bus.turn_id, {})
+            if m.get("first_audio_out") is not None and m.get("vad_end") is not None:
+                marks.append(dict(m))
+        await fay.close_session(session.id)
+        return marks
+
+    results = await asyncio.gather(*(one(i) for i in range(sessions)))
+    return [m for r in results for m in r]
+
+
+def stage_table(marks: list[dict[str, float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in STAGES:
+        out[s] = stats([m[s] for m in marks if s in m])
+    prev = None
+    for s in STAGES:  # time spent in each stage
+        if prev is not None:
+            out[f"{prev}->{s}"] = stats([m[s] - m[prev] for m in marks if s in m and prev in m])
+        prev = s
+    return out
+
+
+async def bench_latency(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    async with FakeLLM(first_token_delay=args.first_token, responder=lambda body: Reply(SHORT_ANSWER)) as llm:
+        settings = test_settings(tmp / "lat", llm=LLMSettings(model=llm.model, api_base=llm.url))
+        async with Fay(settings) as fay:
+            await fay.plugins.engine("asr", "whisper").warm_up()
+            await voice_turns(fay, en, 1)  # warm-up: litellm import, piper load
+            marks = await voice_turns(fay, en, args.turns)
+    return {"first_token_delay_s": args.first_token, "tts": "piper", "asr": "whisper base int8",
+            "stages_ms_since_speech_end": stage_table(marks)}
+
+
+async def bench_framework(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    settings = test_settings(tmp / "zero")
+    settings.voice.asr.engine = "zero"
+    settings.voice.asr.partials = False
+    async with Fay(settings) as fay:
+        fay.plugins.register(ZeroPlugin(), "bench_zero")
+        short = [(n, p[: 16000 * 2 * 12 // 10]) for n, p in en[:2]]  # 1.2 s utterances
+        await voice_turns(fay, short, 2, zero=True)
+        marks = await voice_turns(fay, short, args.framework_turns, zero=True)
+    queued = [m["tts_first_audio"] - m["vad_end"] for m in marks]
+    out = [m["first_audio_out"] - m["vad_end"] for m in marks]
+    return {"vad_end->audio_queued_ms": stats(queued), "vad_end->first_audio_out_ms": stats(out),
+            "note": "first_audio_out: the first frame left the playout clock (first audio after silence is not held for the next 20 ms tick)"}
+
+
+async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with FakeLLM(responder=lambda body: Reply(LONG_ANSWER)) as llm:
+        settings = test_settings(tmp / "barge", llm=LLMSettings(model=llm.model, api_base=llm.url))
+        async with Fay(settings) as fay:
+            await fay.plugins.engine("asr", "whisper").warm_up()
+            for min_speech in (250, 150):
+                true_lat, vad_lat = [], []
+                for k in range(args.barge_trials):
+                    session = await fay.create_session("bank_teller_en")
+                    session.persona = session.persona.model_copy(update={
+                        "interruption": InterruptionConfig(min_speech_ms=min_speech, false_interruption_ms=1500),
+                        "voice": VoiceConfig(engine="piper"),
+                    })
+                    await attach_voice(session)
+                    got: dict[str, Any] = {}
+                    started = asyncio.Event()
+
+                    def on(e: Any, got: dict[str, Any] = got, started: asyncio.Event = started) -> None:
+                        if isinstance(e, AvatarStartedSpeaking):
+                            started.set()
+                        elif isinstance(e, UserStartedSpeaking):
+                            got.setdefault("onset", e.onset)
+                        elif isinstance(e, PlayoutPaused):
+                            got.setdefault("paused", e.ts)
+                        elif isinstance(e, Interrupted):
+                            got["interrupted"] = e
+
+                    session.bus.subscribe(on, drop_stale=False)
+                    session.submit("Tell me about savings accounts.")
+                    await asyncio.wait_for(started.wait(), 30)
+                    await asyncio.sleep(0.4 + 0.13 * k)
+                    _, pcm = en[k % len(en)]
+                    lead = silence(100)
+                    t0 = time.monotonic()
+                    true_onset = t0 + 0.1 + speech_onset(pcm)
+                    await stream_pcm(session.bus, lead + pcm[: 16000 * 2 * 2] + silence(400))
+                    for _ in range(100):
+                        if "interrupted" in got:
+                            break
+                        await asyncio.sleep(0.05)
+                    if "paused" in got:
+                        true_lat.append((got["paused"] - true_onset) * 1000)
+                        vad_lat.append((got["paused"] - got["onset"]) * 1000)
+                    await fay.close_session(session.id)
+                results[f"min_speech_{min_speech}ms"] = {
+                    "stop_from_true_onset_ms": stats(true_lat), "stop_from_vad_onset_ms": stats(vad_lat),
+                }
+    return results
+
+
+async def bench_concurrency(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    levels: dict[str, Any] = {}
+    base_p95 = None
+    async with FakeLLM(first_token_delay=args.first_token, responder=lambda body: Reply(SHORT_ANSWER)) as llm:
+        settings = test_settings(tmp / "conc", llm=LLMSettings(model=llm.model, api_base=llm.url))
+        async with Fay(settings) as fay:
+            await fay.plugins.engine("asr", "whisper").warm_up()
+            await voice_turns(fay, en, 1)
+            sustained = 1
+            for n in (1, 2, 3, 4, 6, 8):
+                marks = await voice_turns(fay, en, 2, sessions=n)
+                lat = [m["first_audio_out"] for m in marks]
+                row = stats(lat)
+                levels[str(n)] = row
+                print(f"  {n} sessions: end of speech -> first audio p50 {row['p50']} ms, p95 {row['p95']} ms",
+                      file=sys.stderr)
+                if base_p95 is None:
+                    base_p95 = row["p95"]
+                elif row["p95"] > 2 * base_p95:
+                    break
+                sustained = n
+    return {"levels": levels, "sessions_before_p95_doubles": sustained}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--turns", type=int, default=8, help="voice turns for the latency scenario")
+    ap.add_argument("--framework-turns", type=int, default=20)
+    ap.add_argument("--barge-trials", type=int, default=8)
+    ap.add_argument("--first-token", type=float, default=0.2, help="fake LLM first-token delay (s)")
+    ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    en = clips()
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                          "load_avg_at_start": os.getloadavg()}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "asr" in only:
+            report["asr"] = bench_asr(en)
+        if "vad" in only:
+            report["vad"] = bench_vad(b"".join(p for _, p in en))
+        for name, fn in (("latency", bench_latency), ("framework", bench_framework), ("bargein", bench_bargein),
+                         ("concurrency", bench_concurrency)):
+            if name in only:
+                print(f"running {name} ...", file=sys.stderr)
+                report[name] = asyncio.run(fn(args, en, tmp))
+    report["machine"]["load_avg_at_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "voice.json").write_text(json.dumps(report, indent=2))
+    print_table(report)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"\nvoice benchmark ({r['machine']['cpus']} CPUs, load {r['machine']['load_avg_at_start'][0]:.1f})")
+    if "asr" in r:
+        print("\nASR (whisper, int8)           RTF en   WER en   RTF zh")
+        for model, row in r["asr"].items():
+            print(f"  {model:<27} {row['rtf_en']:>6}   {row['wer_en']:>6}   {row.get('rtf_zh', '')!s:>6}")
+    if "vad" in r:
+        v = r["vad"]
+        print(f"\nVAD: {v['us_per_32ms_window']} us per 32 ms window, {v['us_per_20ms_frame']} us per 20 ms frame "
+              f"({v['cpu_share_per_session_pct']}% of a core per session)")
+    if "latency" in r:
+        print(f"\nend of speech -> first audio (ms), LLM first token {r['latency']['first_token_delay_s']} s, piper")
+        print("  stage                               p50      p95    n")
+        for k, row in r["latency"]["stages_ms_since_speech_end"].items():
+            print(f"  {k:<34} {row['p50']:>7}  {row['p95']:>7}  {row['n']:>3}")
+    if "framework" in r:
+        f = r["framework"]
+        print("\nframework's own share, zero-latency engines (ms)   p50     p95")
+        for k in ("vad_end->audio_queued_ms", "vad_end->first_audio_out_ms"):
+            print(f"  {k:<47} {f[k]['p50']:>6}  {f[k]['p95']:>6}")
+    if "bargein" in r:
+        print("\nbarge-in stop latency (ms)                      p50     p95    n")
+        for cfg, row in r["bargein"].items():
+            for k, s in row.items():
+                print(f"  {cfg + ' ' + k:<45} {s['p50']:>6}  {s['p95']:>6}  {s['n']:>3}")
+    if "concurrency" in r:
+        c = r["concurrency"]
+        print("\nconcurrent voice sessions: end of speech -> first audio (ms)")
+        for n, row in c["levels"].items():
+            print(f"  {n:>2} sessions   p50 {row['p50']:>7}   p95 {row['p95']:>7}   turns {row['n']}")
+        print(f"  sustained before p95 doubles: {c['sessions_before_p95_doubles']}")
+    print(f"\nwritten to {RESULTS / 'voice.json'}")
+
+
+if __name__ == "__main__":
+    main()
