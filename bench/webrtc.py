@@ -154,7 +154,8 @@ async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: fl
         if m["type"] == "latency" and m["stage"] in STAGES:
             out.setdefault(m["stage"], m["ms"])
     # let the answer play out before the next question (no barge-in on our own answer)
-    await asyncio.sleep(3.5)
+    await c.wait_for("state", 60, state="listening")
+    await asyncio.sleep(0.5)
     return out
 
 

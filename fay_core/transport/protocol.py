@@ -18,7 +18,11 @@ Client to server (:data:`ClientMessage`)::
 
 Server to client (built by :func:`event_message`)::
 
-    {"type": "ready", "session_id", "persona": {...}, "renderer": {...} | null, "protocol": 1}
+    {"type": "ready", "protocol": 1, "session_id", "voice": bool, "max_message_bytes",
+     "persona": {"id", "name", "language", "greeting", "avatar": {"renderer", "model", "options"}},
+     "renderer": null | {"name", "kind": "data" | "video", "viewer": "/web/avatars/<name>.js", "model", "options"}}
+                                                              first message; then, for data renderers, the
+                                                              binary stream header, then binary frames
     {"type": "state", "state": "listening" | "thinking" | "speaking", "ts"}  ts: server monotonic clock (s)
     {"type": "transcript", "turn", "final": bool, "text", "language"}
     {"type": "user_text", "turn", "text", "source"}           the question a turn answers (typed or spoken)
