@@ -3,7 +3,7 @@
 //
 // The model's own idle motions and automatic blinking are turned off: blinks, breathing, head and mouth all come
 // from the server's timeline, so they stay in step with the audio. Options: scale, x, y (placement), motions
-// (true keeps the model's idle motions underneath).
+// (true keeps the model's idle motions underneath), frame (the share of the model's height shown, from the top).
 //
 // mount(container, ctx) -> {unmount(), player, trace, model}; window.fayAvatar points at the handle.
 
@@ -37,7 +37,7 @@ export async function mount(container, ctx) {
   canvas.className = "fay-avatar-live2d";
   container.appendChild(canvas);
   const app = new PIXI.Application({ view: canvas, backgroundAlpha: 0, antialias: true, autoStart: true,
-    resizeTo: container, preserveDrawingBuffer: true });
+    resizeTo: container });
   const model = await PIXI.live2d.Live2DModel.from(options.model, { autoInteract: false });
   app.stage.addChild(model);
   const internal = model.internalModel;
@@ -46,18 +46,21 @@ export async function mount(container, ctx) {
     internal.motionManager.update = () => false; // no idle motions: the stream moves the model
   }
   internal.eyeBlink = undefined; // blinks come from the stream
+  // frame the upper body: the top `options.frame` (default 55%) of the model fills the height
   const place = () => {
     const w = container.clientWidth || 320, h = container.clientHeight || 320;
-    const scale = (options.scale ?? 1) * Math.min(w / model.internalModel.width, (h * 1.9) / model.internalModel.height);
+    const mw = model.internalModel.width, mh = model.internalModel.height;
+    const scale = (options.scale ?? 1) * Math.min(w / (mw * 0.6), h / (mh * (options.frame ?? 0.55)));
     model.scale.set(scale);
-    model.x = w / 2 - (model.internalModel.width * scale) / 2 + (options.x ?? 0);
-    model.y = (options.y ?? 0) - h * 0.05;
+    model.x = w / 2 - (mw * scale) / 2 + (options.x ?? 0);
+    model.y = (options.y ?? 0) + h * 0.02;
   };
   place();
   const ro = new ResizeObserver(place);
   ro.observe(container);
 
-  const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection });
+  const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection,
+    audioElement: ctx.audioElement, mouthChannel: "ParamMouthOpenY" });
   const off = ctx.onBinary ? ctx.onBinary((buf) => player.push(buf)) : null;
   const core = internal.coreModel;
   const trace = [];

@@ -30,6 +30,19 @@ async function loadGLB(url) {
   return gltf.scene;
 }
 
+// A software WebGL (SwiftShader: headless browsers, machines without a GPU) draws far slower: skip the MSAA there.
+function softwareGL() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2");
+    const ext = gl?.getExtension("WEBGL_debug_renderer_info");
+    const name = ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : "";
+    gl?.getExtension("WEBGL_lose_context")?.loseContext();
+    return /swiftshader|llvmpipe|software/i.test(name);
+  } catch {
+    return false;
+  }
+}
+
 function findHeadBone(root) {
   let found = null;
   root.traverse((o) => {
@@ -43,7 +56,7 @@ export async function mount(container, ctx) {
   const canvas = document.createElement("canvas");
   canvas.className = "fay-avatar-3d";
   container.appendChild(canvas);
-  const renderer = new THREE.WebGLRenderer({ canvas, antialias: true, alpha: true, preserveDrawingBuffer: true });
+  const renderer = new THREE.WebGLRenderer({ canvas, antialias: options.antialias ?? !softwareGL(), alpha: true });
   renderer.setPixelRatio(Math.min(2, window.devicePixelRatio || 1));
   renderer.outputColorSpace = THREE.SRGBColorSpace;
   const scene = new THREE.Scene();
@@ -93,7 +106,8 @@ export async function mount(container, ctx) {
     bound = header;
   };
 
-  const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection });
+  const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection,
+    audioElement: ctx.audioElement, mouthChannel: "jawOpen" });
   const off = ctx.onBinary ? ctx.onBinary((buf) => player.push(buf)) : null;
   const trace = [];
   const euler = new THREE.Euler();

@@ -1,16 +1,20 @@
 // Reader of Fay's binary avatar parameter stream (format: fay_core/avatar/stream.py), and the clock that shows
 // each frame when its audio is heard.
 //
-//   const player = new FramePlayer({ delayMs: "auto" });
+//   const player = new FramePlayer({ delayMs: "auto", audioElement, mouthChannel: "jawOpen" });
 //   ctx.onBinary((buf) => player.push(buf));
 //   // every animation frame:
 //   const frame = player.current();   // {pts, flags, values: Float32Array, header} or null
 //   const v = player.value("jawOpen"); // by channel name, or NaN
 //
-// Frames leave the server when the playout clock releases their audio; the audio then waits in the browser's
-// jitter buffer. The player maps each frame's PTS to local time (with the smallest arrival lag seen, so network
-// jitter does not shake the mouth) and holds it back by the audio's current jitter-buffer delay, read from the
-// RTCPeerConnection's stats (window.fay.pc, or ctx.peerConnection), or by options.audio_delay_ms if given.
+// Frames leave the server when the playout clock releases their audio and arrive within milliseconds on the
+// data channel; the audio itself waits in the browser's jitter buffer (tens of ms on a good network, hundreds after
+// the sender stalls, and NetEq stretches it), so each frame must wait until its audio is heard:
+//   1. options.audio_delay_ms, if the persona sets a number: frames are shown that long after they arrive;
+//   2. otherwise the AudioAligner tells which PTS is being heard (RTP timestamps of the audio played out, plus a
+//      constant found by matching loudness envelopes) and the player shows the frame of that PTS;
+//   3. until it has locked (the first second or two of speech), frames wait for the jitter-buffer delay read
+//      from the RTCPeerConnection's stats (window.fay.pc or ctx.peerConnection).
 
 export const HEADER = 0x01;
 export const FRAME = 0x02;
@@ -57,11 +61,159 @@ export function decodeFrame(buf, header) {
   return { flags: dv.getUint8(1), seq: dv.getUint32(4, true), pts: dv.getFloat64(8, true), values, header };
 }
 
+// Finds which frame PTS is being heard right now.
+//
+// The answer audio's RTP timestamps count the sender's samples, and Chrome reports, for the audio it has just
+// played out, that RTP timestamp and when it played (RTCRtpReceiver.getSynchronizationSources). So "the audio
+// position now" is known exactly, jitter buffer, time-stretching and stalls included; what is unknown is one
+// constant: the frames' PTS clock minus the sender's sample clock (the RTP origin is random). The aligner finds it
+// by matching the loudness of the audio this page plays (a WebAudio analyser on the <audio> element's stream)
+// against the frames' mouth channel, which the server derived from the same audio: the lag with the best
+// correlation, searched first over 0-1.5 s, then kept and refined around while the avatar speaks.
+export class AudioAligner {
+  constructor(audioElement, receiverOf, { maxLagMs = 1500, windowMs = 4000, stepMs = 10 } = {}) {
+    this.el = audioElement;
+    this.receiverOf = receiverOf; // () => the audio RTCRtpReceiver or null
+    this.maxLag = maxLagMs / 1000;
+    this.window = windowMs / 1000;
+    this.step = stepMs / 1000;
+    this.audio = []; // [sender seconds, rms]
+    this.k = null; // frame pts = sender seconds + k, once locked
+    this.lockedAt = null; // performance.now() of the first lock
+    this.confidence = 0;
+    this.estimates = 0;
+    this._rtp = null; // {base, last, wraps}
+    this._ctx = null;
+    this._analyser = null;
+    this._buf = null;
+    this._stream = null;
+    this._next = 0;
+  }
+
+  _connect() {
+    const stream = this.el?.srcObject;
+    if (!stream || stream === this._stream || !stream.getAudioTracks().length) return;
+    try {
+      this._ctx = this._ctx || new AudioContext();
+      if (this._ctx.state === "suspended") this._ctx.resume().catch(() => {});
+      this._analyser = this._ctx.createAnalyser();
+      this._analyser.fftSize = 512; // ~10 ms at 48 kHz
+      this._buf = new Float32Array(this._analyser.fftSize);
+      this._ctx.createMediaStreamSource(stream).connect(this._analyser);
+      this._stream = stream;
+    } catch (err) {
+      this._analyser = null; // no WebAudio: the player keeps its other estimate
+    }
+  }
+
+  // The sender-clock time (seconds) of the audio being heard at local time `now`, or null.
+  position(now) {
+    const rx = this.receiverOf();
+    const src = rx?.getSynchronizationSources?.()[0];
+    if (!src || src.rtpTimestamp === undefined) return null;
+    const r = this._rtp || (this._rtp = { last: src.rtpTimestamp, wraps: 0 });
+    if (src.rtpTimestamp < r.last && r.last - src.rtpTimestamp > 2 ** 31) r.wraps++;
+    r.last = src.rtpTimestamp;
+    const clockRate = 48000; // Opus
+    const playedAt = src.timestamp - performance.timeOrigin; // epoch ms → this page's clock
+    const ahead = Math.min(0.1, Math.max(0, (now - playedAt) / 1000));
+    return (r.wraps * 2 ** 32 + src.rtpTimestamp) / clockRate + ahead;
+  }
+
+  // Sample the audio every 10 ms (on a timer: animation frames may be slow) and estimate now and then;
+  // `source()` gives the player's recent frames in pts order and the index of the mouth channel.
+  start(source) {
+    this._timer = setInterval(() => {
+      const now = performance.now();
+      this._connect();
+      const pos = this.position(now);
+      if (pos === null || !this._analyser) return;
+      this._analyser.getFloatTimeDomainData(this._buf);
+      let s = 0;
+      for (const x of this._buf) s += x * x;
+      this.audio.push([pos, Math.sqrt(s / this._buf.length)]);
+      while (this.audio.length && this.audio[0][0] < pos - this.window) this.audio.shift();
+      const [frames, mouthIndex] = source();
+      if (now >= this._next && frames.length > 20 && mouthIndex !== undefined) {
+        this._next = now + (this.k === null ? 250 : 1000);
+        this._estimate(pos, frames, mouthIndex);
+      }
+    }, 10);
+  }
+
+  _estimate(pos, frames, mouthIndex) {
+    const a = this.audio;
+    if (a.length < 150) return;
+    let loud = 0;
+    for (const [, v] of a) if (v > 0.01) loud++;
+    if (loud < a.length * 0.25) return; // not enough speech in the window to tell
+    const ax = a.map(([, v]) => v);
+    const norm = (x) => {
+      const mean = x.reduce((p, v) => p + v, 0) / x.length;
+      let sd = 0;
+      for (let i = 0; i < x.length; i++) { x[i] -= mean; sd += x[i] * x[i]; }
+      sd = Math.sqrt(sd / x.length);
+      if (sd < 1e-6) return false;
+      for (let i = 0; i < x.length; i++) x[i] /= sd;
+      return true;
+    };
+    if (!norm(ax)) return;
+    const mouthAt = (pts) => { // the frame's mouth value at pts (frames sorted by pts)
+      let lo = 0, hi = frames.length - 1;
+      if (pts < frames[0].pts || pts > frames[hi].pts + 0.04) return null;
+      while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (frames[mid].pts <= pts) lo = mid; else hi = mid - 1; }
+      return frames[lo].values[mouthIndex];
+    };
+    // candidates: k such that the newest frame is at most maxLag ahead of what is heard (first lock),
+    // or near the current k (tracking)
+    const newest = frames[frames.length - 1].pts;
+    const k0 = newest - pos;
+    const [from, to] = this.k === null ? [k0 - this.maxLag, k0] : [this.k - 0.15, this.k + 0.15];
+    let best = -1, bestK = null;
+    const scores = [];
+    for (let k = from; k <= to + 1e-9; k += this.step) {
+      const mx = [];
+      for (const [p] of a) {
+        const v = mouthAt(p + k);
+        if (v === null) break;
+        mx.push(v);
+      }
+      if (mx.length < a.length * 0.9 || !norm(mx)) continue;
+      let c = 0;
+      for (let i = 0; i < mx.length; i++) c += ax[i] * mx[i];
+      c /= mx.length;
+      scores.push([k, c]);
+      if (c > best) { best = c; bestK = k; }
+    }
+    // lock only on a strong, unambiguous match: no other lag (100 ms away or more) nearly as good
+    const rival = Math.max(-1, ...scores.filter(([k]) => Math.abs(k - bestK) >= 0.1).map(([, c]) => c));
+    if (bestK === null || best < (this.k === null ? 0.6 : 0.5) || (this.k === null && rival > best - 0.08)) return;
+    this.estimates++;
+    this.confidence = best;
+    if (this.k === null) this.lockedAt = performance.now();
+    this.k = this.k === null ? bestK : 0.7 * this.k + 0.3 * bestK;
+  }
+
+  close() {
+    clearInterval(this._timer);
+    if (this._ctx) this._ctx.close().catch(() => {});
+  }
+}
+
 export class FramePlayer {
-  constructor({ delayMs = "auto", peerConnection = null, maxQueue = 150 } = {}) {
+  constructor({ delayMs = "auto", peerConnection = null, maxQueue = 150, audioElement = null,
+    mouthChannel = null } = {}) {
     this.fixedDelay = typeof delayMs === "number" ? delayMs : null;
     this.pc = peerConnection;
     this.maxQueue = maxQueue;
+    this.mouthChannel = mouthChannel;
+    this.aligner = this.fixedDelay === null && audioElement
+      ? new AudioAligner(audioElement, () => this._receiver()) : null;
+    this.history = []; // recent frames in pts order, for the aligner
+    this.heardPts = null;
+    if (this.aligner) {
+      this.aligner.start(() => [this.history, this.history[0]?.header.index[this.mouthChannel]]);
+    }
     this.header = null;
     this.queue = [];
     this.frame = null;
@@ -75,7 +227,18 @@ export class FramePlayer {
   }
 
   get delayMs() {
-    return this.fixedDelay !== null ? this.fixedDelay : this.audioDelayMs;
+    if (this.fixedDelay !== null) return this.fixedDelay;
+    if (this.heardPts !== null && this.frame) return Math.max(0, (this._lastPts - this.heardPts) * 1000);
+    return this.audioDelayMs;
+  }
+
+  get locked() {
+    return Boolean(this.aligner && this.aligner.k !== null);
+  }
+
+  _receiver() {
+    const pc = this.pc || globalThis.fay?.pc;
+    return pc?.getReceivers?.().find((r) => r.track?.kind === "audio") ?? null;
   }
 
   push(buf) {
@@ -102,6 +265,12 @@ export class FramePlayer {
     this._lastPts = f.pts;
     if (f.flags & FLAG_RESET) this.queue.length = 0; // interruption: what was pending goes with the audio
     this.queue.push(f);
+    if (this.aligner) {
+      const h = this.history;
+      if (h.length && f.pts < h[h.length - 1].pts) h.length = 0;
+      h.push(f);
+      if (h.length > 400) h.splice(0, h.length - 400); // 8 s at 50 fps
+    }
     if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
   }
 
@@ -109,8 +278,18 @@ export class FramePlayer {
   current(now = performance.now()) {
     if (this.offset === null) return this.frame;
     const q = this.queue;
-    const due = now - this.offset - this.delayMs;
-    while (q.length && q[0].pts * 1000 <= due) this.frame = q.shift();
+    let due = (now - this.offset - this.audioDelayMs) / 1000; // until locked: arrival time + jitter buffer
+    this.heardPts = null;
+    if (this.fixedDelay !== null) {
+      due = (now - this.offset - this.fixedDelay) / 1000;
+    } else if (this.aligner && this.aligner.k !== null) {
+      const pos = this.aligner.position(now);
+      if (pos !== null) {
+        this.heardPts = pos + this.aligner.k;
+        due = this.heardPts;
+      }
+    }
+    while (q.length && q[0].pts <= due) this.frame = q.shift();
     return this.frame;
   }
 
@@ -141,6 +320,7 @@ export class FramePlayer {
 
   close() {
     if (this._timer) clearInterval(this._timer);
+    if (this.aligner) this.aligner.close();
   }
 }
 

@@ -8,6 +8,7 @@ export async function mount(container, ctx) {
   video.autoplay = true;
   video.playsInline = true;
   video.muted = true; // the answer audio plays in ctx.audioElement
+  video.style.objectFit = "contain"; // the whole frame, its "AI-generated" mark included
   container.appendChild(video);
   const attach = (stream) => {
     if (stream && video.srcObject !== stream) {
