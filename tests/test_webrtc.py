@@ -172,7 +172,7 @@ async def test_microphone_audio_reaches_the_bus_as_16k_mono(served: Served, shar
         await asyncio.sleep(0.3)
     assert {ch.sample_rate for ch in chunks} == {16000}
     pcm = np.frombuffer(b"".join(ch.pcm for ch in chunks), np.int16).astype(np.float32)
-    assert len(pcm) / 16000 == pytest.approx(duration + 0.3, abs=0.5)
+    assert duration <= len(pcm) / 16000 < duration + 2.0  # all of it, in real time (plus the wait around it)
     pts = [ch.pts for ch in chunks]
     assert pts == sorted(pts) and all(ch.turn_id == 0 for ch in chunks)
     # the recording's loud part survives Opus and resampling: compare energy envelopes at 16 kHz
