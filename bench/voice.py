@@ -10,7 +10,7 @@ Scenarios (all offline, real engines unless said otherwise):
   Per-stage p50/p95 from the end of speech (the last voiced VAD window).
 - ``framework``: the same path with zero-latency engines (instant ASR, answerer and TTS): the framework's own
   share, from the VAD's end-of-speech decision to the audio queued at the playout clock, and to the first frame
-  out (which adds the wait for the next 20 ms tick).
+  out of the playout clock.
 - ``bargein``: the avatar speaks a long answer, a recording is injected over it; stop latency from the true
   speech onset (energy) and from the VAD onset to the moment playout paused, p50/p95, for two ``min_speech_ms``.
 - ``concurrency``: N sessions talking at once; the N at which the p95 end-of-speech → first-audio latency
@@ -269,7 +269,8 @@ async def bench_framework(args: argparse.Namespace, en: list[tuple[str, bytes]],
     queued = [m["tts_first_audio"] - m["vad_end"] for m in marks]
     out = [m["first_audio_out"] - m["vad_end"] for m in marks]
     return {"vad_end->audio_queued_ms": stats(queued), "vad_end->first_audio_out_ms": stats(out),
-            "note": "first_audio_out: the first frame left the playout clock (first audio after silence is not held for the next 20 ms tick)"}
+            "note": "first_audio_out: the first frame left the playout clock (after silence it is not held for "
+                    "the next 20 ms tick)"}
 
 
 async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:

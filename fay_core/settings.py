@@ -133,7 +133,7 @@ class VADSettings(_Section):
     start_ms: int = Field(64, ge=32, description="speech this long starts an utterance")
     min_silence_ms: int = Field(300, ge=64, description="silence this long ends an utterance (end-of-speech wait)")
     preroll_ms: int = Field(300, ge=0, description="audio kept from before the start, so no syllable is lost")
-    tail_ms: int = Field(96, ge=32, description="silence kept after the speech; the early transcript starts here")
+    tail_ms: int = Field(64, ge=32, description="silence kept after the speech; the early transcript starts here")
     max_utterance_s: float = Field(30.0, gt=1, description="an utterance is cut after this long")
     min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed (clicks, coughs)")
 

@@ -40,7 +40,7 @@ async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type:
     await voice.asr.warm_up()
     rec = Recorder(session)
     session.submit("Tell me about your savings accounts.")
-    await rec.wait(AvatarStartedSpeaking, timeout=30)
+    await rec.wait(AvatarStartedSpeaking, within=30)
     await asyncio.sleep(1.2)  # let a few words play
     return session, rec
 
@@ -59,9 +59,9 @@ async def test_speech_over_the_avatar_stops_it_and_history_keeps_the_played_word
         session, rec = await speaking_session(fay, InterruptionConfig(min_speech_ms=200, false_interruption_ms=1500))
         speech = load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3]  # "And so my fellow Americans"
         await stream_pcm(session.bus, speech + silence(600))
-        intr = await rec.wait(Interrupted, timeout=20)
-        final = await rec.wait(TranscriptFinal, timeout=20)
-        await rec.wait(AvatarStoppedSpeaking, lambda e: e.turn_id == 2, timeout=30)
+        intr = await rec.wait(Interrupted, within=20)
+        final = await rec.wait(TranscriptFinal, within=20)
+        await rec.wait(AvatarStoppedSpeaking, lambda e: e.turn_id == 2, within=30)
         await session.bus.idle()
 
         paused = rec.of(PlayoutPaused)[0]
@@ -89,8 +89,8 @@ async def test_too_few_real_words_resume_where_it_paused(llm_settings, fake_llm:
             fay, InterruptionConfig(min_speech_ms=200, min_words=5, false_interruption_ms=600)
         )
         await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "english.wav") + silence(600))  # 1, 2, 3
-        await rec.wait(PlayoutResumed, timeout=20)
-        stopped = await rec.wait(AvatarStoppedSpeaking, timeout=60)
+        await rec.wait(PlayoutResumed, within=20)
+        stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
         assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
         assert len(fake_llm.requests) == 1  # the backchannel started no turn

@@ -80,7 +80,7 @@ async def test_a_turn_plays_with_word_events_and_start_stop() -> None:
     assert voiced[0][1] == pts and all(turn == 1 for _, _, turn, _ in voiced)
     assert 29 <= len(voiced) <= 31  # 600 ms of audio
     words = rig.of(WordPlayed)
-    assert [w.word for w in words] == "good morning dear customer welcome back".split()
+    assert [w.word for w in words] == ["good", "morning", "dear", "customer", "welcome", "back"]
     assert all(b.pts > a.pts for a, b in zip(words, words[1:], strict=False))
     assert abs(words[4].pts - (pts + 0.4)) < 0.021
     start, stop = rig.of(AvatarStartedSpeaking), rig.of(AvatarStoppedSpeaking)

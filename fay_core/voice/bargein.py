@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FILLERS = frozenset(
-    "mm mmm mhm hm hmm uh um uhm er erm ah oh uh-huh mm-hm mm-hmm huh yeah-yeah 嗯 啊 哦 呃 额 噢 唔 嗯嗯 哈".split()
+    [
+        "mm", "mmm", "mhm", "hm", "hmm", "uh", "um", "uhm", "er", "erm", "ah", "oh", "uh-huh", "mm-hm", "mm-hmm", "huh",
+        "yeah-yeah", "嗯", "啊", "哦", "呃", "额", "噢", "唔", "嗯嗯", "哈"
+    ]
 )
 _WORD = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9']+(?:-[A-Za-z0-9']+)*")
 
@@ -99,9 +102,7 @@ class BargeIn:
             self._state = _State.IDLE
             return
         self._turn = self.playout.speaking_turn
-        if cfg.half_duplex:
-            self._state = _State.IGNORED
-        elif (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms:
+        if cfg.half_duplex or (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms:
             self._state = _State.IGNORED
         else:
             self._state = _State.CANDIDATE

@@ -164,6 +164,7 @@ class VoicePipeline:
             if (
                 self.settings.asr.partials
                 and not seg.paused
+                and self.bargein.state != "ignored"
                 and speech_ms - self._partial_at_ms >= self.settings.asr.partial_interval_ms
                 and (self._partial is None or self._partial.done())
                 and not getattr(self.asr, "busy", False)
@@ -179,6 +180,8 @@ class VoicePipeline:
         self.bargein.speech_started(ev.onset, self.segmenter.utterance)
 
     def _speech_paused(self, ev: SpeechPaused) -> None:
+        if self.bargein.state == "ignored":  # half duplex or echo warm-up: nobody will read it
+            return
         if self.settings.asr.early_final and len(ev.pcm) / 2 / IN_RATE * 1000 >= self.settings.vad.min_utterance_ms:
             task = self.bus.spawn(self._transcribe(ev.pcm), name="voice.asr-early")
             self._early = (self._utt, task)
@@ -199,7 +202,7 @@ class VoicePipeline:
         if previous is not None and not previous.done():
             await asyncio.gather(previous, return_exceptions=True)  # transcripts leave in utterance order
         text: str | None = None
-        if ev.duration_ms >= self.settings.vad.min_utterance_ms:
+        if ev.duration_ms >= self.settings.vad.min_utterance_ms and self.bargein.state != "ignored":
             try:
                 text = await early if early is not None else await self._transcribe(ev.pcm)
             except Exception as exc:

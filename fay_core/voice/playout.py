@@ -4,8 +4,9 @@
 idle), paced against ``time.monotonic()`` with drift correction: frame ``n`` is due at ``t0 + n * 20 ms``, so
 timer jitter never accumulates; if the event loop stalls for more than ``max_lag_s`` the clock re-anchors
 instead of bursting. The first audio after silence does not wait for the next tick: it leaves at once and the
-clock re-anchors there (one short frame interval, which receivers' jitter buffers absorb). Every released frame goes synchronously to each listener ``cb(pcm, pts, turn_id)``
-(the WebRTC audio track, avatar renderers); ``pts`` is the frame's output stream time (frame index x 0.02 s).
+clock re-anchors there (one short frame interval, which receivers' jitter buffers absorb). Every released frame
+goes synchronously to each listener ``cb(pcm, pts, turn_id)`` (the WebRTC audio track, avatar renderers);
+``pts`` is the frame's output stream time (frame index x 0.02 s).
 
 As audio is released it publishes ``AvatarStartedSpeaking``, ``WordPlayed`` (following each chunk's word
 timings) and ``AvatarStoppedSpeaking``. :meth:`Playout.schedule` publishes ``SpeechSynthesized`` with the pts at
@@ -349,10 +350,8 @@ def _place_words(text: str, timings: tuple[WordTiming, ...], rate: int) -> list[
     n = len(timings)
     for i, w in enumerate(timings):
         idx = text.find(w.word, cursor) if w.word else -1
-        if idx >= 0:
-            end = idx + len(w.word)
-        else:  # the engine normalised the word: place it proportionally
-            end = max(cursor, round(len(text) * (i + 1) / n))
+        # a word the engine normalised ("3.5" read as "three point five") is placed proportionally
+        end = idx + len(w.word) if idx >= 0 else max(cursor, round(len(text) * (i + 1) / n))
         # keep trailing punctuation of the word with it
         while end < len(text) and not text[end].isspace() and not text[end].isalnum() and not _cjk(text[end]):
             end += 1

@@ -15,9 +15,12 @@ import re
 
 #: abbreviations whose period does not end a sentence (compared lower-case, without the final period)
 ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st mt vs etc e.g i.e a.m p.m u.s u.k u.n e.u no nos vol fig inc ltd co corp dept est
-    approx jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun rev gen col lt sgt capt
-    ph.d m.d b.a m.a cf al""".split()
+    [
+        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "a.m", "p.m", "u.s", "u.k",
+        "u.n", "e.u", "no", "nos", "vol", "fig", "inc", "ltd", "co", "corp", "dept", "est", "approx", "jan", "feb",
+        "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat",
+        "sun", "rev", "gen", "col", "lt", "sgt", "capt", "ph.d", "m.d", "b.a", "m.a", "cf", "al"
+    ]
 )
 
 _HARD = set("。！？；…\n")

@@ -69,17 +69,17 @@ def estimate_words(text: str, pcm: bytes, sample_rate: int) -> tuple[WordTiming,
 _reachable: dict[str, tuple[float, bool]] = {}
 
 
-async def host_reachable(host: str, timeout: float = 1.0, ttl: float = 300.0) -> bool:
-    """Whether ``host`` resolves within ``timeout`` (cached for ``ttl`` seconds). Never raises."""
+async def host_reachable(host: str, wait_s: float = 1.0, ttl: float = 300.0) -> bool:
+    """Whether ``host`` resolves within ``wait_s`` seconds (cached for ``ttl`` seconds). Never raises."""
     now = time.monotonic()
     cached = _reachable.get(host)
     if cached and now - cached[0] < ttl:
         return cached[1]
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(loop.getaddrinfo(host, 443, type=socket.SOCK_STREAM), timeout)
+        await asyncio.wait_for(loop.getaddrinfo(host, 443, type=socket.SOCK_STREAM), wait_s)
         ok = True
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         ok = False
     _reachable[host] = (now, ok)
     return ok

@@ -143,7 +143,7 @@ class SegmenterConfig:
     start_ms: int = 64
     min_silence_ms: int = 300
     preroll_ms: int = 300
-    tail_ms: int = 96
+    tail_ms: int = 64
     max_utterance_ms: int = 30000
 
 
