@@ -154,7 +154,11 @@ async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: fl
         if m["type"] == "latency" and m["stage"] in STAGES:
             out.setdefault(m["stage"], m["ms"])
     # let the answer play out before the next question (no barge-in on our own answer)
-    await c.wait_for("state", 60, state="listening")
+    try:
+        await c.wait_for("state", 30, state="listening")
+    except TimeoutError:
+        out["stuck"] = 1.0
+    out["errors"] = float(sum(m["type"] == "error" for m in c.messages))
     await asyncio.sleep(0.5)
     return out
 
@@ -206,6 +210,8 @@ async def run_level(url: str, server: psutil.Process, n: int, rounds: int, mode:
         "sessions": n,
         "turns": turns,
         "missed": missed,
+        "not_back_to_listening": sum(1 for t in turns_out if "stuck" in t),
+        "error_events": int(sum(t["errors"] for t in turns_out)),
         "setup_ms_p50": statistics.median(setups) * 1000,
         "setup_ms_p95": pct(setups, 0.95) * 1000,
         "latency_ms_p50": pct(latencies, 0.5),
