@@ -83,7 +83,6 @@ class Peer:
         bus = self.session.bus
         bus.subscribe(self._forward, *CLIENT_EVENTS, name="webrtc.events", drop_stale=False)
         bus.subscribe(self._avatar, AvatarFrame, name="webrtc.avatar", maxsize=64)
-        self.session.on_close(self.release)
         self.pc.on("connectionstatechange", self._on_state)
         self.pc.on("datachannel", self._on_channel)
         if self.remote_audio is not None:

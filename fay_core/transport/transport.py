@@ -91,6 +91,7 @@ class WebRTCTransport:
             raise
         peer = Peer(self, pc, session)
         self.peers[peer.id] = peer
+        session.on_close(peer.release)  # from here on, closing the session frees the peer
         try:
             peer.remote_audio = remote.get("audio")
             if peer.remote_audio is not None:
