@@ -131,11 +131,40 @@ class ZeroTTS:
 
 
 class ZeroAnswerer:
+    """Answers at once (no LLM): for the framework's share and the barge-in scenario."""
+
     name = "zero"
+
+    def __init__(self, text: str = SHORT_ANSWER) -> None:
+        self.text = text
 
     async def answer(self, turn: Any) -> None:
         turn.answered_by = self.name
-        turn.say(SHORT_ANSWER)
+        turn.say(self.text)
+
+
+class PlainLLMAnswerer:
+    """The question alone to the LLM through litellm (no retrieval, no tools): ``--answerer plain``."""
+
+    name = "llm"
+
+    def __init__(self, session: Any) -> None:
+        from fay_core.brain.llm import LLMClient, LLMConfig
+
+        config = LLMConfig.resolve(session.app.settings.llm, session.persona)
+        assert config is not None
+        self.client = LLMClient(config)
+
+    async def answer(self, turn: Any) -> None:
+        turn.answered_by = self.name
+        messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": turn.question}]
+        async for chunk in self.client.stream(messages):
+            content = getattr(chunk.choices[0].delta, "content", None) if chunk.choices else None
+            if content:
+                turn.say(content)
+
+
+ANSWERER = "agent"
 
 
 class ZeroPlugin:
@@ -208,6 +237,8 @@ async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero
         })
         if zero:
             session.agent.answerer = ZeroAnswerer()  # type: ignore[union-attr]
+        elif ANSWERER == "plain":
+            session.agent.answerer = PlainLLMAnswerer(session)  # type: ignore[union-attr]
         voice = await attach_voice(session)
         await asyncio.sleep(idx * 0.37)  # sessions do not speak in lock-step
         done: asyncio.Queue[int] = asyncio.Queue()
@@ -254,6 +285,7 @@ async def bench_latency(args: argparse.Namespace, en: list[tuple[str, bytes]], t
             await voice_turns(fay, en, 1)  # warm-up: litellm import, piper load
             marks = await voice_turns(fay, en, args.turns)
     return {"first_token_delay_s": args.first_token, "tts": "piper", "asr": "whisper base int8",
+            "answerer": args.answerer,
             "stages_ms_since_speech_end": stage_table(marks)}
 
 
@@ -275,8 +307,8 @@ async def bench_framework(args: argparse.Namespace, en: list[tuple[str, bytes]],
 
 async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    async with FakeLLM(responder=lambda body: Reply(LONG_ANSWER)) as llm:
-        settings = test_settings(tmp / "barge", llm=LLMSettings(model=llm.model, api_base=llm.url))
+    if True:  # the answer comes at once: this scenario measures the stop, not the LLM
+        settings = test_settings(tmp / "barge")
         async with Fay(settings) as fay:
             await fay.plugins.engine("asr", "whisper").warm_up()
             for min_speech in (250, 150):
@@ -287,6 +319,7 @@ async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], t
                         "interruption": InterruptionConfig(min_speech_ms=min_speech, false_interruption_ms=1500),
                         "voice": VoiceConfig(engine="piper"),
                     })
+                    session.agent.answerer = ZeroAnswerer(LONG_ANSWER)  # type: ignore[union-attr]
                     await attach_voice(session)
                     got: dict[str, Any] = {}
                     started = asyncio.Event()
@@ -317,6 +350,10 @@ async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], t
                     if "paused" in got:
                         true_lat.append((got["paused"] - true_onset) * 1000)
                         vad_lat.append((got["paused"] - got["onset"]) * 1000)
+                        print(f"  barge-in {min_speech} ms #{k}: stop {true_lat[-1]:.0f} ms after the speech onset "
+                              f"({vad_lat[-1]:.0f} after the VAD's)", file=sys.stderr)
+                    else:
+                        print(f"  barge-in {min_speech} ms #{k}: playout never paused", file=sys.stderr)
                     await fay.close_session(session.id)
                 results[f"min_speech_{min_speech}ms"] = {
                     "stop_from_true_onset_ms": stats(true_lat), "stop_from_vad_onset_ms": stats(vad_lat),
@@ -355,7 +392,11 @@ def main() -> None:
     ap.add_argument("--barge-trials", type=int, default=8)
     ap.add_argument("--first-token", type=float, default=0.2, help="fake LLM first-token delay (s)")
     ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency")
+    ap.add_argument("--answerer", choices=["agent", "plain"], default="agent",
+                    help="agent: the persona's real answerer (RAG, tools); plain: the question alone to the LLM")
     args = ap.parse_args()
+    global ANSWERER
+    ANSWERER = args.answerer
     only = set(args.only.split(","))
     en = clips()
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

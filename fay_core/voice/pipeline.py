@@ -6,10 +6,10 @@
                           │ barge-in (pause / interrupt / resume)
     AgentTextDelta ─► sentence splitter ─► TTS (engine + fallbacks) ─► Playout ─► listeners (WebRTC, avatar)
 
-Latency: the ASR runs while the user speaks (partials when a worker is free) and again as soon as the user pauses
-(``early_final``), so when the VAD's end-of-speech wait is over the transcript is usually ready and the LLM
-starts at once. Every voice turn publishes ``LatencyMeasured`` marks measured from the end of speech
-(``since="speech_end"``): ``vad_end``, ``asr_final``, ``llm_first_token``, ``first_sentence``,
+Latency: the ASR runs while the user speaks (partials when a worker is free and transcriptions are cheap) and
+again as soon as the user pauses (``early_final``), so when the VAD's end-of-speech wait is over the transcript
+is usually ready and the LLM starts at once. Every voice turn publishes ``LatencyMeasured`` marks measured from
+the end of speech (``since="speech_end"``): ``vad_end``, ``asr_final``, ``llm_first_token``, ``first_sentence``,
 ``tts_first_audio``, ``first_audio_out``; typed turns get the same marks from the turn start.
 """
 
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from ..session import Session
 
 log = logging.getLogger(__name__)
+
+#: partial transcripts run only while a transcription takes less than this share of the interval between them,
+#: so that on a busy CPU they never delay the final transcript (which may queue behind one)
+PARTIAL_BUDGET = 0.3
 
 
 @dataclass
@@ -110,6 +114,8 @@ class VoicePipeline:
         self._finalizing: asyncio.Task[None] | None = None
         self._rate_warned = False
         self.utterances = 0
+        self.partials = 0
+        self.asr_ms = 0.0  # recent transcription time (moving average): partials stop when the CPU is short
         self.started = False
         #: latency marks (ms) of recent turns, by turn id
         self.latency: dict[int, dict[str, float]] = {}
@@ -168,6 +174,7 @@ class VoicePipeline:
                 and speech_ms - self._partial_at_ms >= self.settings.asr.partial_interval_ms
                 and (self._partial is None or self._partial.done())
                 and not getattr(self.asr, "busy", False)
+                and self.asr_ms < self.settings.asr.partial_interval_ms * PARTIAL_BUDGET
             ):
                 self._partial_at_ms = speech_ms
                 self._partial = self.bus.spawn(self._transcribe_partial(self._utt), name="voice.asr-partial")
@@ -219,7 +226,9 @@ class VoicePipeline:
         )
 
     async def _transcribe(self, pcm: bytes) -> str:
+        t0 = time.monotonic()
         transcript = await self.asr.transcribe(pcm, IN_RATE, language=self.language)
+        self.asr_ms += ((time.monotonic() - t0) * 1000 - self.asr_ms) * 0.3  # moving average
         return transcript.text.strip()
 
     async def _words_of(self, pcm: bytes) -> str:
@@ -230,6 +239,7 @@ class VoicePipeline:
             return ""
 
     async def _transcribe_partial(self, utt: int) -> None:
+        self.partials += 1
         text = await self._transcribe(self.segmenter.utterance())
         if text and utt == self._utt and self.segmenter.speaking:
             self.bus.publish(TranscriptPartial(session_id=self.session.id, text=text, language=self.language or ""))
