@@ -60,7 +60,7 @@ export async function mount(container, ctx) {
   ro.observe(container);
 
   const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection,
-    audioElement: ctx.audioElement, mouthChannel: "ParamMouthOpenY" });
+    mouthChannel: "ParamMouthOpenY" });
   const off = ctx.onBinary ? ctx.onBinary((buf) => player.push(buf)) : null;
   const core = internal.coreModel;
   const trace = [];

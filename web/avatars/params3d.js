@@ -107,7 +107,7 @@ export async function mount(container, ctx) {
   };
 
   const player = new FramePlayer({ delayMs: audioDelayOption(options), peerConnection: ctx.peerConnection,
-    audioElement: ctx.audioElement, mouthChannel: "jawOpen" });
+    mouthChannel: "jawOpen" });
   const off = ctx.onBinary ? ctx.onBinary((buf) => player.push(buf)) : null;
   const trace = [];
   const euler = new THREE.Euler();

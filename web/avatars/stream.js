@@ -1,7 +1,7 @@
 // Reader of Fay's binary avatar parameter stream (format: fay_core/avatar/stream.py), and the clock that shows
 // each frame when its audio is heard.
 //
-//   const player = new FramePlayer({ delayMs: "auto", audioElement, mouthChannel: "jawOpen" });
+//   const player = new FramePlayer({ delayMs: "auto", peerConnection, mouthChannel: "jawOpen" });
 //   ctx.onBinary((buf) => player.push(buf));
 //   // every animation frame:
 //   const frame = player.current();   // {pts, flags, values: Float32Array, header} or null
@@ -12,7 +12,8 @@
 // the sender stalls, and NetEq stretches it), so each frame must wait until its audio is heard:
 //   1. options.audio_delay_ms, if the persona sets a number: frames are shown that long after they arrive;
 //   2. otherwise the AudioAligner tells which PTS is being heard (RTP timestamps of the audio played out, plus a
-//      constant found by matching loudness envelopes) and the player shows the frame of that PTS;
+//      constant found by matching the played packets' audio levels with the frames' mouth channel) and the
+//      player shows the frame of that PTS;
 //   3. until it has locked (the first second or two of speech), frames wait for the jitter-buffer delay read
 //      from the RTCPeerConnection's stats (window.fay.pc or ctx.peerConnection).
 
@@ -63,91 +64,78 @@ export function decodeFrame(buf, header) {
 
 // Finds which frame PTS is being heard right now.
 //
-// The answer audio's RTP timestamps count the sender's samples, and Chrome reports, for the audio it has just
-// played out, that RTP timestamp and when it played (RTCRtpReceiver.getSynchronizationSources). So "the audio
-// position now" is known exactly, jitter buffer, time-stretching and stalls included; what is unknown is one
-// constant: the frames' PTS clock minus the sender's sample clock (the RTP origin is random). The aligner finds it
-// by matching the loudness of the audio this page plays (a WebAudio analyser on the <audio> element's stream)
-// against the frames' mouth channel, which the server derived from the same audio: the lag with the best
-// correlation, searched first over 0-1.5 s, then kept and refined around while the avatar speaks.
+// The answer audio's RTP timestamps count the sender's samples, and Chrome reports, for the audio packet it has
+// just played out, its RTP timestamp, its audio level and when it played (RTCRtpReceiver.
+// getSynchronizationSources). So "the audio position now" is known exactly, jitter buffer, time-stretching and
+// stalls included. What is unknown is one constant: the frames' PTS clock minus the sender's sample clock (the
+// RTP origin is random). The aligner finds it by matching the audio level of the packets played (keyed by their
+// RTP timestamps) against the frames' mouth channel (keyed by PTS), which the server derived from the same audio:
+// the shift with the best correlation over the last 3 s of speech. It locks on a strong, unambiguous match, and
+// keeps checking every half second while the avatar speaks: if the sender drops audio frames (its RTP timestamps
+// then stop matching the PTS clock by 20 ms per frame) or the stream restarts, it re-locks.
 export class AudioAligner {
-  constructor(audioElement, receiverOf, { maxLagMs = 1500, windowMs = 4000, stepMs = 10 } = {}) {
-    this.el = audioElement;
+  constructor(receiverOf, { maxLagMs = 2000, windowMs = 3000, stepMs = 10, clockRate = 48000 } = {}) {
     this.receiverOf = receiverOf; // () => the audio RTCRtpReceiver or null
     this.maxLag = maxLagMs / 1000;
     this.window = windowMs / 1000;
     this.step = stepMs / 1000;
-    this.audio = []; // [sender seconds, rms]
+    this.clockRate = clockRate; // Opus
+    this.levels = []; // [sender seconds, audio level] of played packets
     this.k = null; // frame pts = sender seconds + k, once locked
     this.lockedAt = null; // performance.now() of the first lock
     this.confidence = 0;
     this.estimates = 0;
-    this._rtp = null; // {base, last, wraps}
-    this._ctx = null;
-    this._analyser = null;
-    this._buf = null;
-    this._stream = null;
+    this._rtp = null; // {last, wraps}
     this._next = 0;
+    this._timer = null;
   }
 
-  _connect() {
-    const stream = this.el?.srcObject;
-    if (!stream || stream === this._stream || !stream.getAudioTracks().length) return;
-    try {
-      this._ctx = this._ctx || new AudioContext();
-      if (this._ctx.state === "suspended") this._ctx.resume().catch(() => {});
-      this._analyser = this._ctx.createAnalyser();
-      this._analyser.fftSize = 512; // ~10 ms at 48 kHz
-      this._buf = new Float32Array(this._analyser.fftSize);
-      this._ctx.createMediaStreamSource(stream).connect(this._analyser);
-      this._stream = stream;
-    } catch (err) {
-      this._analyser = null; // no WebAudio: the player keeps its other estimate
-    }
+  _read() {
+    const src = this.receiverOf()?.getSynchronizationSources?.()[0];
+    if (!src || src.rtpTimestamp === undefined) return null;
+    const r = this._rtp || (this._rtp = { last: src.rtpTimestamp, wraps: 0, seen: -1 });
+    if (src.rtpTimestamp < r.last && r.last - src.rtpTimestamp > 2 ** 31) r.wraps++;
+    r.last = src.rtpTimestamp;
+    return { pos: (r.wraps * 2 ** 32 + src.rtpTimestamp) / this.clockRate, src };
   }
 
   // The sender-clock time (seconds) of the audio being heard at local time `now`, or null.
   position(now) {
-    const rx = this.receiverOf();
-    const src = rx?.getSynchronizationSources?.()[0];
-    if (!src || src.rtpTimestamp === undefined) return null;
-    const r = this._rtp || (this._rtp = { last: src.rtpTimestamp, wraps: 0 });
-    if (src.rtpTimestamp < r.last && r.last - src.rtpTimestamp > 2 ** 31) r.wraps++;
-    r.last = src.rtpTimestamp;
-    const clockRate = 48000; // Opus
-    const playedAt = src.timestamp - performance.timeOrigin; // epoch ms → this page's clock
-    const ahead = Math.min(0.1, Math.max(0, (now - playedAt) / 1000));
-    return (r.wraps * 2 ** 32 + src.rtpTimestamp) / clockRate + ahead;
+    const got = this._read();
+    if (!got) return null;
+    const playedAt = got.src.timestamp - performance.timeOrigin; // epoch ms → this page's clock
+    return got.pos + Math.min(0.1, Math.max(0, (now - playedAt) / 1000));
   }
 
-  // Sample the audio every 10 ms (on a timer: animation frames may be slow) and estimate now and then;
-  // `source()` gives the player's recent frames in pts order and the index of the mouth channel.
+  // Record the level of each played packet (every 10 ms, on a timer: animation frames may be slow) and
+  // estimate now and then; `source()` gives the player's recent frames in pts order and the mouth channel.
   start(source) {
     this._timer = setInterval(() => {
+      const got = this._read();
+      if (!got || got.src.audioLevel === undefined) return;
+      const r = this._rtp;
+      if (got.pos !== r.seen) {
+        r.seen = got.pos;
+        const lv = this.levels;
+        if (lv.length && got.pos < lv[lv.length - 1][0]) lv.length = 0; // a new stream
+        lv.push([got.pos, got.src.audioLevel]);
+        while (lv.length && lv[0][0] < got.pos - this.window) lv.shift();
+      }
       const now = performance.now();
-      this._connect();
-      const pos = this.position(now);
-      if (pos === null || !this._analyser) return;
-      this._analyser.getFloatTimeDomainData(this._buf);
-      let s = 0;
-      for (const x of this._buf) s += x * x;
-      this.audio.push([pos, Math.sqrt(s / this._buf.length)]);
-      while (this.audio.length && this.audio[0][0] < pos - this.window) this.audio.shift();
       const [frames, mouthIndex] = source();
       if (now >= this._next && frames.length > 20 && mouthIndex !== undefined) {
-        this._next = now + (this.k === null ? 250 : 1000);
-        this._estimate(pos, frames, mouthIndex);
+        this._next = now + (this.k === null ? 250 : 500);
+        this._estimate(got.pos, frames, mouthIndex);
       }
     }, 10);
   }
 
   _estimate(pos, frames, mouthIndex) {
-    const a = this.audio;
-    if (a.length < 150) return;
+    const a = this.levels;
+    if (a.length < 60) return;
     let loud = 0;
     for (const [, v] of a) if (v > 0.01) loud++;
-    if (loud < a.length * 0.25) return; // not enough speech in the window to tell
-    const ax = a.map(([, v]) => v);
+    if (loud < a.length * 0.2) return; // not enough speech in the window to tell
     const norm = (x) => {
       const mean = x.reduce((p, v) => p + v, 0) / x.length;
       let sd = 0;
@@ -157,21 +145,20 @@ export class AudioAligner {
       for (let i = 0; i < x.length; i++) x[i] /= sd;
       return true;
     };
+    const ax = a.map(([, v]) => v);
     if (!norm(ax)) return;
-    const mouthAt = (pts) => { // the frame's mouth value at pts (frames sorted by pts)
-      let lo = 0, hi = frames.length - 1;
-      if (pts < frames[0].pts || pts > frames[hi].pts + 0.04) return null;
+    const mouthAt = (pts) => { // the mouth value of the frame at pts (frames sorted by pts)
+      const hi0 = frames.length - 1;
+      if (pts < frames[0].pts || pts > frames[hi0].pts + 0.04) return null;
+      let lo = 0, hi = hi0;
       while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (frames[mid].pts <= pts) lo = mid; else hi = mid - 1; }
       return frames[lo].values[mouthIndex];
     };
-    // candidates: k such that the newest frame is at most maxLag ahead of what is heard (first lock),
-    // or near the current k (tracking)
-    const newest = frames[frames.length - 1].pts;
-    const k0 = newest - pos;
-    const [from, to] = this.k === null ? [k0 - this.maxLag, k0] : [this.k - 0.15, this.k + 0.15];
-    let best = -1, bestK = null;
+    // the newest frame is at most maxLag ahead of what is heard
+    const k0 = frames[frames.length - 1].pts - pos;
     const scores = [];
-    for (let k = from; k <= to + 1e-9; k += this.step) {
+    let best = -1, bestK = null;
+    for (let k = k0 - this.maxLag; k <= k0 + 0.05; k += this.step) {
       const mx = [];
       for (const [p] of a) {
         const v = mouthAt(p + k);
@@ -185,30 +172,29 @@ export class AudioAligner {
       scores.push([k, c]);
       if (c > best) { best = c; bestK = k; }
     }
-    // lock only on a strong, unambiguous match: no other lag (100 ms away or more) nearly as good
+    if (bestK === null) return;
+    // take only a strong, unambiguous match: no shift 100 ms away or more nearly as good
     const rival = Math.max(-1, ...scores.filter(([k]) => Math.abs(k - bestK) >= 0.1).map(([, c]) => c));
-    if (bestK === null || best < (this.k === null ? 0.6 : 0.5) || (this.k === null && rival > best - 0.08)) return;
+    if (best < 0.6 || rival > best - 0.1) return;
     this.estimates++;
     this.confidence = best;
     if (this.k === null) this.lockedAt = performance.now();
-    this.k = this.k === null ? bestK : 0.7 * this.k + 0.3 * bestK;
+    // the shift is a constant of the stream: small differences are estimation noise, big ones a new stream
+    this.k = this.k === null || Math.abs(bestK - this.k) > 0.06 ? bestK : 0.8 * this.k + 0.2 * bestK;
   }
 
   close() {
     clearInterval(this._timer);
-    if (this._ctx) this._ctx.close().catch(() => {});
   }
 }
 
 export class FramePlayer {
-  constructor({ delayMs = "auto", peerConnection = null, maxQueue = 150, audioElement = null,
-    mouthChannel = null } = {}) {
+  constructor({ delayMs = "auto", peerConnection = null, maxQueue = 250, mouthChannel = null } = {}) {
     this.fixedDelay = typeof delayMs === "number" ? delayMs : null;
     this.pc = peerConnection;
     this.maxQueue = maxQueue;
     this.mouthChannel = mouthChannel;
-    this.aligner = this.fixedDelay === null && audioElement
-      ? new AudioAligner(audioElement, () => this._receiver()) : null;
+    this.aligner = this.fixedDelay === null ? new AudioAligner(() => this._receiver()) : null;
     this.history = []; // recent frames in pts order, for the aligner
     this.heardPts = null;
     if (this.aligner) {

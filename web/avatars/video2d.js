@@ -1,8 +1,15 @@
-// Viewer of the `video2d` renderer: the server draws the talking portrait (with its "AI-generated" label) and
-// sends it as the WebRTC video track; this shows ctx.videoStream in a <video> element. Audio and video are
-// synchronised by the browser's WebRTC stack (RTCP sender reports), from frames released by the playout clock.
+// Viewer of the `video2d` renderer: the server draws the talking portrait (with its "AI-generated" mark) and sends
+// it as the WebRTC video track; this shows ctx.videoStream in a <video> element.
+//
+// Audio and video frames leave the server together (both released by the playout clock, video frames stamped
+// with their audio's PTS) and the browser's own A/V sync (RTCP sender reports) lines them up; it moves slowly,
+// though (tens of ms per second), while the audio jitter buffer can jump by hundreds of ms after a network or
+// server hiccup. So the viewer also asks for a video jitter-buffer target equal to the audio's current
+// jitter-buffer delay (RTCRtpReceiver.jitterBufferTarget), which keeps the lips from running ahead of the sound.
+// Option: video_sync: false leaves it to the browser alone.
 
 export async function mount(container, ctx) {
+  const options = ctx.options || {};
   const video = document.createElement("video");
   video.className = "fay-avatar-video";
   video.autoplay = true;
@@ -10,6 +17,7 @@ export async function mount(container, ctx) {
   video.muted = true; // the answer audio plays in ctx.audioElement
   video.style.objectFit = "contain"; // the whole frame, its "AI-generated" mark included
   container.appendChild(video);
+  const pcOf = () => ctx.peerConnection || globalThis.fay?.pc;
   const attach = (stream) => {
     if (stream && video.srcObject !== stream) {
       video.srcObject = stream;
@@ -17,20 +25,43 @@ export async function mount(container, ctx) {
     }
   };
   attach(ctx.videoStream);
-  // the stream may arrive after mount (a renegotiation); look for it on the peer connection
-  const timer = setInterval(() => {
-    if (video.srcObject) return clearInterval(timer);
-    const pc = ctx.peerConnection || globalThis.fay?.pc;
-    const rx = pc?.getReceivers?.().find((r) => r.track?.kind === "video");
-    if (rx) attach(new MediaStream([rx.track]));
-  }, 250);
-  const handle = {
-    video,
-    unmount() {
-      clearInterval(timer);
-      video.srcObject = null;
-      video.remove();
-    },
+  const handle = { video, targetMs: null, audioDelayMs: null };
+  let prev = null;
+  const timer = setInterval(async () => {
+    const pc = pcOf();
+    if (!video.srcObject) { // the stream may arrive after mount: look for it on the peer connection
+      const rx = pc?.getReceivers?.().find((r) => r.track?.kind === "video");
+      if (rx) attach(new MediaStream([rx.track]));
+      return;
+    }
+    if (options.video_sync === false || !pc) return;
+    const vrx = pc.getReceivers().find((r) => r.track?.kind === "video");
+    if (!vrx || !("jitterBufferTarget" in vrx)) return;
+    try {
+      const stats = await pc.getStats();
+      let audio = null;
+      stats.forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "audio") audio = { d: s.jitterBufferDelay, n: s.jitterBufferEmittedCount };
+      });
+      if (!audio || !audio.n) return;
+      if (prev && audio.n > prev.n) {
+        const ms = ((audio.d - prev.d) / (audio.n - prev.n)) * 1000;
+        handle.audioDelayMs = handle.audioDelayMs === null ? ms : 0.5 * handle.audioDelayMs + 0.5 * ms;
+        const target = Math.min(4000, Math.max(0, Math.round(handle.audioDelayMs)));
+        if (handle.targetMs === null || Math.abs(target - handle.targetMs) > 20) {
+          vrx.jitterBufferTarget = target;
+          handle.targetMs = target;
+        }
+      }
+      prev = audio;
+    } catch {
+      /* the connection went away */
+    }
+  }, 500);
+  handle.unmount = () => {
+    clearInterval(timer);
+    video.srcObject = null;
+    video.remove();
   };
   window.fayAvatar = handle;
   return handle;
