@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import EngineError
 from ..events import AgentThinking, AgentTurnFinished, ErrorRaised, Interrupted, TranscriptFinal, UserTextReceived
-from .llm import LLMClient, LLMConfig
+from .llm import LLMConfig
+from .llm_answerer import LLMAnswerer
 from .offline import OfflineAnswerer
+from .rag import Retriever
 from .turn import Turn
 
 if TYPE_CHECKING:
@@ -31,44 +33,15 @@ class Answerer(Protocol):
     async def answer(self, turn: Turn) -> None: ...
 
 
-class LLMAnswerer:
-    """Streams the answer from an LLM through litellm, with the persona's system prompt and recent history."""
-
-    name = "llm"
-
-    def __init__(self, session: Session, config: LLMConfig) -> None:
-        self.session = session
-        self.config = config
-        self.client = LLMClient(config)
-
-    def messages(self, turn: Turn) -> list[dict[str, str]]:
-        persona = self.session.persona
-        system = persona.system_prompt.strip() or f"You are {persona.name}."
-        history = self.session.history.window(self.config.context_tokens - 1000)
-        if not history or history[-1] != {"role": "user", "content": turn.question}:
-            history.append({"role": "user", "content": turn.question})
-        return [{"role": "system", "content": system}, *history]
-
-    async def answer(self, turn: Turn) -> None:
-        turn.answered_by = self.name
-        async for chunk in self.client.stream(self.messages(turn)):
-            if not chunk.choices:
-                continue
-            content = getattr(chunk.choices[0].delta, "content", None)
-            if content:
-                if not turn.text:
-                    turn.mark("llm_first_token")
-                turn.say(content)
-
-
 class Agent:
     """Runs one turn at a time for a session."""
 
     def __init__(self, session: Session, answerer: Answerer | None = None) -> None:
         self.session = session
-        self.offline = OfflineAnswerer(session.persona)
+        self.retriever = Retriever(session)
+        self.offline = OfflineAnswerer(session, self.retriever)
         config = LLMConfig.resolve(session.app.settings.llm, session.persona)
-        self.answerer: Answerer = answerer or (LLMAnswerer(session, config) if config else self.offline)
+        self.answerer: Answerer = answerer or (LLMAnswerer(session, config, self.retriever) if config else self.offline)
         self._task: asyncio.Task[None] | None = None
         self._turn: Turn | None = None
 
@@ -76,6 +49,8 @@ class Agent:
         bus = self.session.bus
         bus.subscribe(self._on_transcript, TranscriptFinal, name="agent.transcript")
         bus.subscribe(self._on_interrupted, Interrupted, name="agent.interrupt", drop_stale=False)
+        if self.retriever.enabled:
+            bus.spawn(self.retriever.prepare(), name="agent.knowledge")  # ingest/open the knowledge base early
 
     @property
     def current(self) -> Turn | None:

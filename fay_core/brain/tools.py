@@ -1,0 +1,113 @@
+"""Tools for the LLM: langchain tools as OpenAI function schemas, and calling them safely for a session.
+
+Arguments a tool marks with langchain's ``InjectedToolArg`` are never shown to the model and never taken from
+it: the session supplies them. Fay injects ``customer_id`` (the session's authenticated customer, or ``None``),
+``session_id``, ``language`` and ``data_dir`` (where a tool may keep its files). Whatever the model puts in an injected argument is thrown away, so a model
+talked into asking for "customer 42's balance" still reads only the signed-in customer's ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+log = logging.getLogger(__name__)
+
+MAX_RESULT_CHARS = 4000
+
+
+@dataclass
+class ToolCall:
+    """A tool call assembled from streamed deltas."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def as_message(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments or "{}"}}
+
+
+def openai_schema(tool: Any) -> dict[str, Any]:
+    """The OpenAI ``tools`` entry of a langchain tool (injected arguments left out)."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    return convert_to_openai_tool(tool)
+
+
+def injected_args(tool: Any) -> set[str]:
+    """The names of a tool's arguments that the session supplies."""
+    keys = getattr(tool, "_injected_args_keys", None)
+    if keys is not None:
+        return set(keys)
+    try:
+        return set(tool.get_input_schema().model_fields) - set(tool.tool_call_schema.model_fields)
+    except Exception:  # pragma: no cover - tools without pydantic schemas
+        return set()
+
+
+def session_values(session: Session) -> dict[str, Any]:
+    """What may be injected into tools from ``session``."""
+    return {
+        "customer_id": getattr(session, "customer_id", None),
+        "session_id": session.id,
+        "language": session.persona.language,
+        "data_dir": str(session.app.settings.data_dir),
+    }
+
+
+def collect_tool_calls(partial: dict[int, ToolCall], deltas: Any) -> None:
+    """Merge streamed ``delta.tool_calls`` into ``partial`` (keyed by index)."""
+    for d in deltas or []:
+        index = getattr(d, "index", None)
+        index = len(partial) if index is None else index
+        fn = getattr(d, "function", None)
+        call = partial.get(index)
+        if call is None:
+            call = partial[index] = ToolCall(id=getattr(d, "id", None) or f"call_{index + 1}", name="")
+        elif getattr(d, "id", None):
+            call.id = d.id
+        if fn is not None:
+            if getattr(fn, "name", None):
+                call.name = fn.name
+            if getattr(fn, "arguments", None):
+                call.arguments += fn.arguments
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """The model's arguments as a dict (``{}`` if they are not a JSON object), for events and the audit log."""
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return {"_raw": raw[:500]}
+    return args if isinstance(args, dict) else {"_raw": raw[:500]}
+
+
+async def run_tool(tool: Any, call: ToolCall, session: Session) -> tuple[str, str, dict[str, Any]]:
+    """Call ``tool`` for ``call``; returns ``(result, error, arguments as given by the model)``."""
+    try:
+        args = json.loads(call.arguments) if call.arguments.strip() else {}
+        if not isinstance(args, dict):
+            raise ValueError("arguments must be a JSON object")
+    except ValueError as exc:
+        return "", f"the arguments are not valid JSON ({exc})", {}
+    allowed = set(tool.tool_call_schema.model_fields)
+    given = dict(args)
+    args = {k: v for k, v in args.items() if k in allowed}  # injected or unknown keys from the model: dropped
+    values = session_values(session)
+    for key in injected_args(tool):
+        args[key] = values.get(key)
+    try:
+        result = await tool.ainvoke(args)
+    except Exception as exc:
+        log.info("tool %s failed: %s", call.name, exc)
+        return "", f"{type(exc).__name__}: {exc}", given
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    if len(text) > MAX_RESULT_CHARS:
+        text = text[:MAX_RESULT_CHARS] + " [truncated]"
+    return text, "", given

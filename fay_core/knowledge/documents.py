@@ -1,0 +1,91 @@
+"""What the knowledge base holds: entries (an FAQ entry or a document chunk) and search hits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EntryKind = Literal["faq", "chunk"]
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One unit of knowledge, cited as a whole.
+
+    An FAQ entry (``kind="faq"``) has a ``title`` (its main question), ``text`` (the answer) and optionally more
+    phrasings in ``questions``; every phrasing is indexed as its own row that points to the entry. A document
+    chunk (``kind="chunk"``) is a section of a file (or part of one), ``title`` being its heading.
+    Loaders registered through ``register_knowledge_loaders`` return these.
+    """
+
+    id: str
+    title: str
+    text: str
+    kind: EntryKind = "chunk"
+    source: str = ""
+    section: str = ""
+    page: int | None = None
+    questions: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def language(self) -> str:
+        """``zh`` when the text is mostly Chinese, else ``en``."""
+        sample = (self.title + self.text)[:400]
+        return "zh" if len(_CJK.findall(sample)) * 4 > len(sample) else "en"
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The ``(kind, text)`` rows indexed for this entry: ``question`` rows are embedded as queries."""
+        if self.kind == "faq":
+            phrasings = list(dict.fromkeys(q.strip() for q in (self.title, *self.questions) if q.strip()))
+            out = [("question", q) for q in phrasings]
+            if self.text.strip():
+                out.append(("passage", f"{self.title}\n{self.text}"))
+            return out
+        head = self.section or self.title
+        return [("passage", f"{head}\n{self.text}" if head else self.text)]
+
+    def cited_text(self) -> str:
+        """What an answerer reads: the question and answer, or the chunk under its heading."""
+        if self.kind == "faq":
+            return f"Q: {self.title}\nA: {self.text}" if self.text else self.title
+        head = self.section or self.title
+        return f"{head}\n{self.text}" if head else self.text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved entry. ``score`` is the fused rank score; ``similarity`` the best dense cosine of its rows."""
+
+    entry: Entry
+    score: float
+    similarity: float
+    collection: str = ""
+    matched: str = ""  # the row that matched best (a question phrasing or a chunk)
+    exact: bool = False  # an identifier in the query (a product code, an account id) occurs in this entry
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def source(self) -> str:
+        return self.entry.source
+
+    def as_json(self) -> dict[str, Any]:
+        e = self.entry
+        return {
+            "id": e.id,
+            "collection": self.collection,
+            "source": e.source,
+            "section": e.section,
+            "page": e.page,
+            "title": e.title,
+            "score": round(self.score, 6),
+            "similarity": round(self.similarity, 4),
+            "exact": self.exact,
+            "text": e.cited_text(),
+        }
