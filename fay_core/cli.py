@@ -171,6 +171,11 @@ def plugins() -> None:
         sys.exit(1)
 
 
+from .knowledge.cli import kb  # noqa: E402
+
+cli.add_command(kb)
+
+
 def _add_plugin_commands() -> None:
     try:
         from .plugins import Plugins

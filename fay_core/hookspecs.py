@@ -96,6 +96,16 @@ def register_tools(register: Any) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def authenticate_customer(token: str) -> str | None:
+    """Turn a customer token (issued by the bank's own sign-in) into a customer id, or ``None`` if not valid.
+
+    The server calls it for ``POST /api/sessions {"customer_token": ...}`` and puts the id on
+    ``session.customer_id``; tools receive it as an injected argument, never from the LLM. The first plugin that
+    returns an id wins.
+    """
+
+
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to the ``fay`` command line.

@@ -4,7 +4,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with a 4xx/5xx sta
 
     GET    /health                          {"status": "ok", "sessions": N, "version": ...}
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
-    POST   /api/sessions                    {"persona": "bank_teller_en"} -> {"session_id", "persona", "greeting"}
+    POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
+                                            -> {"session_id", "persona", "greeting", "authenticated"}
     POST   /api/sessions/{id}/messages      {"text": "..."} -> text/event-stream of the answer (see below)
     GET    /api/sessions/{id}               the session's history
     DELETE /api/sessions/{id}               close it
@@ -118,10 +119,18 @@ async def create_session(request: web.Request) -> web.Response:
     persona = body.get("persona")
     if persona is not None and not isinstance(persona, str):
         return error_response(400, "'persona' must be a persona id string")
+    token = body.get("customer_token")
+    if token is not None and not isinstance(token, str):
+        return error_response(400, "'customer_token' must be a string")
+    customer_id = fay.plugins.pm.hook.authenticate_customer(token=token) if token else None
+    if token and not customer_id:
+        return error_response(401, "customer_token is not valid (expired or unknown): sign the customer in again")
     session = await fay.create_session(persona)
+    session.customer_id = customer_id
     p = session.persona
     return web.json_response(
-        {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting},
+        {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
+         "authenticated": customer_id is not None},
         status=201,
     )
 

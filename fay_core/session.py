@@ -52,6 +52,7 @@ class Session:
         self.last_active = time.monotonic()
         self.closed = False
         self.agent: Agent | None = None
+        self.customer_id: str | None = None  # the authenticated customer; tools read their data only
         self.voice: Any = None  # the voice pipeline, once fay_core.voice.attach_voice() gave it one
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
 
