@@ -132,10 +132,15 @@ async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: fl
     answer audio in time."""
     c.messages.clear()
     c.expect_audio()
+    if c.pc is None or c.pc.connectionState != "connected":
+        return None
     if mode == "voice":
-        c.say(pcm, rate)
+        duration = c.say(pcm, rate)
         assert c.mic is not None
-        await c.mic.speech_ended.wait()
+        try:
+            await asyncio.wait_for(c.mic.speech_ended.wait(), duration + 10)
+        except TimeoutError:  # the microphone track stopped: the connection is gone
+            return None
         end = c.mic.speech_ended_at
         assert end is not None
     else:

@@ -92,7 +92,8 @@ class Peer:
     async def _connect_deadline(self) -> None:
         await asyncio.sleep(self.transport.settings.connect_timeout_s)
         if self.pc.connectionState != "connected":
-            self.close(f"not connected after {self.transport.settings.connect_timeout_s:g}s (ICE failed?)")
+            self.close(f"not connected after {self.transport.settings.connect_timeout_s:g}s (ICE failed?)",
+                       abnormal=True)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
@@ -100,7 +101,7 @@ class Peer:
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
         elif state in ("failed", "closed"):
-            self.close(f"connection {state}")
+            self.close(f"connection {state}", abnormal=state == "failed")
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
         if channel.label != CHANNEL_LABEL or self.channel is not None:
@@ -199,12 +200,12 @@ class Peer:
 
     # --- closing ----------------------------------------------------------------------------------------
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, abnormal: bool = False) -> None:
         """Close this peer and its session soon (safe to call from any callback, any number of times)."""
         if self._closing:
             return
         self._closing = True
-        log.info("peer %s closing: %s", self.id, reason)
+        log.log(logging.WARNING if abnormal else logging.INFO, "peer %s closing: %s", self.id, reason)
         self.transport.spawn(self.transport.fay.close_session(self.id, reason), name=f"webrtc.close:{self.id}")
 
     async def release(self) -> None:
