@@ -118,6 +118,7 @@ async def drive(url: str, persona_id: str, tmp: Path) -> dict[str, Any]:
     lines = out.decode().strip().splitlines()
     assert lines, f"driver printed nothing; stderr: {err.decode()[-2000:]}"
     result = json.loads(lines[-1])
+    (tmp / f"{persona_id}.json").write_text(lines[-1])  # kept for a look when a test fails
     assert result["ok"], json.dumps({k: v for k, v in result.items() if k not in ("audio", "mouth")})[:4000]
     assert not result["errors"], result["errors"]
     return result

@@ -12,7 +12,7 @@ The built-in renderers are plugins: ``plugins/avatar_params3d.py`` (``params3d``
 (``live2d``) and ``plugins/avatar_video2d.py`` (``video2d``).
 """
 
-from .renderer import ParameterRenderer, ParameterStream, attach_avatar, renderer_json, timeline_for
+from .renderer import ParameterRenderer, ParameterStream, attach_avatar, timeline_for
 from .rig import ARKIT_52, EXPRESSIONS, VISEMES, AvatarState
 from .timeline import AnimationTimeline
 
@@ -25,6 +25,5 @@ __all__ = [
     "ParameterRenderer",
     "ParameterStream",
     "attach_avatar",
-    "renderer_json",
     "timeline_for",
 ]

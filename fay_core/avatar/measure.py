@@ -55,7 +55,10 @@ def av_offset(
     y = (m - m.mean()) / (m.std() + 1e-12)
     n = len(grid)
     lags = np.arange(-int(max_lag_ms / step_ms), int(max_lag_ms / step_ms) + 1)
-    corr = np.array([np.dot(x[max(0, -L) : n - max(0, L)], y[max(0, L) : n - max(0, -L)]) / (n - abs(L)) for L in lags])
+    corr = np.array(
+        [np.dot(x[max(0, -lag) : n - max(0, lag)], y[max(0, lag) : n - max(0, -lag)]) / (n - abs(lag)) for lag in
+         lags.tolist()]
+    )
     best = int(np.argmax(corr))
     speaking = env > loud
     threshold = open_at if open_at is not None else 0.3 * float(m.max())

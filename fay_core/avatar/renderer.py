@@ -98,8 +98,10 @@ class ParameterStream:
         nxt = self._next_pts
         if nxt is not None and pts + 1e-6 < nxt and nxt - pts < 1.0:
             return  # not yet time for this stream's next frame
-        in_step = nxt is not None and abs(pts - nxt) < 1.0
-        self._next_pts = max(nxt + self.frame_s, pts) if in_step else pts + self.frame_s
+        if nxt is not None and abs(pts - nxt) < 1.0:
+            self._next_pts = max(nxt + self.frame_s, pts)
+        else:  # the first frame, or a new clock (the playout took over from the timeline's own)
+            self._next_pts = pts + self.frame_s
         flags = (FLAG_SPEAKING if state.speaking else 0) | (FLAG_RESET if state.reset else 0)
         self._publish(self.encoder.frame(self.renderer.values(state), pts, flags), pts, state.turn_id)
         self.frames_sent += 1
@@ -154,19 +156,3 @@ async def attach_avatar(session: Any) -> AvatarStream | None:
 
     session.on_close(_stop)
     return stream
-
-
-def renderer_json(session: Any) -> dict[str, Any] | None:
-    """What the web client needs to show ``session``'s avatar (``None`` without one)."""
-    stream = getattr(session, "avatar", None)
-    if stream is None:
-        return None
-    info = stream.info
-    persona = session.persona
-    return {
-        "renderer": info.name,
-        "kind": info.kind,
-        "viewer": info.viewer or info.name,
-        "model": persona.avatar.model,
-        "options": {**info.options, **persona.avatar.options},
-    }

@@ -3,7 +3,8 @@
 //
 // The model's own idle motions and automatic blinking are turned off: blinks, breathing, head and mouth all come
 // from the server's timeline, so they stay in step with the audio. Options: scale, x, y (placement), motions
-// (true keeps the model's idle motions underneath), frame (the share of the model's height shown, from the top).
+// (true keeps the model's idle motions underneath), frame and top (the share of the model's canvas height shown,
+// and how much of it is above the view).
 //
 // mount(container, ctx) -> {unmount(), player, trace, model}; window.fayAvatar points at the handle.
 
@@ -46,14 +47,16 @@ export async function mount(container, ctx) {
     internal.motionManager.update = () => false; // no idle motions: the stream moves the model
   }
   internal.eyeBlink = undefined; // blinks come from the stream
-  // frame the upper body: the top `options.frame` (default 55%) of the model fills the height
+  // frame head and shoulders: the part of the model's canvas from `top` (default 5%) down `frame` (default 34%)
+  // of its height fills the view
   const place = () => {
     const w = container.clientWidth || 320, h = container.clientHeight || 320;
     const mw = model.internalModel.width, mh = model.internalModel.height;
-    const scale = (options.scale ?? 1) * Math.min(w / (mw * 0.6), h / (mh * (options.frame ?? 0.55)));
+    const top = options.top ?? 0.05, frame = options.frame ?? 0.34;
+    const scale = (options.scale ?? 1) * Math.min(w / (mw * 0.6), h / (mh * frame));
     model.scale.set(scale);
     model.x = w / 2 - (mw * scale) / 2 + (options.x ?? 0);
-    model.y = (options.y ?? 0) + h * 0.02;
+    model.y = (options.y ?? 0) - mh * scale * top;
   };
   place();
   const ro = new ResizeObserver(place);

@@ -71,8 +71,8 @@ export function decodeFrame(buf, header) {
 // RTP origin is random). The aligner finds it by matching the audio level of the packets played (keyed by their
 // RTP timestamps) against the frames' mouth channel (keyed by PTS), which the server derived from the same audio:
 // the shift with the best correlation over the last 3 s of speech. It locks on a strong, unambiguous match, and
-// keeps checking every half second while the avatar speaks: if the sender drops audio frames (its RTP timestamps
-// then stop matching the PTS clock by 20 ms per frame) or the stream restarts, it re-locks.
+// keeps checking four times a second while the avatar speaks: if the sender drops audio frames (its RTP
+// timestamps then stop matching the PTS clock by 20 ms per frame) or the stream restarts, it re-locks.
 export class AudioAligner {
   constructor(receiverOf, { maxLagMs = 2000, windowMs = 3000, stepMs = 10, clockRate = 48000 } = {}) {
     this.receiverOf = receiverOf; // () => the audio RTCRtpReceiver or null
@@ -99,12 +99,14 @@ export class AudioAligner {
     return { pos: (r.wraps * 2 ** 32 + src.rtpTimestamp) / this.clockRate, src };
   }
 
-  // The sender-clock time (seconds) of the audio being heard at local time `now`, or null.
+  // The sender-clock time (seconds) of the audio being heard at local time `now`, or null (also while the
+  // audio has stopped playing out for more than 150 ms: a dropout; the player then goes by arrival times).
   position(now) {
     const got = this._read();
     if (!got) return null;
-    const playedAt = got.src.timestamp - performance.timeOrigin; // epoch ms → this page's clock
-    return got.pos + Math.min(0.1, Math.max(0, (now - playedAt) / 1000));
+    const since = now - (got.src.timestamp - performance.timeOrigin); // epoch ms → this page's clock
+    if (since > 150) return null;
+    return got.pos + Math.max(0, since) / 1000;
   }
 
   // Record the level of each played packet (every 10 ms, on a timer: animation frames may be slow) and
@@ -124,7 +126,7 @@ export class AudioAligner {
       const now = performance.now();
       const [frames, mouthIndex] = source();
       if (now >= this._next && frames.length > 20 && mouthIndex !== undefined) {
-        this._next = now + (this.k === null ? 250 : 500);
+        this._next = now + 250;
         this._estimate(got.pos, frames, mouthIndex);
       }
     }, 10);
@@ -179,8 +181,11 @@ export class AudioAligner {
     this.estimates++;
     this.confidence = best;
     if (this.k === null) this.lockedAt = performance.now();
-    // the shift is a constant of the stream: small differences are estimation noise, big ones a new stream
-    this.k = this.k === null || Math.abs(bestK - this.k) > 0.06 ? bestK : 0.8 * this.k + 0.2 * bestK;
+    // the shift is constant between sender drops and changes by steps of a frame: follow the median of the last
+    // three estimates, at once when it moved by a frame or more, smoothly otherwise
+    const recent = (this._recent = [...(this._recent || []), bestK].slice(-3));
+    const median = [...recent].sort((x, y) => x - y)[recent.length >> 1];
+    this.k = this.k === null ? bestK : Math.abs(median - this.k) >= 0.015 ? median : 0.7 * this.k + 0.3 * median;
   }
 
   close() {
