@@ -39,13 +39,21 @@ export async function mount(container, ctx) {
     if (!vrx || !("jitterBufferTarget" in vrx)) return;
     try {
       const stats = await pc.getStats();
-      let audio = null;
+      let audio = null, out = null, video = null;
       stats.forEach((s) => {
         if (s.type === "inbound-rtp" && s.kind === "audio") audio = { d: s.jitterBufferDelay, n: s.jitterBufferEmittedCount };
+        if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded) {
+          video = { decode: s.totalDecodeTime / s.framesDecoded };
+        }
+        if (s.type === "media-playout" && s.totalSamplesCount) out = { d: s.totalPlayoutDelay, n: s.totalSamplesCount };
       });
       if (!audio || !audio.n) return;
       if (prev && audio.n > prev.n) {
-        const ms = ((audio.d - prev.d) / (audio.n - prev.n)) * 1000;
+        // the audio waits in the jitter buffer, then in the output (media-playout stats); the video frame is
+        // decoded after its jitter buffer
+        let ms = ((audio.d - prev.d) / (audio.n - prev.n)) * 1000;
+        if (out && prev.out && out.n > prev.out.n) ms += ((out.d - prev.out.d) / (out.n - prev.out.n)) * 1000;
+        if (video) ms -= video.decode * 1000;
         handle.audioDelayMs = handle.audioDelayMs === null ? ms : 0.5 * handle.audioDelayMs + 0.5 * ms;
         const target = Math.min(4000, Math.max(0, Math.round(handle.audioDelayMs)));
         if (handle.targetMs === null || Math.abs(target - handle.targetMs) > 20) {
@@ -53,7 +61,7 @@ export async function mount(container, ctx) {
           handle.targetMs = target;
         }
       }
-      prev = audio;
+      prev = { ...audio, out };
     } catch {
       /* the connection went away */
     }
