@@ -117,7 +117,7 @@ class KnowledgeSettings(_Section):
     candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
     keyword_weight: float = Field(0.5, ge=0, le=4, description="weight of the keyword ranking in the fusion")
     rrf_k: float = Field(10.0, gt=0, description="reciprocal rank fusion constant: 1 / (rrf_k + rank)")
-    vote_temperature: float = Field(0.02, gt=0, le=1, description="how much an entry's other close rows count")
+    vote_temperature: float = Field(0.01, gt=0, le=1, description="how much an entry's other close rows count")
     min_score: float = Field(0.86, ge=-1, le=1, description="dense similarity below which nothing counts as found")
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
