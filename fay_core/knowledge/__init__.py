@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KnowledgeError, PluginError
 from ..persona import Persona
 from ..settings import Settings
-from .documents import Entry, Hit
+from .documents import Entry, Hit, Reranker
 from .store import CollectionInfo, IngestReport, KnowledgeBase, check_name
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "Hit",
     "IngestReport",
     "KnowledgeBase",
+    "Reranker",
     "knowledge_for",
     "open_knowledge",
     "persona_collections",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 EntryKind = Literal["faq", "chunk"]
 
@@ -89,3 +90,13 @@ class Hit:
             "exact": self.exact,
             "text": e.cited_text(),
         }
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders fused candidates for a query (registered with ``register_rerankers``, chosen by
+    ``knowledge.reranker``). It may drop hits; it must not invent entries."""
+
+    name: str
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
