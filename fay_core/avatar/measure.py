@@ -21,7 +21,7 @@ class SyncMeasure:
     correlation: float  #: normalised cross-correlation at that lag
     speech_ms: float  #: how long the audio was loud in the measured span
     mouth_moves: int  #: times the mouth opened while the audio was loud
-    mouth_in_silence: float  #: the largest mouth value once the audio had been silent for 300 ms
+    mouth_in_silence: float  #: the largest mouth value once the audio has been silent for a while
 
 
 def _grid(series: Sequence[Sequence[float]], grid: np.ndarray) -> np.ndarray:
@@ -38,6 +38,7 @@ def av_offset(
     step_ms: float = 5.0,
     loud: float = 0.01,
     open_at: float | None = None,
+    quiet_after_ms: float = 700.0,
 ) -> SyncMeasure:
     """The A/V offset of ``mouth`` against ``audio`` (both ``[[ms, value], ...]``), from ``start_ms`` on."""
     if len(audio) < 10 or len(mouth) < 10:
@@ -64,9 +65,9 @@ def av_offset(
     threshold = open_at if open_at is not None else 0.3 * float(m.max())
     opened = (m > threshold).astype(int)
     moves = int(np.count_nonzero((np.diff(opened) == 1) & speaking[1:]))
-    # silence: at least 300 ms after the last loud sample
+    # silence: from ``quiet_after_ms`` after the last loud sample (a sentence's quiet tail may still open the mouth)
     last_loud = grid[speaking][-1] if speaking.any() else grid[0]
-    quiet = grid > last_loud + 300
+    quiet = grid > last_loud + quiet_after_ms
     return SyncMeasure(
         offset_ms=float(lags[best] * step_ms),
         correlation=float(corr[best]),
