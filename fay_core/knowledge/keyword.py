@@ -62,30 +62,62 @@ def match_query(text: str, limit: int = 48) -> str:
 class KeywordIndex:
     """One FTS5 table per collection in a SQLite database shared with the manifest."""
 
+    #: query terms found in more than this share of a collection's rows are left out of the query: they carry
+    #: almost no BM25 weight, yet scoring their long posting lists dominates query time on large collections
+    max_df = 0.08
+    #: at most this many (the rarest) terms per query
+    max_terms = 12
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self._rows: dict[str, int] = {}
 
     @staticmethod
     def table(collection: str) -> str:
         return "kw_" + hashlib.sha1(collection.encode()).hexdigest()[:16]
 
     def ensure(self, collection: str) -> None:
+        table = self.table(collection)
         self.db.execute(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.table(collection)} USING fts5("
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
             "body, row_id UNINDEXED, entry_id UNINDEXED, path UNINDEXED, tokenize='unicode61 remove_diacritics 2')"
         )
+        self.db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
+
+    def _row_count(self, collection: str) -> int:
+        n = self._rows.get(collection)
+        if n is None:
+            n = self._rows[collection] = self.db.execute(f"SELECT COUNT(*) FROM {self.table(collection)}").fetchone()[0]
+        return n
+
+    def selective_terms(self, collection: str, terms: list[str]) -> list[str]:
+        """The query terms worth searching: present, not too common, the rarest first."""
+        if not terms:
+            return []
+        n = self._row_count(collection)
+        marks = ",".join("?" * len(terms))
+        df = dict(self.db.execute(f"SELECT term, doc FROM {self.table(collection)}_vocab WHERE term IN ({marks})",
+                                  terms).fetchall())
+        present = sorted((df[t], t) for t in terms if t in df)
+        if n >= 1000:  # small collections: every term counts
+            present = [(d, t) for d, t in present if d <= self.max_df * n] or present[:1]
+        return [t for _, t in present[: self.max_terms]]
 
     def add(self, collection: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
         """Add ``(row_id, entry_id, path, text)`` rows."""
+        self._rows.pop(collection, None)
         self.db.executemany(
             f"INSERT INTO {self.table(collection)}(body, row_id, entry_id, path) VALUES (?, ?, ?, ?)",
             ((" ".join(tokens(text)), row_id, entry_id, path) for row_id, entry_id, path, text in rows),
         )
 
     def delete_path(self, collection: str, path: str) -> None:
+        self._rows.pop(collection, None)
         self.db.execute(f"DELETE FROM {self.table(collection)} WHERE path = ?", (path,))
 
     def drop(self, collection: str) -> None:
+        self._rows.pop(collection, None)
+        self.db.execute(f"DROP TABLE IF EXISTS {self.table(collection)}_vocab")
         self.db.execute(f"DROP TABLE IF EXISTS {self.table(collection)}")
 
     def search(self, collection: str, text: str, limit: int, *, terms: list[str] | None = None) -> list[tuple[str, float]]:
@@ -93,10 +125,12 @@ class KeywordIndex:
 
         ``terms`` (already index tokens) replaces the tokens of ``text`` when given.
         """
-        query = " OR ".join('"' + t.replace('"', "") + '"' for t in terms) if terms is not None else match_query(text)
-        if not query:
-            return []
         try:
+            wanted = list(dict.fromkeys(terms if terms is not None else tokens(text)))
+            picked = self.selective_terms(collection, wanted)
+            query = " OR ".join('"' + t.replace('"', "") + '"' for t in picked)
+            if not query:
+                return []
             cur = self.db.execute(
                 f"SELECT entry_id, bm25({self.table(collection)}) AS s FROM {self.table(collection)} "
                 f"WHERE {self.table(collection)} MATCH ? ORDER BY s LIMIT ?",
