@@ -280,8 +280,9 @@ async def main() -> None:
               f"{r['latency_ms_p95']:>8.0f} {r['latency_ms_max']:>8.0f} {r['missed']:>6} "
               f"{r['idle_cpu_pct_per_session']:>12.1f} {r['cpu_ms_per_turn']:>11.0f} {r['rss_mib_per_session']:>8.1f}")
     print(f"p95 doubled (vs 1 session) at: {doubled_at if doubled_at else 'not within ' + args.sessions} sessions")
-    print("\nwhere the time goes (p50, ms): server stages since the end of speech it heard; downlink = playout "
-          "released the first answer frame -> audible at the client")
+    print("\nwhere the time goes (p50, ms): server stages since the end of speech it heard (text mode: since the "
+          "question arrived); downlink = playout released the first answer frame -> audible at the client (an "
+          "aiortc client prefetches 4 packets, 80 ms, before it decodes)")
     print(f"{'sessions':>8} " + " ".join(f"{s:>15}" for s in STAGES) + f" {'downlink p50':>12} {'downlink p95':>12}")
     for r in rows:
         print(f"{r['sessions']:>8} " + " ".join(f"{r[s + '_ms_p50']:>15.0f}" for s in STAGES)
