@@ -1,12 +1,15 @@
 """A licence-clean 2D portrait drawn by code (numpy), animated from the timeline's states.
 
-The static parts (background, shoulders, face, hair, the "AI-generated" label) are drawn once per size; each
-frame redraws only the moving parts: the head's position (yaw/pitch as a small shift), eyes (blinks, gaze), brows
-(expressions) and the mouth (opening from the audio, width from the viseme's form and the smile). A frame of the
-default 384x480 portrait takes about a millisecond.
+The static parts (background, shoulders, face, hair, the "AI-generated" label) are drawn once per size, and composited
+once per head position (yaw/pitch move the head by a few pixels; the composites are cached and shared by all
+sessions); each frame then redraws only small regions: eyes (blinks, gaze), brows (expressions) and the mouth
+(opening from the audio, width from the viseme's form and the smile).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +54,7 @@ class Portrait:
         self.box = int(150 * s), int(190 * s)  # half-width, half-height of the head box
         self.head_rgb, self.head_alpha = self._draw_head()
         self._label(label)
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     # --- static parts -----------------------------------------------------------------------------------
 
@@ -99,41 +103,62 @@ class Portrait:
 
     # --- per frame --------------------------------------------------------------------------------------
 
+    def _composite(self, dx: int, dy: int) -> np.ndarray:
+        """The static picture with the head shifted by (dx, dy): uint8, cached (the head moves by few pixels)."""
+        key = (dx, dy)
+        img = self._cache.get(key)
+        if img is not None:
+            self._cache.move_to_end(key)
+            return img
+        bw, bh = self.box
+        x0, y0 = int(self.face_cx) - bw + dx, int(self.face_cy) - bh + dy
+        out = self.base.copy()
+        ys, xs = max(0, y0), max(0, x0)
+        ye, xe = min(self.height, y0 + 2 * bh), min(self.width, x0 + 2 * bw)
+        a = self.head_alpha[ys - y0 : ye - y0, xs - x0 : xe - x0, None]
+        dst = out[ys:ye, xs:xe]
+        dst += a * (self.head_rgb[ys - y0 : ye - y0, xs - x0 : xe - x0] - dst)
+        lx, ly, lw, lh = self.label_box  # the label stays on top of everything
+        out[ly : ly + lh, lx : lx + lw] = self.base[ly : ly + lh, lx : lx + lw]
+        img = np.rint(out).astype(np.uint8)
+        self._cache[key] = img
+        if len(self._cache) > 48:
+            self._cache.popitem(last=False)
+        return img
+
     def render(self, state: AvatarState) -> np.ndarray:
         """An ``height × width × 3`` uint8 RGB frame for ``state``."""
         s = self.s
-        img = self.base.copy()
         bw, bh = self.box
         dx = int(round(-state.head_yaw * 1.6 * s))
         dy = int(round(-state.head_pitch * 1.6 * s + (1 - state.breath) * 1.5 * s))
-        x0, y0 = int(self.face_cx) - bw + dx, int(self.face_cy) - bh + dy
-        head = self.head_rgb.copy()
-        alpha = self.head_alpha
-        self._eyes(head, state)
-        self._brows(head, state)
-        self._mouth(head, state)
-        # composite the head layer (clipped to the frame)
-        ys, xs = max(0, y0), max(0, x0)
-        ye, xe = min(self.height, y0 + 2 * bh), min(self.width, x0 + 2 * bw)
-        a = alpha[ys - y0 : ye - y0, xs - x0 : xe - x0, None]
-        dst = img[ys:ye, xs:xe]
-        dst += a * (head[ys - y0 : ye - y0, xs - x0 : xe - x0] - dst)
-        lx, ly, lw, lh = self.label_box  # keep the label on top of everything
-        img[ly : ly + lh, lx : lx + lw] = self.base[ly : ly + lh, lx : lx + lw]
-        return img.astype(np.uint8)
+        img = self._composite(dx, dy).copy()
+        # the moving features, drawn in head coordinates on small regions of the frame
+        ox, oy = int(self.face_cx) - bw + dx, int(self.face_cy) - bh + dy
+        self._eyes(img, ox, oy, state)
+        self._brows(img, ox, oy, state)
+        self._mouth(img, ox, oy, state)
+        return img
 
-    def _roi(self, head: np.ndarray, cx: float, cy: float, rw: int, rh: int) -> tuple[np.ndarray, float, float]:
-        x0, y0 = int(cx - rw), int(cy - rh)
-        return head[y0 : y0 + 2 * rh, x0 : x0 + 2 * rw], cx - x0, cy - y0
+    def _roi(self, img: np.ndarray, cx: float, cy: float, rw: int, rh: int) -> tuple[np.ndarray, float, float, Any]:
+        """A float copy of the region around (cx, cy) and a function that writes it back."""
+        x0, y0 = max(0, int(cx - rw)), max(0, int(cy - rh))
+        x1, y1 = min(self.width, x0 + 2 * rw), min(self.height, y0 + 2 * rh)
+        roi = img[y0:y1, x0:x1].astype(np.float32)
 
-    def _eyes(self, head: np.ndarray, st: AvatarState) -> None:
+        def put() -> None:
+            img[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
+
+        return roi, cx - x0, cy - y0, put
+
+    def _eyes(self, img: np.ndarray, ox: int, oy: int, st: AvatarState) -> None:
         s = self.s
         bw, bh = self.box
         surprised = float(st.expressions[_E["surprised"]])
         squint = 0.35 * float(st.expressions[_E["happy"]]) + 0.25 * float(st.expressions[_E["angry"]])
         for side, blink in ((-1, st.blink_right), (1, st.blink_left)):
-            ex, ey = bw + side * 34 * s, bh - 6 * s
-            roi, cx, cy = self._roi(head, ex, ey, int(22 * s), int(16 * s))
+            ex, ey = ox + bw + side * 34 * s, oy + bh - 6 * s
+            roi, cx, cy, put = self._roi(img, ex, ey, int(22 * s), int(16 * s))
             h, w = roi.shape[:2]
             a, b = 17 * s, 9 * s * (1 + 0.3 * surprised)
             white = _ellipse(h, w, cx, cy, a, b)
@@ -148,22 +173,25 @@ class Portrait:
                 lid_y = cy - b + closed * 2 * b
                 lid = np.clip(lid_y - y + 0.5, 0, 1) * (white > 0)
                 _paint(roi, lid, SKIN_DARK)
+            put()
 
-    def _brows(self, head: np.ndarray, st: AvatarState) -> None:
+    def _brows(self, img: np.ndarray, ox: int, oy: int, st: AvatarState) -> None:
         s = self.s
         bw, bh = self.box
         ex = st.expressions
         up = 6 * s * (float(ex[_E["surprised"]]) + 0.4 * float(ex[_E["sad"]]) + 0.4 * float(ex[_E["concerned"]]))
         down = 5 * s * (float(ex[_E["angry"]]) + 0.4 * float(ex[_E["thinking"]]))
         for side in (-1, 1):
-            roi, cx, cy = self._roi(head, bw + side * 34 * s, bh - 30 * s - up + down, int(24 * s), int(10 * s))
+            roi, cx, cy, put = self._roi(img, ox + bw + side * 34 * s, oy + bh - 30 * s - up + down, int(24 * s),
+                                         int(10 * s))
             h, w = roi.shape[:2]
             _paint(roi, _ellipse(h, w, cx, cy, 19 * s, 3.2 * s), HAIR)
+            put()
 
-    def _mouth(self, head: np.ndarray, st: AvatarState) -> None:
+    def _mouth(self, img: np.ndarray, ox: int, oy: int, st: AvatarState) -> None:
         s = self.s
         bw, bh = self.box
-        roi, cx, cy = self._roi(head, bw, bh + 62 * s, int(40 * s), int(30 * s))
+        roi, cx, cy, put = self._roi(img, ox + bw, oy + bh + 62 * s, int(40 * s), int(30 * s))
         h, w = roi.shape[:2]
         form = st.mouth_form
         opening = st.mouth_open if st.speaking else 0.0
@@ -185,3 +213,4 @@ class Portrait:
         else:
             line = np.clip(1.2 * s - np.abs(yb - cy) + 0.5, 0, 1) * (lips > 0.5)
             _paint(roi, line, LIP * 0.6)
+        put()
