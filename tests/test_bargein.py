@@ -20,12 +20,11 @@ from fay_core.events import (
     WordPlayed,
 )
 from fay_core.persona import InterruptionConfig
-from fay_core.settings import LLMSettings
 from fay_core.testing import FakeLLM, Reply
 from fay_core.voice.audio import load_audio, silence, stream_pcm
 from fay_core.voice.bargein import real_words
 from fay_core.voice.pipeline import attach_voice
-from tests.test_voice_pipeline import Recorder
+from tests.test_voice_pipeline import Recorder, voice_settings  # noqa: F401 (a fixture)
 
 ANSWER = (
     "We have three kinds of savings accounts. The easy saver pays a variable rate and lets you withdraw at any time. "
@@ -34,7 +33,7 @@ ANSWER = (
 
 
 async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type: ignore[no-untyped-def]
-    session = await fay.create_session("bank_teller_en")
+    session = await fay.create_session("voice_en")
     session.persona = session.persona.model_copy(update={"interruption": interruption})
     voice = await attach_voice(session)
     await voice.asr.warm_up()
@@ -46,10 +45,9 @@ async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type:
 
 
 @pytest.fixture
-def llm_settings(settings, fake_llm: FakeLLM):  # type: ignore[no-untyped-def]
-    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+def llm_settings(voice_settings, fake_llm: FakeLLM):  # type: ignore[no-untyped-def]  # noqa: F811
     fake_llm.enqueue(Reply(ANSWER), Reply("Of course, go ahead."))
-    return settings
+    return voice_settings
 
 
 async def test_speech_over_the_avatar_stops_it_and_history_keeps_the_played_words(
@@ -92,7 +90,9 @@ async def test_too_few_real_words_resume_where_it_paused(llm_settings, fake_llm:
         await rec.wait(PlayoutResumed, within=20)
         stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
-        assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
+        trace = [(type(e).__name__, e.turn_id, getattr(e, "text", "")) for e in rec.events
+                 if type(e).__name__ not in ("AudioReceived", "WordPlayed", "AvatarFrame", "SpeechSynthesized")]
+        assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal), trace
         assert len(fake_llm.requests) == 1  # the backchannel started no turn
         assert " ".join(w.word for w in rec.of(WordPlayed)) == ANSWER  # every word played, none lost
         assert session.history.messages[-1].content == ANSWER and not session.history.messages[-1].interrupted

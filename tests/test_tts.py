@@ -18,6 +18,13 @@ from fay_core.voice.tts import Speaker, estimate_words, split_words
 from plugins.edge_voice import EdgeSettings, EdgeTTS
 from plugins.espeak_tts import EspeakTTS
 from plugins.piper_tts import PiperTTS
+from tests.test_voice_pipeline import voice_settings  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+async def voice_fay(voice_settings):  # type: ignore[no-untyped-def]  # noqa: F811
+    async with Fay(voice_settings) as app:
+        yield app
 
 
 async def collect(gen) -> list[AudioChunk]:
@@ -59,9 +66,10 @@ async def test_edge_fails_fast_with_a_clear_message_when_unreachable() -> None:
     assert time.monotonic() - t0 < 2.0
 
 
-async def test_speaker_falls_back_and_reports_the_failure(fay: Fay) -> None:
+async def test_speaker_falls_back_and_reports_the_failure(voice_fay: Fay) -> None:
+    fay = voice_fay
     fay.settings.plugins["edge"] = {"proxy": "http://127.0.0.1:9"}
-    session = await fay.create_session("bank_teller_en")
+    session = await fay.create_session("voice_en")
     session.persona = session.persona.model_copy(
         update={"voice": VoiceConfig(engine="edge", name="en-US-AriaNeural", fallback=["piper", "espeak"])}
     )
@@ -78,9 +86,10 @@ async def test_speaker_falls_back_and_reports_the_failure(fay: Fay) -> None:
     assert speaker.used == ["piper", "piper"] and len(errors) == 1
 
 
-async def test_auto_picks_an_offline_voice_for_the_language(fay: Fay) -> None:
-    en = await fay.create_session("bank_teller_en")
-    zh = await fay.create_session("bank_teller_zh")
+async def test_auto_picks_an_offline_voice_for_the_language(voice_fay: Fay) -> None:
+    fay = voice_fay
+    en = await fay.create_session("voice_en")
+    zh = await fay.create_session("voice_zh")
     assert (await Speaker(en, fay.settings.voice).chain())[0] == "piper"
     zh_speaker = Speaker(zh, fay.settings.voice)
     assert await zh_speaker.chain() == ["espeak"]
@@ -88,8 +97,9 @@ async def test_auto_picks_an_offline_voice_for_the_language(fay: Fay) -> None:
     assert chunks[0].pcm and zh_speaker.used == ["espeak"]
 
 
-async def test_every_engine_failing_is_an_error_not_a_crash(fay: Fay) -> None:
-    session = await fay.create_session("bank_teller_en")
+async def test_every_engine_failing_is_an_error_not_a_crash(voice_fay: Fay) -> None:
+    fay = voice_fay
+    session = await fay.create_session("voice_en")
     session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="nope", fallback=["nada"])})
     with pytest.raises(EngineError, match="every TTS engine failed.*no tts engine named 'nope'"):
         await collect(Speaker(session, fay.settings.voice).speak("Hi.", turn_id=1))

@@ -9,6 +9,8 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
+
 from fay_core.app import Fay
 from fay_core.events import (
     AvatarStoppedSpeaking,
@@ -26,6 +28,36 @@ from fay_core.testing import FakeLLM, Reply
 from fay_core.voice.asr import WhisperASR, WhisperSettings
 from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
 from fay_core.voice.pipeline import attach_voice
+
+PERSONAS = {
+    "voice_en": """
+name: Vera
+language: en
+voice: {engine: auto, fallback: [piper, espeak]}
+system_prompt: You are Vera, a bank teller. Answer briefly.
+interruption: {min_speech_ms: 250, false_interruption_ms: 800}
+""",
+    "voice_zh": """
+name: 小薇
+language: zh
+voice: {engine: auto, fallback: [espeak]}
+system_prompt: 你是银行柜员小薇。请简短回答。
+interruption: {min_speech_ms: 300, false_interruption_ms: 800}
+""",
+}
+
+
+@pytest.fixture
+def voice_settings(settings, tmp_path: Path, fake_llm: FakeLLM):  # type: ignore[no-untyped-def]
+    """Settings with the fake LLM and personas without a knowledge base (the voice path only)."""
+    folder = tmp_path / "personas"
+    folder.mkdir()
+    for name, text in PERSONAS.items():
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    settings.personas_dir = folder
+    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+    return settings
+
 
 STAGES = ["vad_end", "asr_final", "llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"]
 
@@ -65,12 +97,11 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
 
 
-async def test_a_voice_turn_from_wav_to_spoken_answer(settings, fake_llm: FakeLLM, shared_data: Path) -> None:
-    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: FakeLLM, shared_data: Path) -> None:
     answer = "Certainly. Our branches open at nine in the morning, Monday to Friday."
     fake_llm.enqueue(Reply(answer))
-    async with Fay(settings) as fay:
-        session = await fay.create_session("bank_teller_en")
+    async with Fay(voice_settings) as fay:
+        session = await fay.create_session("voice_en")
         voice = await attach_voice(session)
         assert await attach_voice(session) is voice and session.voice is voice  # idempotent
         await voice.asr.warm_up()
@@ -106,11 +137,10 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(settings, fake_llm: FakeLL
         assert session.history.messages[1].content == answer
 
 
-async def test_mandarin_voice_turn(settings, fake_llm: FakeLLM, shared_data: Path) -> None:
-    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
+async def test_mandarin_voice_turn(voice_settings, fake_llm: FakeLLM, shared_data: Path) -> None:
     fake_llm.enqueue(Reply("您好，我们早上九点开门。"))
-    async with Fay(settings) as fay:
-        session = await fay.create_session("bank_teller_zh")
+    async with Fay(voice_settings) as fay:
+        session = await fay.create_session("voice_zh")
         await attach_voice(session)
         rec = Recorder(session)
         clip = load_audio(shared_data / "speech_zh" / "BAC009S0764W0121.wav")
@@ -123,10 +153,9 @@ async def test_mandarin_voice_turn(settings, fake_llm: FakeLLM, shared_data: Pat
         assert len(rec.audio_out(1)) > 48000 * 2  # more than a second of speech went out
 
 
-async def test_tts_failure_is_reported_and_the_session_goes_on(settings, fake_llm: FakeLLM) -> None:
-    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
-    async with Fay(settings) as fay:
-        session = await fay.create_session("bank_teller_en")
+async def test_tts_failure_is_reported_and_the_session_goes_on(voice_settings) -> None:
+    async with Fay(voice_settings) as fay:
+        session = await fay.create_session("voice_en")
         session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="missing")})
         await attach_voice(session)
         rec = Recorder(session)
@@ -138,11 +167,10 @@ async def test_tts_failure_is_reported_and_the_session_goes_on(settings, fake_ll
         assert second.text and second.turn_id == 2 and not session.closed
 
 
-async def test_sessions_share_engines_and_close_cleanly(settings, fake_llm: FakeLLM) -> None:
-    settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
-    async with Fay(settings) as fay:
-        a = await fay.create_session("bank_teller_en")
-        b = await fay.create_session("bank_teller_zh")
+async def test_sessions_share_engines_and_close_cleanly(voice_settings) -> None:
+    async with Fay(voice_settings) as fay:
+        a = await fay.create_session("voice_en")
+        b = await fay.create_session("voice_zh")
         va, vb = await attach_voice(a), await attach_voice(b)
         assert va.asr is vb.asr and va.vad is vb.vad and va.playout is not vb.playout
         assert va.segmenter.stream is not vb.segmenter.stream

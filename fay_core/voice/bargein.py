@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -53,13 +54,28 @@ class Verdict(Enum):
     DROP = "drop"  # heard while the avatar spoke and not an interruption: ignore it
 
 
-class _State(Enum):
+class _Kind(Enum):
     IDLE = 0  # the utterance started while the avatar was quiet
     IGNORED = 1  # half duplex or echo warm-up
-    CANDIDATE = 2  # speech while the avatar speaks, shorter than min_speech_ms so far
-    PAUSED = 3  # playout paused, waiting for real words
-    INTERRUPTED = 4
-    RESUMED = 5  # false interruption
+    ATTEMPT = 2  # speech over the avatar: an interruption attempt
+
+
+@dataclass
+class _Attempt:
+    """One attempt to interrupt a turn; it may span several utterances (the user pauses mid-sentence)."""
+
+    turn: int
+    onset: float
+    paused: bool = False
+    outcome: str = ""  # "", "interrupted" or "resumed"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The barge-in state of an utterance, taken when it ended (its transcript comes later)."""
+
+    kind: _Kind
+    attempt: _Attempt | None
 
 
 class BargeIn:
@@ -77,10 +93,8 @@ class BargeIn:
         self.config = config
         self.transcribe = transcribe
         self.need_words = max(1, config.min_words)
-        self._state = _State.IDLE
-        self._onset = 0.0
-        self._turn = 0
-        self._gen = 0
+        self._kind = _Kind.IDLE
+        self._attempt: _Attempt | None = None  # the open attempt (paused, waiting for words), if any
         self._utterance: Callable[[], bytes] = bytes
         self.stop_latencies_ms: list[float] = []
         self.false_interruptions = 0
@@ -88,66 +102,82 @@ class BargeIn:
 
     @property
     def state(self) -> str:
-        return self._state.name.lower()
+        """``idle``, ``ignored``, ``candidate``, ``paused``, ``interrupted`` or ``resumed`` (current utterance)."""
+        if self._kind is not _Kind.ATTEMPT or self._attempt is None:
+            return self._kind.name.lower()
+        a = self._attempt
+        return a.outcome or ("paused" if a.paused else "candidate")
 
     # --- fed by the pipeline ----------------------------------------------------------------------------
 
     def speech_started(self, onset: float, utterance: Callable[[], bytes]) -> None:
         """VAD speech start at ``onset``; ``utterance()`` returns the utterance's audio so far."""
-        self._gen += 1
         self._utterance = utterance
-        self._onset = onset
+        a = self._attempt
+        if a is not None and a.paused and not a.outcome:
+            self._kind = _Kind.ATTEMPT  # the user goes on after a pause: the same attempt continues
+            return
         cfg = self.config
         if not self.playout.speaking or not cfg.enabled:
-            self._state = _State.IDLE
-            return
-        self._turn = self.playout.speaking_turn
-        if cfg.half_duplex or (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms:
-            self._state = _State.IGNORED
+            self._kind, self._attempt = _Kind.IDLE, None
+        elif cfg.half_duplex or (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms:
+            self._kind, self._attempt = _Kind.IGNORED, None
         else:
-            self._state = _State.CANDIDATE
+            self._kind, self._attempt = _Kind.ATTEMPT, _Attempt(self.playout.speaking_turn, onset)
 
     def speech_progress(self, speech_ms: float) -> None:
         """The current utterance has lasted ``speech_ms``: pause playout once it is long enough."""
-        if self._state is not _State.CANDIDATE or speech_ms < self.config.min_speech_ms:
+        a = self._attempt
+        if self._kind is not _Kind.ATTEMPT or a is None or a.paused or speech_ms < self.config.min_speech_ms:
             return
-        if self.playout.speaking_turn != self._turn or not self.playout.pause():
-            self._state = _State.IDLE  # the avatar finished meanwhile: an ordinary utterance
+        if self.playout.speaking_turn != a.turn or not self.playout.pause():
+            self._kind, self._attempt = _Kind.IDLE, None  # the avatar finished meanwhile: an ordinary utterance
             return
-        self._state = _State.PAUSED
+        a.paused = True
         now = time.monotonic()
-        stop_ms = (now - self._onset) * 1000
+        stop_ms = (now - a.onset) * 1000
         self.stop_latencies_ms.append(stop_ms)
         self.bus.publish(
-            LatencyMeasured(session_id=self.bus.session_id, turn_id=self._turn, stage="barge_in_stop", ms=stop_ms,
+            LatencyMeasured(session_id=self.bus.session_id, turn_id=a.turn, stage="barge_in_stop", ms=stop_ms,
                             since="speech_onset")
         )
-        self.bus.spawn(self._confirm(self._gen, now), name="voice.barge-in")
+        self.bus.spawn(self._confirm(a, now), name="voice.barge-in")
 
-    def speech_ended(self, text: str | None) -> Verdict:
-        """The utterance ended with transcript ``text`` (``None``: too short to transcribe)."""
-        state = self._state
-        self._state = _State.IDLE
-        self._gen += 1
-        if state is _State.IDLE or state is _State.INTERRUPTED:
+    def speech_ended(self) -> Ticket:
+        """The utterance ended (its transcript is still to come): take its state for :meth:`decide`."""
+        ticket = Ticket(self._kind, self._attempt if self._kind is _Kind.ATTEMPT else None)
+        self._kind = _Kind.IDLE
+        return ticket
+
+    def decide(self, ticket: Ticket, text: str | None) -> Verdict:
+        """What to do with an ended utterance, now that its transcript ``text`` is known (``None``: too short)."""
+        if ticket.kind is _Kind.IDLE:
             return Verdict.TURN
-        if state is _State.IGNORED:
+        a = ticket.attempt
+        if ticket.kind is _Kind.IGNORED or a is None:
             return Verdict.DROP
-        words = real_words(text or "")
-        if words >= self.need_words and self.playout.speaking_turn == self._turn:
-            self._interrupt()  # confirmed late (the words came with the final transcript)
+        if a.outcome == "interrupted":
             return Verdict.TURN
-        if state is _State.PAUSED:
-            self._resume()
-        if state is _State.CANDIDATE and words >= self.need_words and not self.playout.speaking:
+        words = real_words(text or "")
+        still_on = self.playout.speaking_turn == a.turn
+        if words >= self.need_words and still_on:
+            self._interrupt(a)  # confirmed by the final transcript
+            return Verdict.TURN
+        if a.paused and not a.outcome and self._attempt is a and not self._continuing(a):
+            self._resume(a)  # the whole utterance had no real words: a cough, a backchannel
+        if words >= self.need_words and not still_on and not a.paused:
             return Verdict.TURN  # the avatar finished while the user spoke: answer them
         return Verdict.DROP
 
+    def _continuing(self, a: _Attempt) -> bool:
+        """True when a newer utterance of the same attempt is under way (it will decide)."""
+        return self._kind is _Kind.ATTEMPT and self._attempt is a
+
     # --- deciding -----------------------------------------------------------------------------------------
 
-    async def _confirm(self, gen: int, paused_at: float) -> None:
+    async def _confirm(self, a: _Attempt, paused_at: float) -> None:
         deadline = paused_at + self.config.false_interruption_ms / 1000
-        while self._state is _State.PAUSED and gen == self._gen:
+        while not a.outcome:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -155,23 +185,24 @@ class BargeIn:
                 text = await asyncio.wait_for(self.transcribe(self._utterance()), remaining)
             except TimeoutError:
                 break
-            if self._state is not _State.PAUSED or gen != self._gen:
+            if a.outcome:
                 return
-            if real_words(text) >= self.need_words:
-                self._interrupt()
+            if real_words(text) >= self.need_words and self.playout.speaking_turn == a.turn:
+                self._interrupt(a)
                 return
             await asyncio.sleep(0.05)
-        if self._state is _State.PAUSED and gen == self._gen:
-            self._resume()
+        if not a.outcome:
+            self._resume(a)
 
-    def _interrupt(self) -> None:
-        self._state = _State.INTERRUPTED
+    def _interrupt(self, a: _Attempt) -> None:
+        a.outcome = "interrupted"
         self.interruptions += 1
-        played = self.playout.interrupt(self._turn, onset=self._onset)
-        log.info("session %s: barge-in stopped turn %d after %r", self.bus.session_id, self._turn, played)
+        played = self.playout.interrupt(a.turn, onset=a.onset)
+        log.info("session %s: barge-in stopped turn %d after %r", self.bus.session_id, a.turn, played)
 
-    def _resume(self) -> None:
-        self._state = _State.RESUMED
+    def _resume(self, a: _Attempt) -> None:
+        a.outcome = "resumed"
         self.false_interruptions += 1
-        self.playout.resume()
-        log.info("session %s: false interruption, turn %d resumes", self.bus.session_id, self._turn)
+        if self.playout.speaking_turn == a.turn:
+            self.playout.resume()
+        log.info("session %s: false interruption, turn %d resumes", self.bus.session_id, a.turn)

@@ -39,7 +39,7 @@ from ..events import (
     UserTextReceived,
 )
 from .audio import IN_RATE, OUT_RATE, resample
-from .bargein import BargeIn, Verdict
+from .bargein import BargeIn, Ticket, Verdict
 from .playout import Playout
 from .splitter import SentenceSplitter, speakable
 from .tts import Speaker
@@ -208,21 +208,23 @@ class VoicePipeline:
         early = self._early[1] if self._early and self._early[0] == self._utt else None
         self._early = None
         previous = self._finalizing
-        self._finalizing = self.bus.spawn(self._finalize(ev, clock, early, previous), name="voice.asr-final")
+        ticket = self.bargein.speech_ended()
+        self._finalizing = self.bus.spawn(self._finalize(ev, clock, early, previous, ticket), name="voice.asr-final")
 
     async def _finalize(
-        self, ev: SpeechEnd, clock: _Clock, early: asyncio.Task[str] | None, previous: asyncio.Task[None] | None
+        self, ev: SpeechEnd, clock: _Clock, early: asyncio.Task[str] | None, previous: asyncio.Task[None] | None,
+        ticket: Ticket,
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.gather(previous, return_exceptions=True)  # transcripts leave in utterance order
         text: str | None = None
-        if ev.duration_ms >= self.settings.vad.min_utterance_ms and self.bargein.state != "ignored":
+        if ev.duration_ms >= self.settings.vad.min_utterance_ms and ticket.kind.name != "IGNORED":
             try:
                 text = await early if early is not None else await self._transcribe(ev.pcm)
             except Exception as exc:
                 text = None
                 self._error("asr", exc)
-        verdict = self.bargein.speech_ended(text)
+        verdict = self.bargein.decide(ticket, text)
         if verdict is Verdict.DROP or not text:
             return
         clock.mark("asr_final")
@@ -298,7 +300,7 @@ class VoicePipeline:
         tv = self._turns.get(ev.turn_id)
         if tv is None:
             return
-        if tv.deltas == 0:
+        if tv.deltas == 0 and tv.clock.since == "speech_end":  # typed turns: the agent marks its own
             self._mark(tv, "llm_first_token", ev.ts)
         tv.deltas += 1
         for sentence in tv.splitter.feed(ev.text):
