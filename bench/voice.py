@@ -70,6 +70,23 @@ LONG_ANSWER = (
 )
 
 
+PERSONA = """
+name: Vera
+language: en
+voice: {engine: piper}
+system_prompt: You are Vera, a bank teller. Answer briefly.
+interruption: {min_speech_ms: 250, false_interruption_ms: 800}
+"""
+
+
+def bench_settings(folder: Path, **overrides: Any) -> Any:
+    """Isolated settings with one persona without a knowledge base (the voice path is measured, not RAG)."""
+    personas = folder / "personas"
+    personas.mkdir(parents=True, exist_ok=True)
+    (personas / "vera.yaml").write_text(PERSONA, encoding="utf-8")
+    return test_settings(folder, personas_dir=personas, default_persona="vera", **overrides)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -230,7 +247,7 @@ async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero
     """Run ``turns`` voice turns in each of ``sessions`` sessions at once; the latency marks of each turn."""
 
     async def one(idx: int) -> list[dict[str, float]]:
-        session = await fay.create_session("bank_teller_en")
+        session = await fay.create_session("vera")
         session.persona = session.persona.model_copy(update={
             "interruption": InterruptionConfig(enabled=False),
             "voice": VoiceConfig(engine="zero" if zero else "piper"),
@@ -279,7 +296,7 @@ def stage_table(marks: list[dict[str, float]]) -> dict[str, Any]:
 
 async def bench_latency(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
     async with FakeLLM(first_token_delay=args.first_token, responder=lambda body: Reply(SHORT_ANSWER)) as llm:
-        settings = test_settings(tmp / "lat", llm=LLMSettings(model=llm.model, api_base=llm.url))
+        settings = bench_settings(tmp / "lat", llm=LLMSettings(model=llm.model, api_base=llm.url))
         async with Fay(settings) as fay:
             await fay.plugins.engine("asr", "whisper").warm_up()
             await voice_turns(fay, en, 1)  # warm-up: litellm import, piper load
@@ -290,7 +307,7 @@ async def bench_latency(args: argparse.Namespace, en: list[tuple[str, bytes]], t
 
 
 async def bench_framework(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
-    settings = test_settings(tmp / "zero")
+    settings = bench_settings(tmp / "zero")
     settings.voice.asr.engine = "zero"
     settings.voice.asr.partials = False
     async with Fay(settings) as fay:
@@ -308,13 +325,13 @@ async def bench_framework(args: argparse.Namespace, en: list[tuple[str, bytes]],
 async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if True:  # the answer comes at once: this scenario measures the stop, not the LLM
-        settings = test_settings(tmp / "barge")
+        settings = bench_settings(tmp / "barge")
         async with Fay(settings) as fay:
             await fay.plugins.engine("asr", "whisper").warm_up()
             for min_speech in (250, 150):
                 true_lat, vad_lat = [], []
                 for k in range(args.barge_trials):
-                    session = await fay.create_session("bank_teller_en")
+                    session = await fay.create_session("vera")
                     session.persona = session.persona.model_copy(update={
                         "interruption": InterruptionConfig(min_speech_ms=min_speech, false_interruption_ms=1500),
                         "voice": VoiceConfig(engine="piper"),
@@ -365,7 +382,7 @@ async def bench_concurrency(args: argparse.Namespace, en: list[tuple[str, bytes]
     levels: dict[str, Any] = {}
     base_p95 = None
     async with FakeLLM(first_token_delay=args.first_token, responder=lambda body: Reply(SHORT_ANSWER)) as llm:
-        settings = test_settings(tmp / "conc", llm=LLMSettings(model=llm.model, api_base=llm.url))
+        settings = bench_settings(tmp / "conc", llm=LLMSettings(model=llm.model, api_base=llm.url))
         async with Fay(settings) as fay:
             await fay.plugins.engine("asr", "whisper").warm_up()
             await voice_turns(fay, en, 1)
