@@ -100,40 +100,43 @@ try {
     const pl = window.fayAvatar.player; const orig = pl.push.bind(pl); window.__arr = [];
     pl.push = (buf) => { const dv = new DataView(buf); if (dv.getUint8(0) === 2) window.__arr.push([performance.timeOrigin + performance.now(), dv.getFloat64(8, true)]); orig(buf); };
   });
-  if (opts.warmup) { // a first answer: the viewer locks onto the audio; the second one is measured
+  // one answer: ask, then wait until the server has played all of it (state "speaking" then "listening") and the
+  // page has heard 1.5 s of silence since (what is still in the jitter buffer plays out)
+  const ask = async () => {
+    const n0 = await page.evaluate(() => window.fay.messages.length);
     await page.fill("#text", opts.question);
     await page.click("#send");
-    await page.waitForFunction(() => window.fay.messages.some((m) => m.type === "answer"));
-    await page.waitForFunction(() => window.__rec.audio.some(([, r]) => r > 0.02), null, { timeout: 45000 });
-    await page.waitForFunction(() => {
+    await page.waitForFunction((n0) => {
+      const states = window.fay.messages.slice(n0).filter((m) => m.type === "state").map((m) => m.state);
+      const spoke = states.indexOf("speaking");
+      return spoke >= 0 && states.indexOf("listening", spoke) > spoke;
+    }, n0, { timeout: 60000, polling: 50 });
+    const doneAt = await page.evaluate(() => performance.now());
+    await page.waitForFunction((doneAt) => {
       const last = window.__rec.audio.findLast(([, r]) => r > 0.01);
-      return last && performance.now() - last[0] > 1000;
-    }, null, { timeout: 30000, polling: 100 });
+      return performance.now() - doneAt > 1500 && (!last || performance.now() - last[0] > 1500);
+    }, doneAt, { timeout: 30000, polling: 100 });
+  };
+  if (opts.warmup) { // a first answer: the viewer locks onto the audio; the second one is measured
+    await ask();
     step("warm-up answer played");
   }
-  await page.waitForTimeout(1000);
+  await page.waitForTimeout(500);
   if (opts.rest_png) await page.locator("#avatar").screenshot({ path: opts.rest_png });
   step("rest screenshot");
   const t0 = await page.evaluate(() => performance.now());
-  await page.fill("#text", opts.question);
-  await page.click("#send");
-  const answers = opts.warmup ? 2 : 1;
-  await page.waitForFunction((n) => window.fay.messages.filter((m) => m.type === "answer").length >= n, answers);
-  step("answered");
-  // wait for the answer audio, then for a moment when the mouth is well open, and screenshot that
-  await page.waitForFunction((t0) => window.__rec.audio.some(([t, r]) => t > t0 && r > 0.02), t0, { timeout: 45000 });
-  step("answer audio playing");
-  const mouthNow = "(() => { const m = window.__rec.mouth; return m.length ? m[m.length - 1][1] : 0; })()";
+  // take the talking screenshot when the mouth is well open, while the answer plays
   const openAt = out.kind === "video" ? 0.08 : 0.45;
-  await page.waitForFunction(`${mouthNow} > ${openAt}`, null, { timeout: 10000, polling: "raf" });
-  if (opts.talk_png) await page.locator("#avatar").screenshot({ path: opts.talk_png });
-  step("talking screenshot");
-  // until the audio has been silent for 1.5 s
-  await page.waitForFunction((t0) => {
-    const last = window.__rec.audio.findLast(([t, r]) => t > t0 && r > 0.01);
-    return last && performance.now() - last[0] > 1500;
-  }, t0, { timeout: 30000, polling: 100 });
-  step("answer audio ended");
+  const talking = page.waitForFunction((openAt) => {
+    const m = window.__rec.mouth;
+    return m.length && m[m.length - 1][1] > openAt;
+  }, openAt, { timeout: 60000, polling: "raf" }).then(async () => {
+    if (opts.talk_png) await page.locator("#avatar").screenshot({ path: opts.talk_png });
+    step("talking screenshot");
+  });
+  await ask();
+  await talking;
+  step("answer played");
   const rec = await page.evaluate((t0) => {
     const cut = (s) => s.filter(([t]) => t >= t0);
     clearInterval(window.__recTimer);
