@@ -102,7 +102,9 @@ def authenticate_customer(token: str) -> str | None:
 
     The server calls it for ``POST /api/sessions {"customer_token": ...}`` and puts the id on
     ``session.customer_id``; tools receive it as an injected argument, never from the LLM. The first plugin that
-    returns an id wins.
+    returns an id wins (``firstresult``).
+
+    :param token: the token the client sent; treat it as untrusted input.
     """
 
 

@@ -28,7 +28,7 @@ async def test_streamed_answer_through_litellm(settings, fake_llm: FakeLLM) -> N
 async def test_history_is_sent_on_the_next_turn(settings, fake_llm: FakeLLM) -> None:
     settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
     async with Fay(settings) as fay:
-        session = await fay.create_session("bank_teller_en")
+        session = await fay.create_session("interviewer_en")  # not knowledge-only: small talk goes to the LLM
         await session.answer("My name is Lin.")
         await session.answer("What is my name?")
     roles = [(m["role"], m["content"]) for m in fake_llm.requests[1]["messages"][1:]]
