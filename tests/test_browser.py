@@ -100,7 +100,7 @@ async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
             "timeout_ms": 60000, "end": "reload",
         })
         assert result["ok"] and not result["errors"], json.dumps(result, indent=1)[-4000:]
-        assert result["pair"] == {"local": result["pair"]["local"], "remote": result["pair"]["remote"]}
+        assert result["pair"], "Chromium reported no selected ICE candidate pair"
         assert result["pair"]["local"].startswith("127.0.0.1:") and result["pair"]["remote"].startswith("127.0.0.1:")
         assert "opening hours" in result["transcript"].lower()
         assert any("nine to five" in a for a in result["answers"]), result["answers"]

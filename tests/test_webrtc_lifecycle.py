@@ -6,6 +6,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
+import itertools
+import tracemalloc
 import weakref
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from aiortc import RTCPeerConnection
 
 from fay_core.transport.ice import restrict_peer, rtc_configuration
 
-from test_webrtc import Served, load_pcm, serve, until, webrtc_settings
+from test_webrtc import Served, serve, until, webrtc_settings
 
 
 def audit_records(served: Served, session_id: str) -> list[dict[str, object]]:
@@ -109,8 +111,15 @@ async def test_server_shutdown_closes_every_peer(tmp_path: Path) -> None:
         await until(lambda: a.pc.connectionState == b.pc.connectionState == "closed", 10, "clients to see it")
 
 
-async def test_fifty_connect_disconnect_cycles_return_to_baseline(tmp_path: Path, shared_data: Path) -> None:
-    speech = load_pcm(shared_data / "speech_en" / "english.wav", 48000)
+async def test_fifty_connect_disconnect_cycles_return_to_baseline(tmp_path: Path) -> None:
+    """Tasks, UDP sockets, Peer objects and memory are back where they were after 50 connect/disconnect cycles.
+
+    Every peer streams its microphone (silence: decode, resampling, VAD); one cycle in five also asks a question and
+    waits for the spoken answer (TTS, playout, the outgoing track). Memory: Python objects (tracemalloc) must come
+    back to the baseline taken after a warm-up, and RSS must not grow with the number of sessions: the median
+    growth per 5 cycles stays under 1 MiB. (Engines allocate native memory once, at some first use, which shows as
+    a single step in RSS and is not a per-session leak; the table of RSS readings is in the failure message.)
+    """
     served = await serve(webrtc_settings(tmp_path))
     proc = psutil.Process()
     peers: list[weakref.ref[object]] = []
@@ -118,36 +127,49 @@ async def test_fifty_connect_disconnect_cycles_return_to_baseline(tmp_path: Path
     async def cycle(talk: bool) -> None:
         async with served.client() as c:
             peers.append(weakref.ref(served.transport.peers[c.session_id]))
-            if talk:  # audio in, a question, an answer (spoken too when the voice pipeline is there)
-                c.say(speech, 48000)
+            if talk:
+                c.expect_audio()
                 c.send_text("What are your opening hours?")
                 await c.wait_for("answer")
                 if c.ready["voice"]:
-                    await until(lambda: c.first_audible_at is not None, 15, "answer audio")
-        await until(lambda: not served.fay.sessions, 10, "the session to close")
+                    await until(lambda: c.first_audible_at is not None, 30, "answer audio")
+        await until(lambda: not served.fay.sessions and not served.transport.peers, 10, "the session to close")
 
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
     def snapshot() -> tuple[int, int, float]:
         gc.collect()
         libc.malloc_trim(0)  # hand freed heap pages back, so RSS shows what is still held
-        return len(asyncio.all_tasks()), proc.num_fds(), proc.memory_info().rss / 2**20
+        udp = len(proc.net_connections(kind="udp"))
+        return len(asyncio.all_tasks()), udp, proc.memory_info().rss / 2**20
 
     try:
         for _ in range(4):  # warm-up: models, codecs, imports, caches, allocator pools
             await cycle(True)
         await asyncio.sleep(1)
-        tasks0, fds0, rss0 = snapshot()
+        tasks0, udp0, rss0 = snapshot()
+        tracemalloc.start()
+        py0 = tracemalloc.get_traced_memory()[0]
+        readings = [rss0]
         for i in range(50):
             await cycle(i % 5 == 0)
+            if i % 5 == 4:
+                readings.append(snapshot()[2])
         await until(lambda: snapshot()[0] <= tasks0, 10, "tasks to end")
         await asyncio.sleep(0.5)
-        tasks1, fds1, rss1 = snapshot()
+        gc.collect()
+        py1 = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        tasks1, udp1, rss1 = snapshot()
         assert tasks1 <= tasks0, f"tasks {tasks0} -> {tasks1}: {[t.get_name() for t in asyncio.all_tasks()]}"
-        assert fds1 <= fds0 + 2, f"open file descriptors (sockets) {fds0} -> {fds1}"
-        assert rss1 - rss0 < 20, f"memory grew {rss1 - rss0:.1f} MiB over 50 cycles ({rss0:.0f} -> {rss1:.0f})"
+        assert udp1 <= udp0, f"UDP sockets {udp0} -> {udp1}: ICE sockets not closed"
+        memory = f"Python objects +{(py1 - py0) / 2**20:.2f} MiB, RSS every 5 cycles: {[round(r) for r in readings]}"
+        assert py1 - py0 < 2 * 2**20, f"Python memory not back to baseline: {memory}"
+        steps = sorted(b - a for a, b in itertools.pairwise(readings))
+        assert steps[len(steps) // 2] < 1.0, f"RSS grows with the number of sessions: {memory}"
+        assert rss1 - rss0 < 80, f"RSS far above the baseline: {memory}"
         assert not served.transport.peers and not served.fay.sessions
         assert all(ref() is None for ref in peers), "Peer objects are still referenced after their sessions closed"
-        print(f"\n50 cycles: tasks {tasks0}->{tasks1}, fds {fds0}->{fds1}, RSS {rss0:.1f}->{rss1:.1f} MiB")
+        print(f"\n50 cycles: tasks {tasks0}->{tasks1}, UDP sockets {udp0}->{udp1}, {memory}")
     finally:
         await served.server.close()

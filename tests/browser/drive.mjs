@@ -45,14 +45,21 @@ try {
   step("connected");
   await page.waitForSelector("#ai-label", { state: "visible" });
   await page.waitForFunction(() => window.fay.pc?.connectionState === "connected");
-  out.pair = await page.evaluate(async () => {
-    const stats = await window.fay.pc.getStats();
-    const byId = new Map([...stats.values()].map((s) => [s.id, s]));
-    const pair = [...stats.values()].find((s) => s.type === "candidate-pair" && s.nominated && s.state === "succeeded");
+  // the candidate pair in use (the transport's selected pair; it can take a moment to be reported)
+  const selectedPair = async () => page.evaluate(async () => {
+    const stats = [...(await window.fay.pc.getStats()).values()];
+    const byId = new Map(stats.map((s) => [s.id, s]));
+    const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
+    const pair = transport ? byId.get(transport.selectedCandidatePairId)
+      : stats.find((s) => s.type === "candidate-pair" && s.nominated && s.state === "succeeded");
     if (!pair) return null;
     const ip = (c) => `${c.address ?? c.ip}:${c.port}`;
     return { local: ip(byId.get(pair.localCandidateId)), remote: ip(byId.get(pair.remoteCandidateId)) };
   });
+  for (let i = 0; i < 50 && !out.pair; i++) {
+    out.pair = await selectedPair();
+    if (!out.pair) await page.waitForTimeout(100);
+  }
   step(`ICE pair ${JSON.stringify(out.pair)}`);
 
   if (opts.voice) {
