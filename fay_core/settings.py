@@ -115,7 +115,7 @@ class KnowledgeSettings(_Section):
     reranker: str | None = Field(None, description="a registered reranker applied to the fused candidates")
     top_k: int = Field(5, ge=1, le=50, description="hits handed to the answerer")
     candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
-    keyword_weight: float = Field(0.5, ge=0, le=4, description="weight of the keyword ranking in the fusion")
+    keyword_weight: float = Field(0.25, ge=0, le=4, description="weight of the keyword ranking in the fusion")
     rrf_k: float = Field(10.0, gt=0, description="reciprocal rank fusion constant: 1 / (rrf_k + rank)")
     vote_temperature: float = Field(0.01, gt=0, le=1, description="how much an entry's other close rows count")
     min_score: float = Field(0.86, ge=-1, le=1, description="dense similarity below which nothing counts as found")
