@@ -388,7 +388,7 @@ async def bench_concurrency(args: argparse.Namespace, en: list[tuple[str, bytes]
             await voice_turns(fay, en, 1)
             sustained = 1
             for n in (1, 2, 3, 4, 6, 8):
-                marks = await voice_turns(fay, en, 2, sessions=n)
+                marks = await voice_turns(fay, en, args.conc_turns, sessions=n)
                 lat = [m["first_audio_out"] for m in marks]
                 row = stats(lat)
                 levels[str(n)] = row
@@ -407,6 +407,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=8, help="voice turns for the latency scenario")
     ap.add_argument("--framework-turns", type=int, default=20)
     ap.add_argument("--barge-trials", type=int, default=8)
+    ap.add_argument("--conc-turns", type=int, default=3, help="voice turns per session at each concurrency level")
     ap.add_argument("--first-token", type=float, default=0.2, help="fake LLM first-token delay (s)")
     ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency")
     ap.add_argument("--answerer", choices=["agent", "plain"], default="agent",
