@@ -100,7 +100,7 @@ class KeywordIndex:
                                   terms).fetchall())
         present = sorted((df[t], t) for t in terms if t in df)
         if n >= 1000:  # small collections: every term counts
-            present = [(d, t) for d, t in present if d <= self.max_df * n] or present[:1]
+            present = [(d, t) for d, t in present if d <= self.max_df * n]
         return [t for _, t in present[: self.max_terms]]
 
     def add(self, collection: str, rows: Iterable[tuple[str, str, str, str]]) -> None:

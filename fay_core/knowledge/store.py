@@ -458,7 +458,9 @@ class KnowledgeBase:
             if entry is None:
                 continue
             sims = dense.get(eid)
-            sim = max(sims) if sims else self._similarity(collection, eid, qv)
+            # an entry none of whose rows is among the dense candidates counts as dissimilar (0.0): with a full
+            # candidate list it is below all of them, and looking its vectors up would cost a scan per hit
+            sim = max(sims) if sims else (self._similarity(collection, eid, qv) if count <= s.candidates else 0.0)
             out.append(Hit(entry, fused[eid], sim, collection, matched.get(eid, ""), exact=eid in exact))
         return out
 
