@@ -17,7 +17,8 @@ BANKING77/CLINC texts, mixed and perturbed), stored through the normal ingestion
 are real questions embedded by the real embedder at query time. The real ingest rate (embedding included) is
 measured on a sample of real texts.
 
-Prints a table and writes ``bench/results/retrieval.json``.
+Prints a table and writes ``bench/results/retrieval.json`` (``retrieval-<parts>.json`` with ``--only``).
+``--embed-cache FILE`` keeps the corpus embeddings between runs (queries are always embedded live).
 """
 
 from __future__ import annotations
