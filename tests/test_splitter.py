@@ -60,3 +60,7 @@ def test_run_on_text_is_cut_at_a_comma() -> None:
 def test_speakable_drops_citations_and_markdown() -> None:
     assert speakable("**Savings** pay 2.1% [1] a year [2, 3].") == "Savings pay 2.1% a year."
     assert speakable("## Fees\n- none") == "Fees\nnone"
+
+
+def test_emotion_tags_are_not_read_aloud() -> None:
+    assert speakable("[happy] Sure, I can help. [1]") == "Sure, I can help."

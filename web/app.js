@@ -339,7 +339,7 @@ function onMessage(data) {
       }
       const t = botTurn(msg.turn);
       t.text += msg.text;
-      t.el.querySelector(".text").textContent = t.text;
+      t.el.querySelector(".text").textContent = displayText(t.text);
       return;
     }
     case "answer": return onAnswer(msg);
@@ -361,10 +361,16 @@ function onMessage(data) {
   }
 }
 
+// emotion tags such as "[happy]" drive the avatar's expression (fay_core/avatar/emotion.py); never show them
+const EMOTION_TAG = /\[(happy|sad|surprised|angry|thinking|concerned|neutral)\]\s?/gi;
+function displayText(text) {
+  return text.replace(EMOTION_TAG, "");
+}
+
 function onAnswer(msg) {
   const t = botTurn(msg.turn);
   t.text = msg.text;
-  t.el.querySelector(".text").textContent = msg.text;
+  t.el.querySelector(".text").textContent = displayText(msg.text);
   t.el.classList.toggle("interrupted", msg.interrupted);
   t.el.querySelector(".sources")?.remove();
   if (msg.citations.length) {

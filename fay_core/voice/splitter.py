@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ..avatar.emotion import strip_tags
+
 #: abbreviations whose period does not end a sentence (compared lower-case, without the final period)
 ABBREVIATIONS = frozenset(
     [
@@ -32,8 +34,8 @@ _MARKDOWN = re.compile(r"(\*\*|__|\*|`|^#+\s*|^\s*[-•]\s+)", re.MULTILINE)
 
 
 def speakable(text: str) -> str:
-    """``text`` as it should be read aloud: no citation markers, Markdown markup or doubled spaces."""
-    text = _CITATION.sub("", text)
+    """``text`` as it should be read aloud: no citation markers, emotion tags, Markdown markup or doubled spaces."""
+    text = strip_tags(_CITATION.sub("", text))
     text = _MARKDOWN.sub("", text)
     return re.sub(r"[ \t]+", " ", text).strip()
 
