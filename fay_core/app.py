@@ -64,6 +64,34 @@ class Fay:
         log.info("session %s started with persona %s", session.id, persona.id)
         return session
 
+    async def warm_up(self, persona_id: str | None = None) -> float:
+        """Load what a first conversation with ``persona_id`` needs — its knowledge index, the speech models and its
+        voice — so that the first visitor does not wait for them. Returns the seconds it took; never raises.
+
+        It goes through a private session that is never listed, so exactly the real loading paths run.
+        """
+        started = time.monotonic()
+        try:
+            persona = self.personas.get(persona_id or self.settings.default_persona)
+            session = Session(self, persona, session_id="warm-up")
+            await session.start()
+            try:
+                from .brain.rag import Retriever
+                from .knowledge import has_knowledge
+
+                if has_knowledge(persona):
+                    await Retriever(session).prepare()
+                from .voice.pipeline import VoicePipeline
+
+                await VoicePipeline(session).warm_up()
+            finally:
+                await session.close("warm-up done")
+        except Exception as exc:  # the first real session will report the same problem where it matters
+            log.warning("warm-up of persona %s failed: %s", persona_id or self.settings.default_persona, exc)
+        took = time.monotonic() - started
+        log.info("warm-up done in %.1f s", took)
+        return took
+
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,7 +63,15 @@ def run(host: str | None, port: int | None) -> None:
             err=True,
         )
 
+    async def warm_up(_app: web.Application) -> Any:
+        # in the background: /health answers at once, the first visitor finds the models loaded
+        task = asyncio.get_running_loop().create_task(fay.warm_up(), name="fay.warm-up")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     app.on_startup.append(announce)
+    app.cleanup_ctx.append(warm_up)
     web.run_app(app, host=host, port=port, print=None, access_log=None)
 
 

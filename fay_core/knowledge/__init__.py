@@ -48,6 +48,7 @@ __all__ = [
 _by_app: weakref.WeakKeyDictionary[Any, KnowledgeBase] = weakref.WeakKeyDictionary()
 _by_app_lock = threading.Lock()
 _prepared: weakref.WeakKeyDictionary[KnowledgeBase, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_prepare_lock = threading.Lock()
 
 
 def resolve_embedder(settings: Settings, plugins: Plugins) -> str:
@@ -114,9 +115,16 @@ def prepare_persona(kb: KnowledgeBase, persona: Persona, *, auto_ingest: bool = 
     """
     collections = [check_name(c) for c in persona_collections(persona)]
     key = (persona.id, persona.version)
-    done = _prepared.setdefault(kb, set())
-    if key in done:
-        return collections
+    with _prepare_lock:  # sessions (and the server's warm-up) starting together ingest once, not concurrently
+        done = _prepared.setdefault(kb, set())
+        if key in done:
+            return collections
+        _prepare(kb, persona, collections, auto_ingest)
+        done.add(key)
+    return collections
+
+
+def _prepare(kb: KnowledgeBase, persona: Persona, collections: list[str], auto_ingest: bool) -> None:
     k = persona.knowledge
     if auto_ingest and (k.paths or k.faq):
         target = collections[0]
@@ -138,5 +146,3 @@ def prepare_persona(kb: KnowledgeBase, persona: Persona, *, auto_ingest: bool = 
             raise KnowledgeError(
                 f"persona {persona.id}: knowledge collection {c!r} does not exist: fay kb ingest PATH --collection {c}"
             )
-    done.add(key)
-    return collections

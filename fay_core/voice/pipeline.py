@@ -133,13 +133,14 @@ class VoicePipeline:
             name="voice.speech", drop_stale=False,
         )
         self.playout.start()
-        warm = getattr(self.asr, "warm_up", None)
-        if warm is not None:
-            bus.spawn(warm(), name="voice.asr-warm-up")
-        bus.spawn(self._warm_tts(), name="voice.tts-warm-up")
+        bus.spawn(self.warm_up(), name="voice.warm-up")
         self.session.on_close(self.close)
 
-    async def _warm_tts(self) -> None:
+    async def warm_up(self) -> None:
+        """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
+        warm = getattr(self.asr, "warm_up", None)
+        if warm is not None:
+            await warm()
         try:
             await self.speaker.warm_up()
         except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
