@@ -54,15 +54,20 @@ class Session:
         self.agent: Agent | None = None
         self.customer_id: str | None = None  # the authenticated customer; tools read their data only
         self.voice: Any = None  # the voice pipeline, once fay_core.voice.attach_voice() gave it one
+        self.avatar: Any = None  # the persona's avatar stream (fay_core.avatar.attach_avatar), if it has a renderer
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
 
     async def start(self) -> None:
-        """Wire the agent and observers onto the bus and call the ``session_started`` hooks."""
+        """Wire the agent, observers and the persona's avatar renderer, then call the ``session_started`` hooks."""
         self.agent = Agent(self)
         self.agent.attach()
         self.bus.subscribe(self._log_error, ErrorRaised, name="session.errors", drop_stale=False)
         if self.app.plugins.hook_has_impls("event_observed"):
             self.bus.subscribe(self._observe, name="plugins.event_observed", drop_stale=False)
+        if self.persona.avatar.renderer not in ("", "none"):
+            from .avatar import attach_avatar
+
+            await attach_avatar(self)
         for result in self.app.plugins.pm.hook.session_started(session=self):
             await await_me_maybe(result)
 

@@ -95,11 +95,3 @@ def _factory() -> Any:
 def register_avatar_renderers(register):  # type: ignore[no-untyped-def]
     register(NAME, _factory)
 
-
-@hookimpl
-def session_started(session):  # type: ignore[no-untyped-def]
-    if session.persona.avatar.renderer == NAME:
-        from fay_core.avatar import attach_avatar
-
-        return attach_avatar(session)
-    return None

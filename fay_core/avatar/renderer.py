@@ -133,7 +133,7 @@ class ParameterRenderer:
 
 
 async def attach_avatar(session: Any) -> AvatarStream | None:
-    """Start the persona's renderer (``persona.avatar.renderer``) on ``session``; idempotent.
+    """Start the persona's renderer (``persona.avatar.renderer``) on ``session``; idempotent. ``Session.start`` calls it.
 
     Returns the stream (also set as ``session.avatar``), or ``None`` for ``renderer: none``. Raises
     :class:`~fay_core.errors.PluginError` naming the installed renderers if the persona names an unknown one.
