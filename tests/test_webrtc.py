@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 from aiohttp import ClientSession
@@ -27,6 +26,7 @@ from fay_core.testing import test_settings
 from fay_core.transport import TRANSPORT, WebRTCTransport
 from fay_core.transport.client import FayClient
 from fay_core.transport.ice import filter_candidates, networks, restrict_peer, rtc_configuration
+from fay_core.voice.audio import load_audio
 
 LOOPBACK = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
 
@@ -93,19 +93,6 @@ async def until(predicate: Any, timeout_s: float = 10.0, what: str = "condition"
         await asyncio.sleep(0.02)
 
 
-def load_pcm(path: Path, rate: int = 48000) -> bytes:
-    """A recording decoded to 16-bit mono PCM at ``rate``."""
-    out = bytearray()
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    with av.open(str(path)) as f:
-        for frame in f.decode(audio=0):
-            for r in resampler.resample(frame):
-                out += r.to_ndarray().tobytes()
-    for r in resampler.resample(None):
-        out += r.to_ndarray().tobytes()
-    return bytes(out)
-
-
 # --- the data channel -----------------------------------------------------------------------------------------
 
 
@@ -160,7 +147,7 @@ async def test_garbage_on_the_data_channel_gives_errors_and_the_session_goes_on(
 
 
 async def test_microphone_audio_reaches_the_bus_as_16k_mono(served: Served, shared_data: Path) -> None:
-    speech = load_pcm(shared_data / "speech_en" / "english.wav", 48000)
+    speech = load_audio(shared_data / "speech_en" / "english.wav", 48000)
     async with served.client() as c:
         session = served.fay.sessions[c.session_id]
         chunks: list[AudioReceived] = []
