@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -55,6 +54,7 @@ from fay_core.settings import LLMSettings  # noqa: E402
 from fay_core.testing import FakeLLM, Reply, test_settings  # noqa: E402
 from fay_core.voice.asr import WhisperASR, WhisperSettings  # noqa: E402
 from fay_core.voice.audio import load_audio, silence, stream_pcm  # noqa: E402
+from fay_core.voice.metrics import word_error_rate  # noqa: E402
 from fay_core.voice.pipeline import attach_voice  # noqa: E402
 from fay_core.voice.vad import SileroVAD  # noqa: E402
 
@@ -111,22 +111,6 @@ def speech_onset(pcm: bytes, db: float = -15.0) -> float:
     rms = np.sqrt((x[: len(x) // 320 * 320].reshape(-1, 320) ** 2).mean(axis=1))
     loud = 20 * np.log10(rms / rms.max() + 1e-9) > db
     return next(i for i in range(len(loud) - 2) if loud[i : i + 3].all()) * 0.02
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def wer(pairs: list[tuple[str, str]]) -> float:
-    def edits(r: list[str], h: list[str]) -> int:
-        d = list(range(len(h) + 1))
-        for i in range(1, len(r) + 1):
-            prev, d[0] = d[:], i
-            for j in range(1, len(h) + 1):
-                d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r[i - 1] != h[j - 1]))
-        return d[len(h)]
-
-    return sum(edits(words(r), words(h)) for r, h in pairs) / sum(len(words(r)) for r, _ in pairs)
 
 
 # --- zero-latency engines ---------------------------------------------------------------------------------
@@ -218,7 +202,7 @@ def bench_asr(en: list[tuple[str, bytes]]) -> dict[str, Any]:
                 spent += time.perf_counter() - t
                 audio += len(pcm) / 32000
                 pairs.append((refs[name], got.text))
-            row = {"rtf_en": round(spent / audio, 3), "wer_en": round(wer(pairs), 3)}
+            row = {"rtf_en": round(spent / audio, 3), "wer_en": round(word_error_rate(pairs), 3)}
             if model == "base":
                 t = time.perf_counter()
                 await asr.transcribe(zh, 16000, language="zh")

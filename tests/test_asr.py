@@ -11,23 +11,7 @@ import pytest
 from fay_core.errors import ConfigError
 from fay_core.voice.asr import WhisperASR, WhisperSettings, resolve_model
 from fay_core.voice.audio import load_audio
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def edits(ref: list[str], hyp: list[str]) -> int:
-    d = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        prev, d[0] = d[:], i
-        for j in range(1, len(hyp) + 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (ref[i - 1] != hyp[j - 1]))
-    return d[len(hyp)]
-
-
-def wer(pairs: list[tuple[str, str]]) -> float:
-    return sum(edits(words(r), words(h)) for r, h in pairs) / sum(len(words(r)) for r, _ in pairs)
+from fay_core.voice.metrics import edits, word_error_rate, words
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +24,7 @@ async def test_librivox_word_error_rate_within_bound(asr: WhisperASR, shared_dat
     assert len(clips) == 5
     results = await asyncio.gather(*(asr.transcribe(load_audio(c), 16000, language="en") for c in clips))
     pairs = [(c.with_suffix(".txt").read_text(), r.text) for c, r in zip(clips, results, strict=True)]
-    assert wer(pairs) <= 0.15, pairs
+    assert word_error_rate(pairs) <= 0.15, pairs
     assert all(r.language == "en" for r in results)
 
 
