@@ -37,7 +37,7 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     data = SHARED / "data"
     if not data.is_dir():
