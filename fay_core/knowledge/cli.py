@@ -43,7 +43,7 @@ def ingest(paths: tuple[Path, ...], collection: str, prune: bool) -> None:
 @click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list of hits (id, source, score, text, ...)")
 def query(text: str, collections: tuple[str, ...], top_k: int, as_json: bool) -> None:
-    """Search collections for TEXT (hybrid dense + keyword ranking)."""
+    """Search collections for TEXT (hybrid ranking; a confidence under knowledge.min_score counts as not found)."""
     hits = _open().search(text, list(collections), top_k=top_k)
     if as_json:
         click.echo(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=2))
@@ -52,7 +52,7 @@ def query(text: str, collections: tuple[str, ...], top_k: int, as_json: bool) ->
         click.echo("no hits")
     for i, h in enumerate(hits, 1):
         where = h.source + (f" p.{h.entry.page}" if h.entry.page else "")
-        click.echo(f"{i}. [{h.similarity:.3f}] {where} — {h.entry.section or h.entry.title}")
+        click.echo(f"{i}. [confidence {h.confidence:.3f}] {where} — {h.entry.section or h.entry.title}")
         body = " ".join(h.entry.text.split())
         click.echo(f"   {body[:200]}{'…' if len(body) > 200 else ''}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from collections.abc import Sequence
@@ -59,7 +60,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved entry. ``score`` is the fused rank score; ``similarity`` the best dense cosine of its rows."""
+    """A retrieved entry.
+
+    ``score`` is the fused rank score; ``similarity`` the best dense cosine of its rows; ``share`` the entry's part
+    of the dense and intent evidence among the candidates (0-1); ``confidence`` = similarity +
+    ``knowledge.confidence_weight`` * ln(share), what the guardrail compares with ``knowledge.min_score``: a close
+    match that several entries share equally is less certain than one that only this entry has.
+    """
 
     entry: Entry
     score: float
@@ -67,6 +74,12 @@ class Hit:
     collection: str = ""
     matched: str = ""  # the row that matched best (a question phrasing or a chunk)
     exact: bool = False  # an identifier in the query (a product code, an account id) occurs in this entry
+    share: float = 1.0
+    confidence: float = math.nan  # NaN: the similarity
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.confidence):
+            object.__setattr__(self, "confidence", self.similarity)
 
     @property
     def id(self) -> str:
@@ -87,6 +100,7 @@ class Hit:
             "title": e.title,
             "score": round(self.score, 6),
             "similarity": round(self.similarity, 4),
+            "confidence": round(self.confidence, 4),
             "exact": self.exact,
             "text": e.cited_text(),
         }

@@ -2,9 +2,11 @@
 
 Each entry (an FAQ entry or a document chunk) is indexed as one or more rows: every phrasing of an FAQ question is
 its own row pointing to its entry, so a question matches the closest phrasing and the entry collects the votes of
-all its phrasings. A search ranks entries by dense similarity (rows aggregated per entry) and by BM25 over
-keywords, and fuses the two rankings with reciprocal rank fusion. ``Hit.similarity`` (the best dense cosine of the
-entry's rows) is what the guardrail compares with ``knowledge.min_score``.
+all its phrasings. A search ranks entries by their share of the dense votes (rows aggregated per entry), refined
+for FAQ entries by the collection's intent model (:mod:`.intents`, trained on the phrasings), and by BM25 over
+keywords, and fuses the rankings with reciprocal rank fusion. ``Hit.confidence`` (the best dense cosine of the
+entry's rows, lowered when the evidence is split between entries) is what the guardrail compares with
+``knowledge.min_score``.
 
 Ingestion is idempotent: a file whose size, modification time and content hash are unchanged is skipped, a
 changed file's rows are replaced, and files gone from an ingested folder are dropped.
@@ -31,6 +33,7 @@ import numpy as np
 from ..errors import KnowledgeError
 from ..settings import KnowledgeSettings
 from .documents import Entry, Hit
+from .intents import IntentModel, fingerprint
 from .keyword import KeywordIndex, code_tokens
 from .loaders import BUILTIN_LOADERS
 
@@ -118,6 +121,18 @@ class KnowledgeBase:
         self.keywords = KeywordIndex(self.db)
         self._chroma: Any = None
         self._collections: dict[str, Any] = {}
+        self._counts: dict[str, tuple[tuple[int, int], int]] = {}
+        self._intents: dict[str, IntentModel | None] = {}
+
+    @property
+    def embedder_name(self) -> str:
+        """The name collections built by this knowledge base record (``Embedder.name``)."""
+        return str(getattr(self.embedder, "name", type(self.embedder).__name__))
+
+    def embedder_of(self, collection: str) -> str | None:
+        """The embedder ``collection`` was built with, or None if there is no such collection."""
+        row = self.db.execute("SELECT embedder FROM collections WHERE name=?", (collection,)).fetchone()
+        return str(row[0]) if row else None
 
     # --- chroma -----------------------------------------------------------------------------------------
 
@@ -131,6 +146,15 @@ class KnowledgeBase:
                 path=str(self.root / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
             )
         return self._chroma
+
+    def _count(self, collection: str, col: Any) -> int:
+        """Rows in the Chroma collection, cached until this connection or another one writes the manifest
+        database (every Chroma write goes with one): Chroma's ``count()`` scans its table, ~6 ms at 100,000 rows."""
+        stamp = (self.db.total_changes, self.db.execute("PRAGMA data_version").fetchone()[0])
+        got = self._counts.get(collection)
+        if got is None or got[0] != stamp:
+            got = self._counts[collection] = (stamp, col.count())
+        return got[1]
 
     def _collection(self, name: str, create: bool = False) -> Any:
         col = self._collections.get(name)
@@ -171,6 +195,7 @@ class KnowledgeBase:
             if self._collection(collection) is not None:
                 self.chroma.delete_collection(collection)
             self._collections.pop(collection, None)
+            self._intents.pop(collection, None)
             self.keywords.drop(collection)
             for table in ("files", "entries"):
                 self.db.execute(f"DELETE FROM {table} WHERE collection=?", (collection,))
@@ -179,15 +204,14 @@ class KnowledgeBase:
 
     def _ensure_collection(self, collection: str) -> None:
         check_name(collection)
-        row = self.db.execute("SELECT embedder FROM collections WHERE name=?", (collection,)).fetchone()
-        name = getattr(self.embedder, "name", type(self.embedder).__name__)
-        if row is None:
+        built_with, name = self.embedder_of(collection), self.embedder_name
+        if built_with is None:
             self.db.execute("INSERT INTO collections(name, embedder, created) VALUES (?, ?, ?)",
                             (collection, name, time.time()))
-        elif row[0] != name:
+        elif built_with != name:
             raise KnowledgeError(
-                f"collection {collection!r} was built with embedder {row[0]!r}, not {name!r}: set "
-                f"knowledge.embedder={row[0]} or rebuild it (fay kb delete {collection}, then ingest again)"
+                f"collection {collection!r} was built with embedder {built_with!r}, not {name!r}: set "
+                f"knowledge.embedder={built_with} or rebuild it (fay kb delete {collection}, then ingest again)"
             )
         self.keywords.ensure(collection)
         self._collection(collection, create=True)
@@ -251,6 +275,8 @@ class KnowledgeBase:
                 entries = [Entry(**{**e.__dict__, "metadata": {**e.metadata, "modified": modified}}) for e in entries]
                 loaded.append((str(f), sha, size, mtime, entries))
             self._write(collection, loaded, progress=progress, report=report)
+            if report.changed:
+                self.intent_model(collection)
         report.seconds = time.monotonic() - started
         return report
 
@@ -267,6 +293,7 @@ class KnowledgeBase:
             else:
                 (report.updated if old else report.added).append(key)
                 self._write(collection, [(key, sha, 0, 0, entries)], progress=False, report=report)
+                self.intent_model(collection)
         report.seconds = time.monotonic() - started
         return report
 
@@ -297,6 +324,7 @@ class KnowledgeBase:
         vectors = self.embed_rows([(kind, text) for *_, kind, text in rows], progress=progress,
                                   desc=f"embedding {collection}")
         col = self._collection(collection, create=True)
+        self._intents.pop(collection, None)
         self.db.execute("BEGIN")
         try:
             for path, sha, size, mtime, entries in loaded:
@@ -331,12 +359,53 @@ class KnowledgeBase:
         report.rows += len(rows)
 
     def _drop_path(self, collection: str, path: str) -> None:
+        self._intents.pop(collection, None)
         col = self._collection(collection)
         if col is not None:
             col.delete(where={"path": path})
         self.keywords.delete_path(collection, path)
         self.db.execute("DELETE FROM entries WHERE collection=? AND path=?", (collection, path))
         self.db.execute("DELETE FROM files WHERE collection=? AND path=?", (collection, path))
+
+    # --- intent model ---------------------------------------------------------------------------------------
+
+    def intent_model(self, collection: str) -> IntentModel | None:
+        """The collection's intent model (see :mod:`fay_core.knowledge.intents`): loaded or trained when first
+        needed after a change, None where it cannot help or is turned off."""
+        with self._lock:
+            if collection in self._intents:
+                return self._intents[collection]
+            model = self._load_or_train_intents(collection)
+            self._intents[collection] = model
+            return model
+
+    def _load_or_train_intents(self, collection: str) -> IntentModel | None:
+        s = self.settings
+        n_faq, n_phrasings = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(1 + json_array_length(questions)), 0) FROM entries "
+            "WHERE collection=? AND kind='faq'", (collection,)).fetchone()
+        if s.intent_weight <= 0 or n_faq < 2 or n_phrasings <= n_faq or n_faq > s.intent_max_entries:
+            return None
+        files = self.db.execute("SELECT path, sha256 FROM files WHERE collection=? ORDER BY path", (collection,))
+        fp = fingerprint([self.embedder_name, *(f"{p}:{h}" for p, h in files)])
+        folder = self.root / "intents"
+        path = folder / f"{collection}-{fp}.joblib"
+        model = IntentModel.load(path) if path.exists() else None
+        if model is not None:
+            return model
+        col = self._collection(collection)
+        got = col.get(where={"kind": "question"}, include=["embeddings", "metadatas", "documents"]) if col else {}
+        texts, metas = got.get("documents") or [], got.get("metadatas") or []
+        if len({m["entry"] for m in metas}) < 2:
+            return None
+        model = IntentModel.train(texts, np.asarray(got["embeddings"], np.float32), [str(m["entry"]) for m in metas],
+                                  fingerprint=fp)
+        log.info("intent model for %s: %d entries, %d phrasings, trained in %.1f s", collection,
+                 len(model.entries), len(texts), model.train_seconds)
+        for old in folder.glob(f"{collection}-{'?' * len(fp)}.joblib"):
+            old.unlink(missing_ok=True)
+        model.save(path)
+        return model
 
     # --- embedding --------------------------------------------------------------------------------------
 
@@ -421,21 +490,28 @@ class KnowledgeBase:
             raise KnowledgeError(f"unknown collection {collection!r}: ingest files into it first (fay kb ingest)")
         col = self._collection(collection)
         s = self.settings
-        count = col.count() if col is not None else 0
+        count = self._count(collection, col) if col is not None else 0
         dense: dict[str, list[float]] = {}
-        matched: dict[str, str] = {}
+        closest: dict[str, int] = {}  # entry -> index (in Entry.rows()) of its closest row
         if count:
-            res = col.query(query_embeddings=[qv.tolist()], n_results=min(s.candidates, count),
-                            include=["distances", "metadatas", "documents"])
-            for dist, meta, doc in zip(res["distances"][0], res["metadatas"][0], res["documents"][0], strict=True):
-                eid = str(meta["entry"])
+            # ids and distances only: a row id is "<path hash>:<entry id>:<row index>" (see _write), so neither the
+            # entry nor the matched row's text needs Chroma's metadata and document fetch (~2.5 ms at 100,000 rows)
+            res = col.query(query_embeddings=[qv.tolist()], n_results=min(s.candidates, count), include=["distances"])
+            for rid, dist in zip(res["ids"][0], res["distances"][0], strict=True):
+                eid, _, row = rid.split(":", 1)[1].rpartition(":")
                 dense.setdefault(eid, []).append(1.0 - float(dist))
-                matched.setdefault(eid, doc or "")
-        dense_rank = rank_by_votes(dense, s.vote_temperature)
+                closest.setdefault(eid, int(row))
+        share = dense_shares(dense, s.vote_temperature)
+        model = self.intent_model(collection) if count and s.intent_weight > 0 else None
+        known: frozenset[str] = model.known if model is not None else frozenset()
+        if model is not None:
+            share = mix_intents(share, model.predict(query, qv), s.intent_weight, known)
+        dense_rank = sorted(share, key=lambda e: share[e], reverse=True)
         kw_order: list[str] = []
         if s.keyword_weight > 0:
+            # the intent model already weighs the words of its entries' phrasings: keywords rank the other entries
             for eid, _score in self.keywords.search(collection, query, s.candidates):
-                if eid not in kw_order:
+                if eid not in kw_order and eid not in known:
                     kw_order.append(eid)
         exact: list[str] = []
         codes = code_tokens(query)
@@ -461,7 +537,12 @@ class KnowledgeBase:
             # an entry none of whose rows is among the dense candidates counts as dissimilar (0.0): with a full
             # candidate list it is below all of them, and looking its vectors up would cost a scan per hit
             sim = max(sims) if sims else (self._similarity(collection, eid, qv) if count <= s.candidates else 0.0)
-            out.append(Hit(entry, fused[eid], sim, collection, matched.get(eid, ""), exact=eid in exact))
+            part = share.get(eid, 0.0)
+            confidence = sim + s.confidence_weight * math.log(max(part, 1e-4))
+            rows, i = entry.rows(), closest.get(eid, -1)
+            matched = rows[i][1] if 0 <= i < len(rows) else ""
+            out.append(Hit(entry, fused[eid], sim, collection, matched, exact=eid in exact,
+                           share=part, confidence=confidence))
         return out
 
     def _similarity(self, collection: str, entry_id: str, qv: np.ndarray) -> float:
@@ -497,18 +578,36 @@ class KnowledgeBase:
             self.db.close()
 
 
-def rank_by_votes(dense: dict[str, list[float]], temperature: float) -> list[str]:
-    """Entries ordered by the soft votes of their rows: ``sum(exp((sim - best) / temperature))``.
+def dense_shares(dense: dict[str, list[float]], temperature: float) -> dict[str, float]:
+    """Each entry's share of the soft votes of the candidate rows: ``sum(exp((sim - best) / temperature))``,
+    normalised to sum to 1.
 
-    With a small temperature this is the best row's similarity (nearest neighbour); larger temperatures let an
+    With a small temperature the order is the best row's similarity (nearest neighbour); larger temperatures let an
     entry with many close phrasings outrank one lucky phrasing of another entry.
     """
     if not dense:
-        return []
+        return {}
     top = max(max(v) for v in dense.values())
     t = max(temperature, 1e-6)
     score = {e: sum(math.exp((s - top) / t) for s in sims) for e, sims in dense.items()}
-    return sorted(score, key=lambda e: score[e], reverse=True)
+    total = sum(score.values())
+    return {e: v / total for e, v in score.items()}
+
+
+def mix_intents(share: dict[str, float], intents: dict[str, float], weight: float,
+                known: frozenset[str]) -> dict[str, float]:
+    """Redistribute the dense share held by the intent model's entries by its probabilities.
+
+    Entries the model does not know (document chunks, FAQ entries of another file without phrasings) keep their
+    dense share; the model's entries together keep theirs too, split ``(1 - weight) * dense + weight * model``.
+    """
+    held = sum(v for e, v in share.items() if e in known)
+    if held <= 0:
+        return share
+    out = {e: (v * (1 - weight) if e in known else v) for e, v in share.items()}
+    for e, p in intents.items():
+        out[e] = out.get(e, 0.0) + weight * p * held
+    return out
 
 
 _SCHEMA = """
