@@ -79,8 +79,8 @@ class Fay:
                 from .brain.rag import Retriever
                 from .knowledge import has_knowledge
 
-                if has_knowledge(persona):
-                    await Retriever(session).prepare()
+                if has_knowledge(persona):  # ingest if needed, then one search: embedder, index, intent model
+                    await Retriever(session).retrieve(persona.name)
                 from .voice.pipeline import VoicePipeline
 
                 await VoicePipeline(session).warm_up()
