@@ -13,8 +13,10 @@ for key in [k for k in os.environ if k.startswith("FAY_")]:
     del os.environ[key]
 
 from fay_core.app import Fay  # noqa: E402
+from fay_core.knowledge import KnowledgeBase  # noqa: E402
 from fay_core.settings import Settings  # noqa: E402
 from fay_core.testing import FakeLLM, test_settings  # noqa: E402
+from plugins.e5_fast import FastE5Embedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -51,3 +53,17 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(key, raising=False)
     yield
+
+
+@pytest.fixture(scope="session")
+def embedder() -> FastE5Embedder:
+    """The default embedder (real e5-fast), loaded once for the run."""
+    return FastE5Embedder()
+
+
+@pytest.fixture
+def kb(tmp_path: Path, embedder: FastE5Embedder) -> Iterator[KnowledgeBase]:
+    """An empty knowledge base on disk with default settings."""
+    base = KnowledgeBase(tmp_path / "knowledge", embedder)
+    yield base
+    base.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,12 @@ from fay_core.knowledge import KnowledgeBase, prepare_persona
 from fay_core.knowledge.documents import Entry
 from fay_core.knowledge.intents import IntentModel
 from fay_core.persona import load_persona
-from fay_core.settings import KnowledgeSettings
 from plugins.e5_fast import FastE5Embedder
 
 #: card intents of BANKING77 that dense nearest-neighbour search confuses with one another
 CARD_INTENTS = ("card_arrival", "card_delivery_estimate", "card_not_working", "declined_card_payment",
                 "lost_or_stolen_card", "compromised_card", "card_payment_not_recognised", "card_swallowed",
                 "activate_my_card", "card_linking", "pin_blocked", "change_pin")
-
-
-@pytest.fixture(scope="module")
-def embedder() -> FastE5Embedder:
-    return FastE5Embedder()
-
-
-@pytest.fixture
-def kb(tmp_path: Path, embedder: FastE5Embedder) -> Iterator[KnowledgeBase]:
-    base = KnowledgeBase(tmp_path / "knowledge", embedder, KnowledgeSettings())
-    yield base
-    base.close()
 
 
 def banking77(shared_data: Path, split: str, per_intent: int) -> dict[str, list[str]]:

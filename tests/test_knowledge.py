@@ -1,6 +1,6 @@
 """The knowledge base: every file format, idempotent re-ingest, hybrid search, clear errors, and ``fay kb``.
 
-Real Chroma on disk, real SQLite FTS5, the real e5-fast embedder (the default, loaded once for the module).
+Real Chroma on disk, real SQLite FTS5, the real e5-fast embedder (the default, loaded once for the run).
 """
 
 from __future__ import annotations
@@ -9,29 +9,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fay_core.errors import KnowledgeError
 from fay_core.knowledge import KnowledgeBase
-from fay_core.settings import KnowledgeSettings
-from plugins.e5_fast import FastE5Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def embedder() -> FastE5Embedder:
-    return FastE5Embedder()
-
-
-@pytest.fixture
-def kb(tmp_path: Path, embedder: FastE5Embedder) -> Iterator[KnowledgeBase]:
-    base = KnowledgeBase(tmp_path / "knowledge", embedder, KnowledgeSettings())
-    yield base
-    base.close()
 
 
 def make_pdf(path: Path, pages: list[str], title: str = "Rate card") -> None:

@@ -324,7 +324,6 @@ class KnowledgeBase:
         vectors = self.embed_rows([(kind, text) for *_, kind, text in rows], progress=progress,
                                   desc=f"embedding {collection}")
         col = self._collection(collection, create=True)
-        self._intents.pop(collection, None)
         self.db.execute("BEGIN")
         try:
             for path, sha, size, mtime, entries in loaded:
