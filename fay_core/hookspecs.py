@@ -13,7 +13,9 @@ model loads at import or start-up. Lifecycle hooks may return a value or an awai
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import pluggy
 
@@ -21,8 +23,50 @@ hookspec = pluggy.HookspecMarker("fay")
 hookimpl = pluggy.HookimplMarker("fay")
 
 
+class RegisterSettings(Protocol):
+    """The ``register`` of :func:`register_settings`."""
+
+    def __call__(self, name: str, model: type[Any], /) -> None: ...
+
+
+class RegisterEngine(Protocol):
+    """The ``register`` of the engine hooks (ASR, TTS, VAD, renderers, embedders, rerankers).
+
+    :param name: the engine's name, as settings and personas write it (``whisper``, ``piper``).
+    :param factory: called once, on first use, with the plugin's validated settings (or with nothing if it takes
+        no parameter); returns the engine.
+    :param settings: the plugin settings section handed to the factory.
+    :param languages: languages the engine handles (``en``, ``zh``); empty: any language.
+    :param online: the engine needs the internet (``auto`` prefers offline engines when told to).
+    :param priority: ``auto`` tries higher priorities first (Fay's built-ins use 0 to 100).
+    """
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        settings: str | None = None,
+        *,
+        languages: Sequence[str] = (),
+        online: bool = False,
+        priority: int = 0,
+    ) -> None: ...
+
+
+class RegisterLoader(Protocol):
+    """The ``register`` of :func:`register_knowledge_loaders`."""
+
+    def __call__(self, suffixes: tuple[str, ...] | str, loader: Callable[[Path, str], Iterable[Any]], /) -> None: ...
+
+
+class RegisterTool(Protocol):
+    """The ``register`` of :func:`register_tools`: a langchain ``BaseTool`` or a typed, documented function."""
+
+    def __call__(self, tool: Any, /) -> None: ...
+
+
 @hookspec
-def register_settings(register: Any) -> None:
+def register_settings(register: RegisterSettings) -> None:
     """Declare this plugin's settings model, validated from ``plugins.<name>`` at start-up.
 
     :param register: ``register(name: str, model: type[pydantic.BaseModel])``. Bad values stop start-up with a
@@ -31,7 +75,7 @@ def register_settings(register: Any) -> None:
 
 
 @hookspec
-def register_asr_engines(register: Any) -> None:
+def register_asr_engines(register: RegisterEngine) -> None:
     """Register speech-to-text engines.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], ASREngine], settings: str | None)``;
@@ -40,7 +84,7 @@ def register_asr_engines(register: Any) -> None:
 
 
 @hookspec
-def register_tts_engines(register: Any) -> None:
+def register_tts_engines(register: RegisterEngine) -> None:
     """Register text-to-speech engines.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], TTSEngine], settings: str | None)``.
@@ -48,7 +92,7 @@ def register_tts_engines(register: Any) -> None:
 
 
 @hookspec
-def register_vad(register: Any) -> None:
+def register_vad(register: RegisterEngine) -> None:
     """Register voice activity detectors.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], VADEngine], settings: str | None)``.
@@ -56,7 +100,7 @@ def register_vad(register: Any) -> None:
 
 
 @hookspec
-def register_avatar_renderers(register: Any) -> None:
+def register_avatar_renderers(register: RegisterEngine) -> None:
     """Register avatar renderers, chosen per persona by ``avatar.renderer``.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], AvatarRenderer], settings: str | None)``.
@@ -64,7 +108,7 @@ def register_avatar_renderers(register: Any) -> None:
 
 
 @hookspec
-def register_embedders(register: Any) -> None:
+def register_embedders(register: RegisterEngine) -> None:
     """Register text embedders for the knowledge base.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], Embedder], settings: str | None)``.
@@ -72,7 +116,7 @@ def register_embedders(register: Any) -> None:
 
 
 @hookspec
-def register_rerankers(register: Any) -> None:
+def register_rerankers(register: RegisterEngine) -> None:
     """Register rerankers that reorder retrieved chunks for a query.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], Reranker], settings: str | None)``.
@@ -80,7 +124,7 @@ def register_rerankers(register: Any) -> None:
 
 
 @hookspec
-def register_knowledge_loaders(register: Any) -> None:
+def register_knowledge_loaders(register: RegisterLoader) -> None:
     """Register loaders that turn files into knowledge-base documents.
 
     :param register: ``register(suffixes: tuple[str, ...], loader: Callable[[Path], Iterable[Document]])``.
@@ -88,7 +132,7 @@ def register_knowledge_loaders(register: Any) -> None:
 
 
 @hookspec
-def register_tools(register: Any) -> None:
+def register_tools(register: RegisterTool) -> None:
     """Register tools the agent may call (a persona lists the ones it allows).
 
     :param register: ``register(tool)`` with a langchain ``BaseTool``, or a typed, documented function (its

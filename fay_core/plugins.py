@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -48,6 +48,16 @@ class Registration:
     factory: Callable[..., Any]
     plugin: str
     settings: str | None = None
+    #: languages the engine handles; empty: any
+    languages: tuple[str, ...] = ()
+    #: the engine needs the internet
+    online: bool = False
+    #: ``auto`` tries higher priorities first
+    priority: int = 0
+
+    def speaks(self, language: str | None) -> bool:
+        """Whether the engine handles ``language`` (``None`` or ``auto``: any engine does)."""
+        return not self.languages or language in (None, "", "auto") or language in self.languages
 
 
 KINDS = ("asr", "tts", "vad", "renderer", "embedder", "reranker")
@@ -157,12 +167,23 @@ class Plugins:
 
         for kind, hook in _KIND_HOOKS.items():
 
-            def register(name: str, factory: Callable[..., Any], settings: str | None = None, *, _k: str = kind) -> None:
+            def register(
+                name: str,
+                factory: Callable[..., Any],
+                settings: str | None = None,
+                *,
+                languages: Sequence[str] = (),
+                online: bool = False,
+                priority: int = 0,
+                _k: str = kind,
+            ) -> None:
                 if name in self.engines[_k]:
                     raise PluginError(
                         f"{_k} {name!r} is registered twice: by {self.engines[_k][name].plugin!r} and {info.name!r}"
                     )
-                self.engines[_k][name] = Registration(name, factory, info.name, settings)
+                self.engines[_k][name] = Registration(
+                    name, factory, info.name, settings, tuple(languages), bool(online), int(priority)
+                )
                 info.provides.append(f"{_k}:{name}")
 
             self._call_one(plugin, hook, register=register)
@@ -200,6 +221,14 @@ class Plugins:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.engines[kind])
+
+    def candidates(self, kind: str, language: str | None = None, *, online: bool = True) -> list[Registration]:
+        """The engines of ``kind`` that ``auto`` may pick for ``language``, best first (priority, then name).
+
+        ``online=False`` leaves out engines that need the internet.
+        """
+        regs = [r for r in self.engines[kind].values() if r.speaks(language) and (online or not r.online)]
+        return sorted(regs, key=lambda r: (-r.priority, r.name))
 
     def engine(self, kind: str, name: str) -> Any:
         """The engine ``name`` of ``kind`` (``asr``, ``tts``, ...), created once and shared."""

@@ -16,7 +16,7 @@ from fay_core.app import Fay  # noqa: E402
 from fay_core.knowledge import KnowledgeBase  # noqa: E402
 from fay_core.settings import Settings  # noqa: E402
 from fay_core.testing import FakeLLM, test_settings  # noqa: E402
-from plugins.e5_fast import FastE5Embedder  # noqa: E402
+from fay_e5.fast import FastE5Embedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

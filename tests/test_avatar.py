@@ -37,7 +37,7 @@ SENTENCE = "Our branches are open from nine to five."
 @pytest.fixture(scope="module")
 def speech() -> tuple[bytes, int]:
     """A real sentence spoken by Piper (en_US-joe-medium, shipped in the offline extra)."""
-    from plugins.piper_tts import DEFAULT_VOICE, PiperTTS
+    from fay_piper import DEFAULT_VOICE, PiperTTS
 
     pcm, rate = PiperTTS()._run(SENTENCE, DEFAULT_VOICE, 1.0)
     assert len(pcm) > rate  # more than half a second of speech

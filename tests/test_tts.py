@@ -15,9 +15,9 @@ from fay_core.persona import VoiceConfig
 from fay_core.voice.asr import WhisperASR, WhisperSettings
 from fay_core.voice.audio import resample
 from fay_core.voice.tts import Speaker, estimate_words, split_words
-from plugins.edge_voice import EdgeSettings, EdgeTTS
-from plugins.espeak_tts import EspeakTTS
-from plugins.piper_tts import PiperTTS
+from fay_edge import EdgeSettings, EdgeTTS
+from fay_espeak import EspeakTTS
+from fay_piper import PiperTTS
 from tests.test_voice_pipeline import voice_settings  # noqa: F401 (a fixture)
 
 

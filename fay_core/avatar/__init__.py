@@ -8,8 +8,8 @@
 - :mod:`~fay_core.avatar.stream` — the binary parameter-stream format (documented there).
 - :mod:`~fay_core.avatar.renderer` — base classes for renderer plugins and :func:`attach_avatar`.
 
-The built-in renderers are plugins: ``plugins/avatar_params3d.py`` (``params3d``), ``plugins/avatar_live2d.py``
-(``live2d``) and ``plugins/avatar_video2d.py`` (``video2d``).
+The built-in renderers are plugins: ``plugins/fay_avatar_params3d/`` (``params3d``), ``plugins/fay_avatar_live2d/``
+(``live2d``) and ``plugins/fay_avatar_video2d/`` (``video2d``).
 """
 
 from .renderer import ParameterRenderer, ParameterStream, attach_avatar, timeline_for

