@@ -19,7 +19,7 @@ import pluggy
 from pydantic import BaseModel
 
 from . import hookspecs
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, EngineUnavailable, PluginError
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,24 @@ class Plugins:
         """
         regs = [r for r in self.engines[kind].values() if r.speaks(language) and (online or not r.online)]
         return sorted(regs, key=lambda r: (-r.priority, r.name))
+
+    def pick(self, kind: str, wanted: str = "auto", language: str | None = None, *, online: bool = True) -> Any:
+        """The engine ``wanted`` of ``kind``; for ``auto``, the first of :meth:`candidates` that can run here.
+
+        A candidate whose factory raises :class:`~fay_core.errors.EngineUnavailable` (its package or model is
+        missing) is skipped; if none can run, the error lists why each one could not.
+        """
+        if wanted != "auto":
+            return self.engine(kind, wanted)
+        reasons: list[str] = []
+        for reg in self.candidates(kind, language, online=online):
+            try:
+                return self.engine(kind, reg.name)
+            except EngineUnavailable as exc:
+                reasons.append(f"{reg.name}: {exc}")
+        for_lang = f" for language {language!r}" if language not in (None, "", "auto") else ""
+        detail = "; ".join(reasons) if reasons else f"none is registered{for_lang}"
+        raise EngineUnavailable(f"no {kind} engine can run here ({detail}): install one, e.g. pip install 'fay[offline]'")
 
     def engine(self, kind: str, name: str) -> Any:
         """The engine ``name`` of ``kind`` (``asr``, ``tts``, ...), created once and shared."""
