@@ -46,7 +46,7 @@ from fay_core.avatar.stream import HEADER  # noqa: E402
 from fay_core.avatar.timeline import AnimationTimeline  # noqa: E402
 from fay_core.bus import Bus  # noqa: E402
 from fay_core.engines import AudioChunk  # noqa: E402
-from fay_core.events import AvatarFrame  # noqa: E402
+from fay_core.persona import AvatarConfig  # noqa: E402
 from fay_core.voice.audio import resample  # noqa: E402
 from fay_core.voice.playout import Playout  # noqa: E402
 
@@ -65,22 +65,13 @@ def speech() -> list[tuple[bytes, int]]:
     return [tts._run(s, DEFAULT_VOICE, 1.0) for s in SENTENCES]
 
 
-class _Session:
-    """What renderers need of a session: its id, bus, persona options and voice's playout."""
-
-    def __init__(self, sid: str, playout: Playout | None = None) -> None:
-        self.id = sid
-        self.bus = playout.bus if playout is not None else Bus(sid)
-        self.voice = type("Voice", (), {"playout": playout})() if playout is not None else None
-        self.persona = type("P", (), {"avatar": type("A", (), {"options": {}})()})()
-        self.avatar_timeline: AnimationTimeline | None = None
-
-
 def renderers() -> dict[str, Any]:
-    from plugins import avatar_live2d, avatar_params3d, avatar_video2d
+    import fay_avatar_live2d
+    import fay_avatar_params3d
+    import fay_avatar_video2d
 
-    return {"params3d": avatar_params3d._factory(), "live2d": avatar_live2d._factory(),
-            "video2d": avatar_video2d._factory()}
+    return {"params3d": fay_avatar_params3d._factory(), "live2d": fay_avatar_live2d._factory(),
+            "video2d": fay_avatar_video2d._factory()}
 
 
 # --- offline: bytes and CPU ---------------------------------------------------------------------------------
@@ -88,30 +79,27 @@ def renderers() -> dict[str, Any]:
 
 def offline(name: str, renderer: Any, clips: list[tuple[bytes, int]], seconds: float) -> dict[str, Any]:
     """Drive one session's timeline with 30 s of frames (speech ~75% of the time) as fast as it goes."""
-    sess = _Session(f"bench-{name}")
-    tl = AnimationTimeline(sess.bus, seed=1)
-    sess.avatar_timeline = tl
+    tl = AnimationTimeline(Bus(f"bench-{name}"), seed=1)
     out: dict[str, Any] = {"renderer": name}
     sent = {"bytes": 0, "frames": 0, "headers": 0}
     if renderer.info.kind == "data":
-        stream = ParameterStream(renderer, sess, fps=renderer.default_fps)
+        stream = ParameterStream(renderer, tl, fps=renderer.default_fps)
 
-        def count(ev: AvatarFrame) -> None:
-            sent["bytes"] += len(ev.payload)
-            if ev.payload[0] == HEADER:
+        def count(payload: bytes, pts: float, turn_id: int) -> None:
+            sent["bytes"] += len(payload)
+            if payload[0] == HEADER:
                 sent["headers"] += 1
             else:
                 sent["frames"] += 1
 
-        stream._publish = lambda payload, pts, turn_id=0: count(  # type: ignore[method-assign]
-            AvatarFrame(renderer=name, pts=pts, payload=payload))
+        stream.add_listener(count)
         draw = None
     else:
         from fay_core.avatar.portrait import Portrait
 
         portrait = Portrait()
         states: list[AvatarState] = []
-        tl.add_sink(states.append)
+        tl.add_listener(states.append)
         draw = portrait
     pcm48 = [resample(p, r, 48000) for p, r in clips]
     frames = int(seconds / 0.02)
@@ -193,6 +181,7 @@ async def live(name: str, renderer: Any, clips: list[tuple[bytes, int]], session
     buses: list[Bus] = []
     pullers: list[asyncio.Task[None]] = []
     streams: list[Any] = []
+    timelines: list[AnimationTimeline] = []
     warm = 1.0  # ignore the first second (start-up)
     t_start = time.monotonic()
 
@@ -205,12 +194,15 @@ async def live(name: str, renderer: Any, clips: list[tuple[bytes, int]], session
     for k in range(sessions):
         bus = Bus(f"live-{name}-{k}")
         playout = Playout(bus)
-        sess = _Session(bus.session_id, playout)
-        stream = await renderer.start(sess)
+        tl = AnimationTimeline(bus)
+        tl.follow(playout)
+        tl.start()
+        timelines.append(tl)
+        stream = await renderer.start(tl, AvatarConfig())
         streams.append(stream)
         if renderer.info.kind == "data":
-            bus.subscribe(lambda ev, sid=bus.session_id: mark(sid) if ev.payload[0] != HEADER else None,
-                          AvatarFrame, name="bench.frames")
+            stream.add_listener(lambda payload, pts, turn, sid=bus.session_id: mark(sid) if payload[0] != HEADER
+                                else None)
         else:
             async def pull(track: Any = stream.video_track, sid: str = bus.session_id) -> None:
                 while True:
@@ -232,6 +224,8 @@ async def live(name: str, renderer: Any, clips: list[tuple[bytes, int]], session
     await asyncio.gather(*pullers, return_exceptions=True)
     for stream in streams:
         await stream.stop()
+    for tl in timelines:
+        await tl.stop()
     for bus in buses:
         await bus.close()
     g = np.array(gaps) * 1000

@@ -55,7 +55,6 @@ from fay_core.testing import FakeLLM, Reply, test_settings  # noqa: E402
 from fay_core.voice.asr import WhisperASR, WhisperSettings  # noqa: E402
 from fay_core.voice.audio import load_audio, silence, stream_pcm  # noqa: E402
 from fay_core.voice.metrics import word_error_rate  # noqa: E402
-from fay_core.voice.pipeline import attach_voice  # noqa: E402
 from fay_core.voice.vad import SileroVAD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,10 +148,10 @@ class PlainLLMAnswerer:
 
     name = "llm"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, settings: Any, persona: Any) -> None:
         from fay_core.brain.llm import LLMClient, LLMConfig
 
-        config = LLMConfig.resolve(session.app.settings.llm, session.persona)
+        config = LLMConfig.resolve(settings.llm, persona)
         assert config is not None
         self.client = LLMClient(config)
 
@@ -237,10 +236,10 @@ async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero
             "voice": VoiceConfig(engine="zero" if zero else "piper"),
         })
         if zero:
-            session.agent.answerer = ZeroAnswerer()  # type: ignore[union-attr]
+            session.agent.answerer = ZeroAnswerer()
         elif ANSWERER == "plain":
-            session.agent.answerer = PlainLLMAnswerer(session)  # type: ignore[union-attr]
-        voice = await attach_voice(session)
+            session.agent.answerer = PlainLLMAnswerer(fay.settings, session.persona)
+        voice = await fay.assembly.add_voice(session)
         await asyncio.sleep(idx * 0.37)  # sessions do not speak in lock-step
         done: asyncio.Queue[int] = asyncio.Queue()
         session.bus.subscribe(lambda e: done.put_nowait(e.turn_id), AvatarStoppedSpeaking, drop_stale=False)
@@ -320,8 +319,8 @@ async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], t
                         "interruption": InterruptionConfig(min_speech_ms=min_speech, false_interruption_ms=1500),
                         "voice": VoiceConfig(engine="piper"),
                     })
-                    session.agent.answerer = ZeroAnswerer(LONG_ANSWER)  # type: ignore[union-attr]
-                    await attach_voice(session)
+                    session.agent.answerer = ZeroAnswerer(LONG_ANSWER)
+                    await fay.assembly.add_voice(session)
                     got: dict[str, Any] = {}
                     started = asyncio.Event()
 

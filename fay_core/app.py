@@ -6,8 +6,10 @@ import asyncio
 import logging
 import time
 
+from .assembly import Assembly
 from .audit import AuditLog
 from .errors import SessionError
+from .knowledge import Knowledge
 from .persona import PersonaStore
 from .plugins import Plugins, await_me_maybe
 from .session import Session
@@ -25,6 +27,8 @@ class Fay:
         self.plugins.check_settings()
         self.personas = PersonaStore(self.settings.personas_dir)
         self.audit = AuditLog(self.settings.data_dir / "audit")
+        self.knowledge = Knowledge(self.settings, self.plugins)
+        self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit)
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -53,14 +57,8 @@ class Fay:
         if len(self.sessions) >= limit:
             raise SessionError(f"too many sessions: the limit of {limit} is reached, try again later")
         persona = self.personas.get(persona_id or self.settings.default_persona)
-        session = Session(self, persona, session_id)
+        session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
-        try:
-            await session.start()
-        except BaseException:
-            self.sessions.pop(session.id, None)
-            await session.close("failed to start")
-            raise
         log.info("session %s started with persona %s", session.id, persona.id)
         return session
 
@@ -68,22 +66,18 @@ class Fay:
         """Load what a first conversation with ``persona_id`` needs — its knowledge index, the speech models and its
         voice — so that the first visitor does not wait for them. Returns the seconds it took; never raises.
 
-        It goes through a private session that is never listed, so exactly the real loading paths run.
+        It goes through the assembly, with a private session that is never listed, so exactly the real loading
+        paths run.
         """
         started = time.monotonic()
         try:
             persona = self.personas.get(persona_id or self.settings.default_persona)
-            session = Session(self, persona, session_id="warm-up")
-            await session.start()
+            session = await self.assembly.build(persona, session_id="warm-up")
             try:
-                from .brain.rag import Retriever
-                from .knowledge import has_knowledge
-
-                if has_knowledge(persona):  # ingest if needed, then one search: embedder, index, intent model
-                    await Retriever(session).retrieve(persona.name)
-                from .voice.pipeline import VoicePipeline
-
-                await VoicePipeline(session).warm_up()
+                retriever = session.agent.retriever
+                if retriever.enabled:  # ingest if needed, then one search: embedder, index, intent model
+                    await retriever.retrieve(persona.name)
+                await self.assembly.voice(session.bus, persona).warm_up()
             finally:
                 await session.close("warm-up done")
         except Exception as exc:  # the first real session will report the same problem where it matters

@@ -8,11 +8,14 @@ thread or worker pool so the event loop stays responsive.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .events import WordTiming
+
+if TYPE_CHECKING:
+    from .persona import AvatarConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +100,8 @@ class Embedder(Protocol):
 class RendererInfo:
     """What a renderer produces, for the web client.
 
-    ``kind`` is ``data`` (binary parameter frames, published as :class:`~fay_core.events.AvatarFrame` and sent
-    unchanged on the data channel) or ``video`` (a video track added to the peer connection). ``viewer`` names the
+    ``kind`` is ``data`` (binary parameter frames, handed to the stream's listeners and sent unchanged on the
+    data channel) or ``video`` (a video track added to the peer connection). ``viewer`` names the
     web module ``/web/avatars/<viewer>.js`` that shows it (the renderer's name if empty).
     """
 
@@ -108,9 +111,27 @@ class RendererInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: an avatar stream's listener: ``listener(payload, pts, turn_id)`` for each binary message of a data renderer
+PayloadListener = Callable[[bytes, float, int], None]
+
+
+class Timeline(Protocol):
+    """A session's lip-sync/animation timeline as renderers see it (:class:`fay_core.avatar.AnimationTimeline`).
+
+    Its listeners are called synchronously with an :class:`fay_core.avatar.AvatarState` for every frame the
+    playout clock releases (the PTS of the audio being heard); they must be cheap.
+    """
+
+    bus: Any
+
+    def add_listener(self, listener: Callable[[Any], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[Any], None]) -> None: ...
+
+
 @runtime_checkable
 class AvatarStream(Protocol):
-    """A renderer running for one session, found as ``session.avatar`` (see :mod:`fay_core.avatar`)."""
+    """A renderer running for one session (``session.avatar``; see :mod:`fay_core.avatar`)."""
 
     info: RendererInfo
     #: an aiortc ``MediaStreamTrack`` (kind ``video``) for video renderers, ``None`` for data renderers
@@ -120,6 +141,12 @@ class AvatarStream(Protocol):
         """For data renderers: the stream header to send first on a newly opened data channel."""
         ...
 
+    def add_listener(self, listener: PayloadListener) -> None:
+        """Hand every binary message (headers and frames) to ``listener``; video renderers send none."""
+        ...
+
+    def remove_listener(self, listener: PayloadListener) -> None: ...
+
     async def stop(self) -> None:
         """Stop producing frames (called when the session closes)."""
         ...
@@ -127,10 +154,13 @@ class AvatarStream(Protocol):
 
 @runtime_checkable
 class AvatarRenderer(Protocol):
-    """Turns the session's lip-sync/animation timeline into frames. One object is shared by all sessions."""
+    """Turns a session's lip-sync/animation timeline into frames. One object is shared by all sessions."""
 
     info: RendererInfo
 
-    async def start(self, session: Any) -> AvatarStream:
-        """Start rendering for ``session``: return its per-session stream (frames follow its playout clock)."""
+    async def start(self, timeline: Timeline, avatar: AvatarConfig) -> AvatarStream:
+        """Start rendering ``timeline`` with the persona's ``avatar`` block (model, options): return the stream.
+
+        Raise :class:`~fay_core.errors.PluginError` for bad ``avatar.options``; the assembly names the persona.
+        """
         ...

@@ -164,8 +164,12 @@ class AgentTurnFinished(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SpeechSynthesized(Event):
-    """A chunk of answer audio (16-bit mono PCM) with word timings relative to this chunk's start."""
+class SpeechScheduled(Event):
+    """The playout queued a chunk of answer audio (16-bit mono PCM) to start at output time ``pts``.
+
+    ``words`` are the TTS word timings relative to the chunk's start. Published by the playout clock when the
+    TTS hands it a chunk; the avatar timeline analyses it into a mouth track.
+    """
 
     pcm: bytes
     sample_rate: int
@@ -208,15 +212,6 @@ class PlayoutResumed(UrgentEvent):
 
     pts: float = 0.0
     shift_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AvatarFrame(Event):
-    """Renderer parameters for one frame, stamped with the ``pts`` of the audio it belongs to."""
-
-    renderer: str
-    pts: float
-    payload: bytes | dict[str, float] = b""
 
 
 # --- control ------------------------------------------------------------------------------------------
@@ -268,6 +263,9 @@ class SessionClosed(UrgentEvent):
     reason: str = ""
 
 
+#: deprecated name of :class:`SpeechScheduled` (it is published by the playout, not the TTS); removed in 0.3
+SpeechSynthesized = SpeechScheduled
+
 __all__ = [
     "AgentTextDelta",
     "AgentThinking",
@@ -275,7 +273,6 @@ __all__ = [
     "AgentToolReturned",
     "AgentTurnFinished",
     "AudioReceived",
-    "AvatarFrame",
     "AvatarStartedSpeaking",
     "AvatarStoppedSpeaking",
     "Citation",
@@ -286,6 +283,7 @@ __all__ = [
     "PlayoutPaused",
     "PlayoutResumed",
     "SessionClosed",
+    "SpeechScheduled",
     "SpeechSynthesized",
     "TranscriptFinal",
     "TranscriptPartial",

@@ -1,7 +1,9 @@
-"""A session: one connected user, with its own bus, persona, history and tasks.
+"""A session: one connected user, with its own bus, persona, record and parts.
 
 Sessions share only read-only things (engines, the knowledge store, plugins). A fault inside a session is
-reported on its bus as :class:`~fay_core.events.ErrorRaised` and never reaches another session.
+reported on its bus as :class:`~fay_core.events.ErrorRaised` and never reaches another session. Sessions are
+built by :class:`fay_core.assembly.Assembly` (through :meth:`fay_core.app.Fay.create_session`), which also tears
+them down: :meth:`Session.close` runs the parts' cleanups in the reverse order of their building.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .brain.agent import Agent
-from .brain.history import History
+from .brain.tools import ToolContext
 from .brain.turn import Turn
 from .bus import Bus
 from .errors import SessionError
@@ -29,9 +30,12 @@ from .events import (
 )
 from .persona import Persona
 from .plugins import await_me_maybe
+from .record import SessionRecord
 
 if TYPE_CHECKING:
-    from .app import Fay
+    from .avatar.timeline import AnimationTimeline
+    from .engines import AvatarStream
+    from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
 
@@ -40,47 +44,56 @@ ANSWER_EVENTS = (AgentTextDelta, AgentToolCalled, AgentToolReturned, AgentTurnFi
 
 
 class Session:
-    """One conversation. Create through :meth:`fay_core.app.Fay.create_session`."""
+    """One conversation. Build with :meth:`fay_core.app.Fay.create_session`."""
 
-    def __init__(self, app: Fay, persona: Persona, session_id: str | None = None) -> None:
-        self.app = app
+    def __init__(
+        self,
+        persona: Persona,
+        bus: Bus,
+        record: SessionRecord,
+        agent: Agent,
+        tools: ToolContext,
+        *,
+        max_message_chars: int = 4000,
+    ) -> None:
+        self.id = bus.session_id
         self.persona = persona
-        self.id = session_id or uuid.uuid4().hex
-        self.bus = Bus(self.id)
-        self.history = History()
+        self.bus = bus
+        self.record = record
+        self.history = record.history
+        self.agent = agent
+        self.tools = tools
+        self.max_message_chars = max_message_chars
         self.created = time.time()
         self.last_active = time.monotonic()
         self.closed = False
-        self.agent: Agent | None = None
-        self.customer_id: str | None = None  # the authenticated customer; tools read their data only
-        self.voice: Any = None  # the voice pipeline, once fay_core.voice.attach_voice() gave it one
-        self.avatar: Any = None  # the persona's avatar stream (fay_core.avatar.attach_avatar), if it has a renderer
+        #: the voice pipeline, once the assembly gave the session one (audio arrived, or it was asked for)
+        self.voice: VoicePipeline | None = None
+        #: the lip-sync/animation timeline, for personas with an avatar renderer
+        self.timeline: AnimationTimeline | None = None
+        #: the persona's avatar renderer running for this session
+        self.avatar: AvatarStream | None = None
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
 
-    async def start(self) -> None:
-        """Wire the agent, observers and the persona's avatar renderer, then call the ``session_started`` hooks."""
-        self.agent = Agent(self)
-        self.agent.attach()
-        self.bus.subscribe(self._log_error, ErrorRaised, name="session.errors", drop_stale=False)
-        if self.app.plugins.hook_has_impls("event_observed"):
-            self.bus.subscribe(self._observe, name="plugins.event_observed", drop_stale=False)
-        if self.persona.avatar.renderer not in ("", "none"):
-            from .avatar import attach_avatar
+    @property
+    def customer_id(self) -> str | None:
+        """The authenticated customer (``authenticate_customer``); tools read their data only."""
+        return self.tools.customer_id
 
-            await attach_avatar(self)
-        for result in self.app.plugins.pm.hook.session_started(session=self):
-            await await_me_maybe(result)
+    @customer_id.setter
+    def customer_id(self, value: str | None) -> None:
+        self.tools.customer_id = value
 
     # --- talking ----------------------------------------------------------------------------------------
 
     def submit(self, text: str, source: str = "text") -> Turn:
         """Start answering ``text``. Raises :class:`SessionError` if the session is closed or the text is bad."""
-        if self.closed or self.agent is None:
+        if self.closed:
             raise SessionError(f"session {self.id} is closed")
         text = text.strip()
         if not text:
             raise SessionError("empty message: send some text")
-        limit = self.app.settings.server.max_message_chars
+        limit = self.max_message_chars
         if len(text) > limit:
             raise SessionError(f"message of {len(text)} characters is over the limit of {limit}")
         self.last_active = time.monotonic()
@@ -109,52 +122,6 @@ class Session:
                 return event
         raise SessionError("turn ended without an answer")  # pragma: no cover - ask() always ends on one
 
-    # --- the record -------------------------------------------------------------------------------------
-
-    def _base_record(self, turn: Turn) -> dict[str, Any]:
-        return {
-            "session": self.id,
-            "persona": self.persona.id,
-            "persona_version": self.persona.version,
-            "turn": turn.id,
-        }
-
-    def record_user(self, turn: Turn) -> None:
-        """Put what the user said into history and the audit log (before anything can fail)."""
-        self.history.add("user", turn.question, turn_id=turn.id)
-        self.app.audit.write({**self._base_record(turn), "kind": "user", "source": turn.source, "text": turn.question})
-
-    def record_answer(self, turn: Turn, finished: AgentTurnFinished) -> None:
-        """Put the answer into history (only the words heard, if interrupted) and the audit log."""
-        heard = turn.heard if turn.heard is not None else finished.text
-        if heard or finished.interrupted:
-            self.history.add("assistant", heard, interrupted=finished.interrupted, turn_id=turn.id)
-        self.app.audit.write(
-            {
-                **self._base_record(turn),
-                "kind": "answer",
-                "text": finished.text,
-                "heard": heard,
-                "answered_by": finished.answered_by,
-                "interrupted": finished.interrupted,
-                "error": finished.error,
-                "citations": [
-                    {"index": c.index, "source": c.source, "title": c.title, "chunk_id": c.chunk_id, "score": c.score}
-                    for c in finished.citations
-                ],
-                "tools": turn.tools,
-                "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},
-            }
-        )
-
-    def history_interrupted(self, turn: Turn) -> None:
-        """After barge-in: keep in history only the words the user heard, marked as interrupted."""
-        msg = self.history.find("assistant", turn.id)
-        if msg is not None and turn.heard is not None:
-            msg.content = turn.heard
-            msg.interrupted = True
-            self.app.audit.write({**self._base_record(turn), "kind": "interrupted", "heard": turn.heard})
-
     # --- lifecycle --------------------------------------------------------------------------------------
 
     def on_close(self, callback: Callable[[], Awaitable[Any] | Any]) -> None:
@@ -167,8 +134,7 @@ class Session:
             return
         self.closed = True
         self.bus.publish(SessionClosed(session_id=self.id, reason=reason))
-        if self.agent is not None:
-            self.agent.cancel("session closed")
+        self.agent.cancel("session closed")
         for callback in reversed(self._cleanups):
             try:
                 await await_me_maybe(callback())
@@ -176,18 +142,3 @@ class Session:
                 log.exception("session %s: cleanup %r failed", self.id, callback)
         self._cleanups.clear()
         await self.bus.close()
-        for result in self.app.plugins.pm.hook.session_ended(session=self):
-            try:
-                await await_me_maybe(result)
-            except Exception:
-                log.exception("session %s: session_ended hook failed", self.id)
-
-    def _log_error(self, event: ErrorRaised) -> None:
-        self.app.audit.write(
-            {"session": self.id, "persona": self.persona.id, "turn": event.turn_id, "kind": "error",
-             "source": event.source, "message": event.message}
-        )
-
-    async def _observe(self, event: Event) -> None:
-        for result in self.app.plugins.pm.hook.event_observed(session=self, event=event):
-            await await_me_maybe(result)

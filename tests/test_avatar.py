@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from fay_core.app import Fay
-from fay_core.avatar import AnimationTimeline, attach_avatar
+from fay_core.avatar import AnimationTimeline
 from fay_core.avatar.lipsync import HOP_S, analyse, envelope, word_visemes
 from fay_core.avatar.rig import ARKIT_52, ARKIT_INDEX, EXPRESSIONS, AvatarState, arkit_weights
 from fay_core.avatar.stream import FLAG_SPEAKING, Channel, StreamEncoder, decode, decode_header
 from fay_core.bus import Bus
 from fay_core.engines import AudioChunk, AvatarRenderer, AvatarStream
 from fay_core.errors import PluginError
-from fay_core.events import AgentTextDelta, AvatarFrame, ErrorRaised
+from fay_core.events import AgentTextDelta, ErrorRaised
 from fay_core.testing import test_settings
 from fay_core.voice.audio import resample
 from fay_core.voice.playout import Playout
@@ -57,14 +57,6 @@ class Recorder:
 
     def __call__(self, pcm: bytes, pts: float, turn_id: int) -> None:
         self.frames.append((pts, frame_db(pcm), turn_id))
-
-
-class Session:
-    """What the timeline needs of a session: its bus and its voice's playout (the real Playout)."""
-
-    def __init__(self, bus: Bus, playout: Playout) -> None:
-        self.bus = bus
-        self.voice = type("Voice", (), {"playout": playout})()
 
 
 async def until(predicate: Any, within: float = 10.0, what: str = "condition") -> None:
@@ -164,9 +156,10 @@ async def test_frames_follow_the_playout_clock_and_rest_in_silence(speech: tuple
     rec = Recorder()
     playout.add_listener(rec)
     tl = AnimationTimeline(bus, seed=1)
-    tl.start(Session(bus, playout))
+    tl.start()
+    tl.follow(playout)
     states: list[AvatarState] = []
-    tl.add_sink(states.append)
+    tl.add_listener(states.append)
     playout.start()
     await asyncio.sleep(0.2)
     turn = bus.new_turn()
@@ -205,9 +198,10 @@ async def test_interruption_discards_pending_frames(speech: tuple[bytes, int]) -
     rec = Recorder()
     playout.add_listener(rec)
     tl = AnimationTimeline(bus, seed=2)
-    tl.start(Session(bus, playout))
+    tl.start()
+    tl.follow(playout)
     states: list[AvatarState] = []
-    tl.add_sink(states.append)
+    tl.add_listener(states.append)
     playout.start()
     turn = bus.new_turn()
     for _ in range(3):  # three sentences queued: several seconds of pending mouth tracks
@@ -232,9 +226,10 @@ async def test_pause_and_resume_shift_what_was_not_played(speech: tuple[bytes, i
     bus = Bus("s-pause")
     playout = Playout(bus)
     tl = AnimationTimeline(bus, seed=3)
-    tl.start(Session(bus, playout))
+    tl.start()
+    tl.follow(playout)
     states: list[AvatarState] = []
-    tl.add_sink(states.append)
+    tl.add_listener(states.append)
     playout.start()
     turn = bus.new_turn()
     start = playout.schedule(turn, AudioChunk(pcm, rate, (), SENTENCE))
@@ -259,9 +254,10 @@ async def test_emotion_tags_become_expressions(speech: tuple[bytes, int]) -> Non
     bus = Bus("s-emotion")
     playout = Playout(bus)
     tl = AnimationTimeline(bus, seed=4)
-    tl.start(Session(bus, playout))
+    tl.start()
+    tl.follow(playout)
     states: list[AvatarState] = []
-    tl.add_sink(states.append)
+    tl.add_listener(states.append)
     playout.start()
     turn = bus.new_turn()
     bus.emit(AgentTextDelta, text="[hap")  # a tag split across deltas
@@ -333,25 +329,24 @@ def test_renderers_are_plugins(avatar_fay: Fay) -> None:
 async def test_data_renderers_publish_binary_frames(avatar_fay: Fay) -> None:
     for persona, count, fps in (("a3d", 55, 50), ("al2d", 19, 25)):
         session = await avatar_fay.create_session(persona)
-        frames: list[AvatarFrame] = []
-        session.bus.subscribe(frames.append, AvatarFrame, name="test.frames")
-        await until(lambda f=frames: len(f) > 20, 5, "avatar frames")  # the timeline's own clock (no voice yet)
         stream = session.avatar
         assert isinstance(stream, AvatarStream) and stream.video_track is None
+        frames: list[bytes] = []
+        stream.add_listener(lambda payload, pts, turn, f=frames: f.append(payload))
+        await until(lambda f=frames: len(f) > 20, 5, "avatar frames")  # the timeline's own clock (no voice yet)
         header = decode(stream.header())
         assert len(header.channels) == count and header.fps == fps
-        decoded = [decode(f.payload, header) for f in frames if f.payload[0] == 2]
-        assert all(f.renderer == session.persona.avatar.renderer for f in frames)
+        decoded = [decode(f, header) for f in frames if f[0] == 2]
         pts = np.array([d.pts for d in decoded])
         assert np.all(np.diff(pts) > 0) and abs(np.median(np.diff(pts)) - 1 / fps) < 0.002
-        assert any(f.payload[0] == 1 for f in frames)  # the header is (re)sent in the stream
+        assert any(f[0] == 1 for f in frames)  # the header is (re)sent in the stream
         names = [c.name for c in header.channels]
         if persona == "a3d":
             assert names[:52] == list(ARKIT_52) and names[52:] == ["headPitch", "headYaw", "headRoll"]
         else:
             assert {"ParamMouthOpenY", "ParamMouthForm", "ParamEyeLOpen", "ParamAngleX"} <= set(names)
         await avatar_fay.close_session(session.id)
-        assert session.avatar_timeline._stopped
+        assert session.timeline is not None and session.timeline._stopped
 
 
 async def test_video_renderer_track_draws_the_labelled_portrait(avatar_fay: Fay) -> None:
@@ -386,7 +381,8 @@ async def test_a_failing_renderer_never_breaks_the_audio(speech: tuple[bytes, in
     playout = Playout(bus)
     rec = Recorder()
     tl = AnimationTimeline(bus, seed=6)
-    tl.start(Session(bus, playout))
+    tl.start()
+    tl.follow(playout)
     playout.add_listener(rec)
     errors: list[ErrorRaised] = []
     bus.subscribe(errors.append, ErrorRaised, name="test.errors", drop_stale=False)
@@ -395,8 +391,8 @@ async def test_a_failing_renderer_never_breaks_the_audio(speech: tuple[bytes, in
     def broken(state: AvatarState) -> None:
         raise RuntimeError("renderer bug")
 
-    tl.add_sink(broken)
-    tl.add_sink(good.append)
+    tl.add_listener(broken)
+    tl.add_listener(good.append)
     playout.start()
     await until(lambda: len(rec.frames) > 25, 3, "audio frames")
     await tl.stop()

@@ -23,7 +23,6 @@ from fay_core.persona import InterruptionConfig
 from fay_core.testing import FakeLLM, Reply
 from fay_core.voice.audio import load_audio, silence, stream_pcm
 from fay_core.voice.bargein import real_words
-from fay_core.voice.pipeline import attach_voice
 from tests.test_voice_pipeline import Recorder, voice_settings  # noqa: F401 (a fixture)
 
 ANSWER = (
@@ -35,7 +34,7 @@ ANSWER = (
 async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type: ignore[no-untyped-def]
     session = await fay.create_session("voice_en")
     session.persona = session.persona.model_copy(update={"interruption": interruption})
-    voice = await attach_voice(session)
+    voice = await fay.assembly.add_voice(session)
     await voice.asr.warm_up()
     rec = Recorder(session)
     session.submit("Tell me about your savings accounts.")
@@ -95,7 +94,7 @@ async def test_too_few_real_words_resume_where_it_paused(llm_settings, fake_llm:
         stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
         trace = [(type(e).__name__, e.turn_id, getattr(e, "text", "")) for e in rec.events
-                 if type(e).__name__ not in ("AudioReceived", "WordPlayed", "AvatarFrame", "SpeechSynthesized")]
+                 if type(e).__name__ not in ("AudioReceived", "WordPlayed", "AvatarFrame", "SpeechScheduled")]
         assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal), trace
         assert len(fake_llm.requests) == 1  # the backchannel started no turn
         assert " ".join(w.word for w in rec.of(WordPlayed)) == ANSWER  # every word played, none lost

@@ -15,7 +15,7 @@ from fay_core.events import (
     Event,
     Interrupted,
     PlayoutResumed,
-    SpeechSynthesized,
+    SpeechScheduled,
     WordPlayed,
     WordTiming,
 )
@@ -73,7 +73,7 @@ async def test_a_turn_plays_with_word_events_and_start_stop() -> None:
     rig.playout.finish_turn(1)
     await asyncio.sleep(0.9)
     await rig.bus.idle()
-    synth = rig.of(SpeechSynthesized)
+    synth = rig.of(SpeechScheduled)
     assert synth[0].pts == pts and abs(synth[1].pts - pts - 0.4) < 1e-6
     assert synth[0].sample_rate == 48000 and len(synth[0].pcm) == 48000 * 2 * 400 // 1000
     voiced = rig.voiced()

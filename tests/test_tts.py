@@ -75,7 +75,7 @@ async def test_speaker_falls_back_and_reports_the_failure(voice_fay: Fay) -> Non
     )
     errors: list[ErrorRaised] = []
     session.bus.subscribe(errors.append, ErrorRaised, drop_stale=False)
-    speaker = Speaker(session, fay.settings.voice)
+    speaker = Speaker(session.bus, session.persona, fay.settings.voice, fay.plugins)
     chunks = await collect(speaker.speak("Welcome to Harbor Bank.", turn_id=1))
     assert chunks and chunks[0].words and speaker.used == ["piper"]
     await session.bus.idle()
@@ -90,8 +90,8 @@ async def test_auto_picks_an_offline_voice_for_the_language(voice_fay: Fay) -> N
     fay = voice_fay
     en = await fay.create_session("voice_en")
     zh = await fay.create_session("voice_zh")
-    assert (await Speaker(en, fay.settings.voice).chain())[0] == "piper"
-    zh_speaker = Speaker(zh, fay.settings.voice)
+    assert (await Speaker(en.bus, en.persona, fay.settings.voice, fay.plugins).chain())[0] == "piper"
+    zh_speaker = Speaker(zh.bus, zh.persona, fay.settings.voice, fay.plugins)
     assert await zh_speaker.chain() == ["espeak"]
     chunks = await collect(zh_speaker.speak("您好。", turn_id=1))
     assert chunks[0].pcm and zh_speaker.used == ["espeak"]
@@ -102,4 +102,4 @@ async def test_every_engine_failing_is_an_error_not_a_crash(voice_fay: Fay) -> N
     session = await fay.create_session("voice_en")
     session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="nope", fallback=["nada"])})
     with pytest.raises(EngineError, match="every TTS engine failed.*no tts engine named 'nope'"):
-        await collect(Speaker(session, fay.settings.voice).speak("Hi.", turn_id=1))
+        await collect(Speaker(session.bus, session.persona, fay.settings.voice, fay.plugins).speak("Hi.", turn_id=1))

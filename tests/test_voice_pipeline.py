@@ -17,7 +17,7 @@ from fay_core.events import (
     ErrorRaised,
     Event,
     LatencyMeasured,
-    SpeechSynthesized,
+    SpeechScheduled,
     TranscriptFinal,
     UserStartedSpeaking,
     UserStoppedSpeaking,
@@ -27,7 +27,6 @@ from fay_core.settings import LLMSettings
 from fay_core.testing import FakeLLM, Reply
 from fay_core.voice.asr import WhisperASR, WhisperSettings
 from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
-from fay_core.voice.pipeline import attach_voice
 
 PERSONAS = {
     "voice_en": """
@@ -102,8 +101,8 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: 
     fake_llm.enqueue(Reply(answer))
     async with Fay(voice_settings) as fay:
         session = await fay.create_session("voice_en")
-        voice = await attach_voice(session)
-        assert await attach_voice(session) is voice and session.voice is voice  # idempotent
+        voice = await fay.assembly.add_voice(session)
+        assert await fay.assembly.add_voice(session) is voice and session.voice is voice  # idempotent
         await voice.asr.warm_up()
         rec = Recorder(session)
         clip = load_audio(shared_data / "speech_en" / "sense_and_sensibility_01_austen_64kb-0880.wav")
@@ -118,7 +117,7 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: 
         hyp = words(final.text)
         assert hyp[:4] == ref[:4] and hyp[-2:] == ref[-2:] and abs(len(hyp) - len(ref)) <= 1, final.text
         assert fake_llm.requests[0]["messages"][-1]["content"] == final.text
-        synth = rec.of(SpeechSynthesized)
+        synth = rec.of(SpeechScheduled)
         assert [s.text for s in synth] == ["Certainly.", "Our branches open at nine in the morning, Monday to Friday."]
         assert all(s.sample_rate == 48000 and s.words for s in synth) and synth[1].pts > synth[0].pts
         # the audio that left the playout clock says the answer
@@ -141,14 +140,14 @@ async def test_mandarin_voice_turn(voice_settings, fake_llm: FakeLLM, shared_dat
     fake_llm.enqueue(Reply("您好，我们早上九点开门。"))
     async with Fay(voice_settings) as fay:
         session = await fay.create_session("voice_zh")
-        await attach_voice(session)
+        await fay.assembly.add_voice(session)
         rec = Recorder(session)
         clip = load_audio(shared_data / "speech_zh" / "BAC009S0764W0121.wav")
         await stream_pcm(session.bus, silence(300) + clip + silence(700))
         final = await rec.wait(TranscriptFinal)
         await rec.wait(AvatarStoppedSpeaking, within=20)
         assert "交易" in final.text and "情况" in final.text, final.text
-        assert [s.text for s in rec.of(SpeechSynthesized)] == ["您好，我们早上九点开门。"]
+        assert [s.text for s in rec.of(SpeechScheduled)] == ["您好，我们早上九点开门。"]
         assert session.voice.speaker.used == ["espeak"]
         assert len(rec.audio_out(1)) > 48000 * 2  # more than a second of speech went out
 
@@ -157,7 +156,7 @@ async def test_tts_failure_is_reported_and_the_session_goes_on(voice_settings) -
     async with Fay(voice_settings) as fay:
         session = await fay.create_session("voice_en")
         session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="missing")})
-        await attach_voice(session)
+        await fay.assembly.add_voice(session)
         rec = Recorder(session)
         first = await session.answer("Hello?")
         await rec.wait(ErrorRaised, lambda e: e.source == "voice.tts")
@@ -171,7 +170,7 @@ async def test_sessions_share_engines_and_close_cleanly(voice_settings) -> None:
     async with Fay(voice_settings) as fay:
         a = await fay.create_session("voice_en")
         b = await fay.create_session("voice_zh")
-        va, vb = await attach_voice(a), await attach_voice(b)
+        va, vb = await fay.assembly.add_voice(a), await fay.assembly.add_voice(b)
         assert va.asr is vb.asr and va.vad is vb.vad and va.playout is not vb.playout
         assert va.segmenter.stream is not vb.segmenter.stream
         await fay.close_session(a.id)

@@ -19,7 +19,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from fay_core.app import Fay
-from fay_core.events import AudioReceived, AvatarFrame
+from fay_core.events import AudioReceived
 from fay_core.server import create_app
 from fay_core.settings import Settings
 from fay_core.testing import test_settings
@@ -288,7 +288,7 @@ async def test_avatar_frames_and_video_reach_the_client(tmp_path: Path) -> None:
             assert r["name"] == "params3d" and r["kind"] == "data" and r["viewer"] == "/web/avatars/params3d.js"
             session = served.fay.sessions[c.session_id]
             sent: list[bytes] = []
-            session.bus.subscribe(lambda e: sent.append(e.payload), AvatarFrame, name="test.avatar")
+            session.avatar.add_listener(lambda payload, pts, turn: sent.append(payload))
             await until(lambda: len(c.binary) >= 10, 10, "avatar frames at the client")
             header = session.avatar.header()
             assert c.binary[0] == header  # the stream header goes first on a new channel

@@ -6,13 +6,13 @@
 - :mod:`~fay_core.avatar.rig` — ARKit-52 names, visemes, expression shapes, :class:`AvatarState`.
 - :mod:`~fay_core.avatar.live2d` — Cubism parameters; :mod:`~fay_core.avatar.portrait` — the 2D portrait.
 - :mod:`~fay_core.avatar.stream` — the binary parameter-stream format (documented there).
-- :mod:`~fay_core.avatar.renderer` — base classes for renderer plugins and :func:`attach_avatar`.
+- :mod:`~fay_core.avatar.renderer` — base classes for renderer plugins.
 
 The built-in renderers are plugins: ``plugins/fay_avatar_params3d/`` (``params3d``), ``plugins/fay_avatar_live2d/``
 (``live2d``) and ``plugins/fay_avatar_video2d/`` (``video2d``).
 """
 
-from .renderer import ParameterRenderer, ParameterStream, attach_avatar, timeline_for
+from .renderer import ParameterRenderer, ParameterStream
 from .rig import ARKIT_52, EXPRESSIONS, VISEMES, AvatarState
 from .timeline import AnimationTimeline
 
@@ -24,6 +24,4 @@ __all__ = [
     "AvatarState",
     "ParameterRenderer",
     "ParameterStream",
-    "attach_avatar",
-    "timeline_for",
 ]

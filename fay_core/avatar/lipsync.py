@@ -4,7 +4,7 @@ A :class:`SpeechTrack` covers one chunk of synthesized audio at a 10 ms hop: how
 loudness envelope, smoothed without phase lag because the whole chunk is known before it plays) and which viseme
 shapes it (from the words' letters spread over each word's timing, or, without timings, from the audio's spectrum).
 
-For audio that arrives with no chunk analysis (an engine that publishes no ``SpeechSynthesized``), the
+For audio that arrives with no chunk analysis (an engine that publishes no ``SpeechScheduled``), the
 :class:`LiveEnvelope` follows the played frames themselves, causally, with a short attack and release.
 """
 

@@ -1,38 +1,38 @@
-"""Renderer plumbing shared by the built-in avatar renderers, and :func:`attach_avatar`.
+"""Renderer plumbing shared by the built-in avatar renderers.
 
 A renderer plugin registers a factory under ``register_avatar_renderers``; the factory's object (shared by all
-sessions) satisfies :class:`~fay_core.engines.AvatarRenderer`: ``info`` and ``start(session)``, which returns the
-session's :class:`~fay_core.engines.AvatarStream`, stored as ``session.avatar``.
+sessions) satisfies :class:`~fay_core.engines.AvatarRenderer`: ``info`` and ``start(timeline, avatar)``, which
+returns the session's :class:`~fay_core.engines.AvatarStream`. The session's assembly
+(:mod:`fay_core.assembly`) builds the timeline, starts the persona's renderer on it, and stops both when the
+session closes.
 
 Two kinds of renderer:
 
 - **data** (:class:`ParameterRenderer`): each timeline frame becomes one binary frame of the parameter stream
-  (:mod:`fay_core.avatar.stream`), published on the bus as ``AvatarFrame(renderer=..., pts=..., payload=bytes)``;
-  the transport sends the payload unchanged on the data channel. Subclasses give the channel table and
-  ``values(state)``.
+  (:mod:`fay_core.avatar.stream`), handed to the stream's listeners (``add_listener(cb)``, ``cb(payload, pts,
+  turn_id)``); the transport's listener sends the payload unchanged on the data channel. Subclasses give the
+  channel table and ``values(state)``.
 - **video** (:class:`~fay_core.avatar.video.TimelineVideoTrack`): an aiortc video track whose frames are drawn from
-  the timeline; the transport adds ``session.avatar.video_track`` to the peer connection.
+  the timeline; the transport adds ``stream.video_track`` to the peer connection.
 
-A GPU backend (Wav2Lip, MuseTalk, ...) implements the same contract as the 2D video renderer: ``start(session)``
-builds a :class:`~fay_core.avatar.timeline.AnimationTimeline` (or just listens to the playout for the audio it
-needs), and returns a stream whose ``video_track.recv()`` returns the frame for the latest released audio PTS.
-See ``plugins/fay_avatar_video2d/``.
+A GPU backend (Wav2Lip, MuseTalk, ...) implements the same contract as the 2D video renderer: ``start(timeline,
+avatar)`` listens to the timeline (or, for the audio it needs, to ``SpeechScheduled`` events on
+``timeline.bus``), and returns a stream whose ``video_track.recv()`` returns the frame for the latest released
+audio PTS. See ``plugins/fay_avatar_video2d/``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 
-from ..engines import AvatarStream, RendererInfo
+from ..engines import PayloadListener, RendererInfo, Timeline
 from ..errors import PluginError
-from ..events import AvatarFrame
+from ..persona import AvatarConfig
 from .rig import AvatarState
 from .stream import FLAG_RESET, FLAG_SPEAKING, Channel, StreamEncoder
-from .timeline import AnimationTimeline
 
 log = logging.getLogger(__name__)
 
@@ -41,51 +41,41 @@ HEADER_EARLY_EVERY_S = 0.5  #: ... and this often during the first seconds, whil
 HEADER_EARLY_FOR_S = 10.0
 
 
-def timeline_for(session: Any) -> AnimationTimeline:
-    """The session's timeline, created and started on first use (one per session, shared by its renderers)."""
-    tl = getattr(session, "avatar_timeline", None)
-    if tl is None:
-        tl = AnimationTimeline(session.bus, **_timeline_options(session))
-        tl.start(session)
-        session.avatar_timeline = tl
-    return tl
-
-
-def _timeline_options(session: Any) -> dict[str, Any]:
-    opts = getattr(getattr(getattr(session, "persona", None), "avatar", None), "options", None) or {}
-    out: dict[str, Any] = {}
-    if "head_motion_deg" in opts:
-        out["head_amplitude_deg"] = float(opts["head_motion_deg"])
-    return out
-
-
 class ParameterStream:
-    """A data renderer running for one session: timeline frames → binary frames → ``AvatarFrame`` events."""
+    """A data renderer running for one session: timeline frames → binary frames → the stream's listeners."""
 
     video_track = None
 
-    def __init__(self, renderer: ParameterRenderer, session: Any, fps: int) -> None:
+    def __init__(self, renderer: ParameterRenderer, timeline: Timeline, fps: int) -> None:
         self.renderer = renderer
         self.info = renderer.info
-        self.session = session
-        self.bus = session.bus
         self.encoder = StreamEncoder(renderer.info.name, renderer.channels, fps=fps)
-        self.timeline = timeline_for(session)
+        self.timeline = timeline
         self.frame_s = 1.0 / fps
+        self.listeners: list[PayloadListener] = []
         self._next_pts: float | None = None
         self._started = time.monotonic()
         self._next_header = 0.0
         self.bytes_sent = 0
         self.frames_sent = 0
-        self.timeline.add_sink(self._on_state)
+        self.timeline.add_listener(self._on_state)
 
     def header(self) -> bytes:
         return self.encoder.header()
 
+    def add_listener(self, listener: PayloadListener) -> None:
+        """Call ``listener(payload, pts, turn_id)`` with every header and frame message from now on."""
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: PayloadListener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
     def _publish(self, payload: bytes, pts: float, turn_id: int = 0) -> None:
         self.bytes_sent += len(payload)
-        self.bus.publish(AvatarFrame(session_id=self.bus.session_id, turn_id=turn_id, renderer=self.info.name,
-                                     pts=pts, payload=payload))
+        for listener in self.listeners:
+            listener(payload, pts, turn_id)
+
 
     def _on_state(self, state: AvatarState) -> None:
         pts = state.pts
@@ -107,7 +97,8 @@ class ParameterStream:
         self.frames_sent += 1
 
     async def stop(self) -> None:
-        self.timeline.remove_sink(self._on_state)
+        self.timeline.remove_listener(self._on_state)
+        self.listeners.clear()
 
 
 class ParameterRenderer:
@@ -121,38 +112,11 @@ class ParameterRenderer:
         """One float per channel for ``state``."""
         raise NotImplementedError
 
-    def fps_for(self, session: Any) -> int:
-        opts = getattr(getattr(getattr(session, "persona", None), "avatar", None), "options", None) or {}
-        fps = int(opts.get("fps", self.default_fps))
+    def fps_for(self, avatar: AvatarConfig) -> int:
+        fps = int(avatar.options.get("fps", self.default_fps))
         if not 1 <= fps <= 60:
             raise PluginError(f"avatar.options.fps must be between 1 and 60, got {fps}")
         return fps
 
-    async def start(self, session: Any) -> ParameterStream:
-        return ParameterStream(self, session, self.fps_for(session))
-
-
-async def attach_avatar(session: Any) -> AvatarStream | None:
-    """Start the persona's renderer (``persona.avatar.renderer``) on ``session``; idempotent. ``Session.start`` calls it.
-
-    Returns the stream (also set as ``session.avatar``), or ``None`` for ``renderer: none``. Raises
-    :class:`~fay_core.errors.PluginError` naming the installed renderers if the persona names an unknown one.
-    """
-    existing = getattr(session, "avatar", None)
-    if existing is not None:
-        return existing
-    name = session.persona.avatar.renderer
-    if not name or name == "none":
-        return None
-    renderer = session.app.plugins.engine("renderer", name)
-    stream: AvatarStream = await renderer.start(session)
-    session.avatar = stream
-
-    async def _stop() -> None:
-        await stream.stop()
-        tl = getattr(session, "avatar_timeline", None)
-        if tl is not None:
-            await tl.stop()
-
-    session.on_close(_stop)
-    return stream
+    async def start(self, timeline: Timeline, avatar: AvatarConfig) -> ParameterStream:
+        return ParameterStream(self, timeline, self.fps_for(avatar))

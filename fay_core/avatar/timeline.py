@@ -1,6 +1,6 @@
 """The animation timeline: one per session, the single source of every avatar renderer's frames.
 
-It listens on the session's bus for :class:`~fay_core.events.SpeechSynthesized` (audio chunks stamped with the
+It listens on the session's bus for :class:`~fay_core.events.SpeechScheduled` (audio chunks stamped with the
 playout PTS they will play at, with word timings when the TTS gives them), analyses each chunk into a mouth track
 (:mod:`fay_core.avatar.lipsync`), and produces an :class:`~fay_core.avatar.rig.AvatarState` for **every frame
 the playout clock releases** (``playout.add_listener``): the state for the PTS being heard, so mouth and sound
@@ -13,11 +13,14 @@ leave the server together. Audio that arrives without a chunk analysis is follow
   and the tracks not yet played move by the resume's ``shift_s``.
 - :class:`~fay_core.events.Interrupted` discards every pending mouth track of the interrupted turn (the playout
   flushes its audio at the same time), and the first frame after it is flagged so clients reset smoothing.
-- With no playout on the session yet (text chat, or before the voice is attached) an internal 50 Hz clock keeps
-  the idle life going, and hands over to the playout as soon as ``session.voice.playout`` appears.
+- Until it is handed a playout (text chat, or before the voice is attached) an internal 50 Hz clock keeps the
+  idle life going; :meth:`AnimationTimeline.follow` (called by the session's assembly when the voice starts)
+  stops that clock and follows the playout's frames from then on.
 
-Renderers register a *sink* (``add_sink(cb)``); sinks are called synchronously with each state, in the playout's
-task: they must be cheap (quantize and publish; heavy drawing belongs in the renderer's own task).
+Frames travel by typed listeners only, never by the bus: the playout calls :meth:`AnimationTimeline.on_audio`
+for each released audio frame, and the timeline calls each renderer's listener (``add_listener(cb)``)
+synchronously with the frame's state, in the playout's task: listeners must be cheap (quantize and hand on;
+heavy drawing belongs in the renderer's own task).
 """
 
 from __future__ import annotations
@@ -27,20 +30,24 @@ import logging
 import math
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..bus import Bus, Subscription
-from ..events import AgentTextDelta, ErrorRaised, Interrupted, PlayoutPaused, PlayoutResumed, SpeechSynthesized
+from ..events import AgentTextDelta, ErrorRaised, Interrupted, PlayoutPaused, PlayoutResumed, SpeechScheduled
 from .emotion import NEUTRAL, TagScanner
 from .idle import IdleLife
 from .lipsync import HOP_S, LiveEnvelope, SpeechTrack, analyse
 from .rig import EXPRESSIONS, VISEME_INDEX, AvatarState
 
+if TYPE_CHECKING:
+    from ..voice.playout import Playout
+
 log = logging.getLogger(__name__)
 
-Sink = Callable[[AvatarState], None]
+#: a renderer's listener: called with the state of every frame
+StateListener = Callable[[AvatarState], None]
 FRAME_S = 0.020  #: the internal clock's frame (the playout's frame is 20 ms too)
 SILENCE_DBFS = -55.0  #: a released frame quieter than this closes the mouth whatever the track says
 EXPRESSION_TAU_S = 0.25
@@ -56,7 +63,7 @@ class AnimationTimeline:
             seed = zlib.crc32(bus.session_id.encode())
         self.idle = IdleLife(seed, head_amplitude_deg=head_amplitude_deg)
         self.tracks: list[SpeechTrack] = []
-        self.sinks: list[Sink] = []
+        self.listeners: list[StateListener] = []
         self.live = LiveEnvelope()
         self.frames = 0
         self.last: AvatarState | None = None
@@ -68,39 +75,43 @@ class AnimationTimeline:
         self._last_speech_pts = -1e9
         self._last_pts: float | None = None
         self._reset = False
-        self._playout: Any = None
+        self._playout: Playout | None = None
         self._subs: list[Subscription] = []
         self._clock: asyncio.Task[None] | None = None
-        self._sink_failed: set[int] = set()
+        self._listener_failed: set[int] = set()
         self._stopped = False
 
     # --- wiring -----------------------------------------------------------------------------------------
 
-    def start(self, session: Any = None) -> None:
-        """Subscribe to the bus; follow ``session.voice.playout`` (now, or once it appears)."""
+    def start(self) -> None:
+        """Subscribe to the bus and run the internal clock until :meth:`follow` hands over a playout."""
         bus = self.bus
         self._subs = [
-            bus.subscribe(self._on_speech, SpeechSynthesized, name="avatar.timeline.speech"),
+            bus.subscribe(self._on_speech, SpeechScheduled, name="avatar.timeline.speech"),
             bus.subscribe(self._on_interrupted, Interrupted, name="avatar.timeline.interrupt", drop_stale=False),
             bus.subscribe(self._on_text, AgentTextDelta, name="avatar.timeline.text"),
             bus.subscribe(self._on_pause, PlayoutPaused, PlayoutResumed, name="avatar.timeline.pause",
                           drop_stale=False),
         ]
-        if not self._follow(session):
-            self._clock = bus.spawn(self._run_clock(session), name="avatar.timeline.clock")
+        if self._playout is None:
+            self._clock = bus.spawn(self._run_clock(), name="avatar.timeline.clock")
 
-    def _follow(self, session: Any) -> bool:
-        playout = getattr(getattr(session, "voice", None), "playout", None)
-        if playout is None:
-            return False
+    def follow(self, playout: Playout) -> None:
+        """Make frames from ``playout``'s released audio from now on (the internal clock stops)."""
+        if self._playout is playout or self._stopped:
+            return
+        if self._playout is not None:
+            self._playout.remove_listener(self.on_audio)
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
         self._playout = playout
         playout.add_listener(self.on_audio)
-        return True
 
     async def stop(self) -> None:
         """Stop producing frames and leave the bus and the playout."""
         self._stopped = True
-        if self._playout is not None and hasattr(self._playout, "remove_listener"):
+        if self._playout is not None:
             self._playout.remove_listener(self.on_audio)
         self._playout = None
         if self._clock is not None:
@@ -110,21 +121,19 @@ class AnimationTimeline:
             await self.bus.unsubscribe(sub)
         self._subs.clear()
 
-    def add_sink(self, sink: Sink) -> None:
-        """Call ``sink(state)`` for every frame from now on."""
-        self.sinks.append(sink)
+    def add_listener(self, listener: StateListener) -> None:
+        """Call ``listener(state)`` for every frame from now on."""
+        self.listeners.append(listener)
 
-    def remove_sink(self, sink: Sink) -> None:
-        if sink in self.sinks:
-            self.sinks.remove(sink)
+    def remove_listener(self, listener: StateListener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
 
-    async def _run_clock(self, session: Any) -> None:
+    async def _run_clock(self) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         n = 0
-        while not self._stopped:
-            if self._follow(session):
-                return  # the playout's clock takes over
+        while not self._stopped and self._playout is None:
             self.on_audio(b"", n * FRAME_S, 0)
             n += 1
             delay = t0 + n * FRAME_S - loop.time()
@@ -134,14 +143,14 @@ class AnimationTimeline:
 
     # --- bus events -------------------------------------------------------------------------------------
 
-    def _on_speech(self, ev: SpeechSynthesized) -> None:
+    def _on_speech(self, ev: SpeechScheduled) -> None:
         if not ev.pcm:
             return
         track = analyse(ev.pcm, ev.sample_rate, pts=ev.pts, turn_id=ev.turn_id, words=ev.words)
         self.add_track(track)
 
     def add_track(self, track: SpeechTrack) -> None:
-        """Schedule a mouth track (normally built from a ``SpeechSynthesized`` event)."""
+        """Schedule a mouth track (normally built from a ``SpeechScheduled`` event)."""
         tracks = self.tracks
         tracks.append(track)
         if len(tracks) > 1 and tracks[-2].pts > track.pts:
@@ -194,21 +203,19 @@ class AnimationTimeline:
     # --- frames -----------------------------------------------------------------------------------------
 
     def on_audio(self, pcm: bytes, pts: float, turn_id: int = 0) -> None:
-        """The playout listener: make the frame of the audio frame released at ``pts`` and hand it to the sinks."""
+        """The playout listener: make the state of the audio frame released at ``pts``; hand it to the listeners."""
         if self._stopped:
             return
         state = self.state_at(pts, pcm=pcm, turn_id=turn_id)
         self.frames += 1
-        for sink in self.sinks:
+        for listener in self.listeners:
             try:
-                sink(state)
+                listener(state)
             except Exception as exc:  # a broken renderer must never break the audio
-                if id(sink) not in self._sink_failed:
-                    self._sink_failed.add(id(sink))
-                    log.exception("avatar sink %r failed", sink)
-                    self.bus.publish(ErrorRaised(session_id=self.bus.session_id, source="avatar",
-                                                 message=f"renderer failed: {type(exc).__name__}: {exc}",
-                                                 error_type=type(exc).__name__))
+                if id(listener) not in self._listener_failed:
+                    self._listener_failed.add(id(listener))
+                    log.exception("avatar listener %r failed", listener)
+                    self.bus.publish(ErrorRaised.of(exc, session_id=self.bus.session_id, source="avatar"))
 
     def _track_at(self, t: float) -> SpeechTrack | None:
         tracks = self.tracks
@@ -287,4 +294,4 @@ def _dbfs(pcm: bytes) -> float:
     return 10 * math.log10(float(np.mean(s * s)) / (32768.0 * 32768.0) + 1e-12)
 
 
-__all__ = ["FRAME_S", "HOP_S", "AnimationTimeline", "Sink"]
+__all__ = ["FRAME_S", "HOP_S", "AnimationTimeline", "StateListener"]

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from ..errors import EngineError
+from ..bus import Bus
 from ..events import AgentThinking, AgentTurnFinished, ErrorRaised, Interrupted, TranscriptFinal, UserTextReceived
-from .llm import LLMConfig
-from .llm_answerer import LLMAnswerer
 from .offline import OfflineAnswerer
 from .rag import Retriever
 from .turn import Turn
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +28,32 @@ class Answerer(Protocol):
     async def answer(self, turn: Turn) -> None: ...
 
 
-class Agent:
-    """Runs one turn at a time for a session."""
+class Recorder(Protocol):
+    """Where the agent writes each turn (:class:`fay_core.record.SessionRecord`)."""
 
-    def __init__(self, session: Session, answerer: Answerer | None = None) -> None:
-        self.session = session
-        self.retriever = Retriever(session)
-        self.offline = OfflineAnswerer(session, self.retriever)
-        config = LLMConfig.resolve(session.app.settings.llm, session.persona)
-        self.answerer: Answerer = answerer or (LLMAnswerer(session, config, self.retriever) if config else self.offline)
+    def user(self, turn: Turn) -> None: ...
+
+    def answer(self, turn: Turn, finished: AgentTurnFinished) -> None: ...
+
+    def interrupted(self, turn: Turn) -> None: ...
+
+
+class Agent:
+    """Runs one turn at a time on a session's bus; ``answerer`` writes the answers, ``offline`` stands in."""
+
+    def __init__(
+        self, bus: Bus, record: Recorder, answerer: Answerer, offline: OfflineAnswerer, retriever: Retriever
+    ) -> None:
+        self.bus = bus
+        self.record = record
+        self.answerer = answerer
+        self.offline = offline
+        self.retriever = retriever
         self._task: asyncio.Task[None] | None = None
         self._turn: Turn | None = None
 
     def attach(self) -> None:
-        bus = self.session.bus
+        bus = self.bus
         bus.subscribe(self._on_transcript, TranscriptFinal, name="agent.transcript")
         bus.subscribe(self._on_interrupted, Interrupted, name="agent.interrupt", drop_stale=False)
         if self.retriever.enabled:
@@ -59,12 +66,12 @@ class Agent:
 
     def start_turn(self, text: str, source: str = "text") -> Turn:
         """Start answering ``text``; a turn already running is cancelled (its partial answer is kept as interrupted)."""
-        bus = self.session.bus
+        bus = self.bus
         self.cancel("superseded")
-        turn = Turn(self.session, bus.new_turn(), text, source)
+        turn = Turn(bus, bus.new_turn(), text, source)
         self._turn = turn
-        self.session.record_user(turn)
-        bus.publish(UserTextReceived(session_id=self.session.id, turn_id=turn.id, text=text, source=source))
+        self.record.user(turn)
+        bus.publish(UserTextReceived(session_id=bus.session_id, turn_id=turn.id, text=text, source=source))
         self._task = bus.spawn(self._run(turn), name=f"agent.turn{turn.id}")
         return turn
 
@@ -86,23 +93,21 @@ class Agent:
         if turn is not None and event.turn_id == turn.id:
             turn.heard = event.played_text
             self.cancel("interrupted")
-            self.session.history_interrupted(turn)
+            self.record.interrupted(turn)
 
     async def _run(self, turn: Turn) -> None:
-        bus = self.session.bus
-        bus.publish(AgentThinking(session_id=self.session.id, turn_id=turn.id, question=turn.question))
+        bus = self.bus
+        bus.publish(AgentThinking(session_id=bus.session_id, turn_id=turn.id, question=turn.question))
         error = ""
         interrupted = False
         try:
             try:
                 await self.answerer.answer(turn)
             except Exception as exc:  # a failing answerer must not take the session down
-                error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-                log.warning("session %s turn %d: %s", self.session.id, turn.id, exc)
-                bus.publish(
-                    ErrorRaised(session_id=self.session.id, turn_id=turn.id, source=self.answerer.name, message=error,
-                                error_type=type(exc).__name__)
-                )
+                report = ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source=self.answerer.name)
+                error = report.message
+                log.warning("session %s turn %d: %s", bus.session_id, turn.id, exc)
+                bus.publish(report)
                 if self.answerer is not self.offline and not turn.text:
                     await self.offline.answer(turn)
                     turn.answered_by = "fallback"
@@ -112,7 +117,7 @@ class Agent:
         finally:
             turn.mark("turn_finished")
             finished = AgentTurnFinished(
-                session_id=self.session.id,
+                session_id=bus.session_id,
                 turn_id=turn.id,
                 text=turn.text,
                 citations=tuple(turn.citations),
@@ -120,5 +125,5 @@ class Agent:
                 interrupted=interrupted,
                 error=error,
             )
-            self.session.record_answer(turn, finished)
+            self.record.answer(turn, finished)
             bus.publish(finished)

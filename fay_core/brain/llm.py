@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,7 @@ class LLMClient:
 
     async def stream(
         self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Yield streamed response chunks, trying each fallback model in turn if a model fails before any output."""
         litellm = litellm_module()
         errors: list[str] = []

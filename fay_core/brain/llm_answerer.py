@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import logging
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..bus import Bus
 from ..knowledge import Hit
-from .history import estimate_tokens
+from ..persona import Persona
+from .history import History, estimate_tokens
 from .guardrails import NumberGate
 from .llm import LLMClient, LLMConfig
 from .offline import decline_text
 from .rag import Retriever, citations_for, excerpt, rules, sources_block
-from .tools import ToolCall, collect_tool_calls, openai_schema, parse_arguments, run_tool
+from .tools import ToolCall, ToolContext, collect_tool_calls, openai_schema, parse_arguments, run_tool
 from .turn import Turn
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +39,33 @@ class LLMAnswerer:
 
     name = "llm"
 
-    def __init__(self, session: Session, config: LLMConfig, retriever: Retriever | None = None) -> None:
-        self.session = session
+    def __init__(
+        self,
+        bus: Bus,
+        persona: Persona,
+        config: LLMConfig,
+        retriever: Retriever,
+        history: History,
+        *,
+        tools: list[Any] | None = None,
+        tool_context: ToolContext | None = None,
+        max_tool_steps: int = 3,
+    ) -> None:
+        self.bus = bus
+        self.persona = persona
         self.config = config
         self.client = LLMClient(config)
-        self.retriever = retriever or Retriever(session)
-        self.tools = session.app.plugins.tools_for(session.persona.tools) if session.persona.tools else []
+        self.retriever = retriever
+        self.history = history
+        self.tools = list(tools or [])
         self._by_name = {t.name: t for t in self.tools}
-        self.max_steps = session.app.settings.knowledge.max_tool_steps
+        self.tool_context = tool_context or ToolContext(bus.session_id, persona.language, ".")
+        self.max_steps = max_tool_steps
 
     # --- the prompt -------------------------------------------------------------------------------------
 
     def system_prompt(self, grounded: bool) -> str:
-        persona = self.session.persona
+        persona = self.persona
         system = persona.system_prompt.strip() or f"You are {persona.name}."
         if grounded:
             system += "\n\n" + rules(persona.language, persona.knowledge.only)
@@ -60,13 +73,13 @@ class LLMAnswerer:
 
     def messages(self, turn: Turn, sources: list[Hit] | None = None) -> list[dict[str, Any]]:
         """System prompt, trimmed history, the sources block (if any), and the question last."""
-        persona = self.session.persona
+        persona = self.persona
         grounded = self.retriever.enabled
         system = self.system_prompt(grounded)
         block = sources_block(sources) if sources else ""
         reserve = (self.config.max_tokens or 800) + estimate_tokens(system) + estimate_tokens(block)
         budget = max(self.config.context_tokens - reserve, 200)
-        history = self.session.history.window(budget)
+        history = self.history.window(budget)
         question = {"role": "user", "content": turn.question}
         if history and history[-1] == question:
             history.pop()
@@ -82,7 +95,7 @@ class LLMAnswerer:
 
     async def answer(self, turn: Turn) -> None:
         turn.answered_by = self.name
-        persona = self.session.persona
+        persona = self.persona
         only = persona.knowledge.only
         hits = await self.retriever.retrieve(turn.question)
         turn.mark("retrieved")
@@ -127,7 +140,7 @@ class LLMAnswerer:
         gate.flush()
         if gate.tripped:
             log.warning("session %s turn %d: unsupported number(s) %s in the LLM answer were withheld",
-                        self.session.id, turn.id, ", ".join(gate.violations))
+                        self.bus.session_id, turn.id, ", ".join(gate.violations))
             turn.answered_by = "guardrail"
             turn.say(self.safe_reply(sources, bool(turn.text)))
         elif gate.hold:
@@ -143,16 +156,16 @@ class LLMAnswerer:
             turn.tool_returned(call.name, call.id, error=error)
             return "", error
         turn.tool_called(call.name, parse_arguments(call.arguments), call.id)
-        result, error, _given = await run_tool(tool, call, self.session)
+        result, error, _given = await run_tool(tool, call, self.tool_context)
         turn.tool_returned(call.name, call.id, result=result, error=error)
         return result, error
 
     def safe_reply(self, sources: list[Hit], continuing: bool) -> str:
         """What replaces an answer whose numbers the sources do not support."""
-        zh = self.session.persona.language == "zh"
+        zh = self.persona.language == "zh"
         lead = ("……" if continuing else "") if zh else (" — " if continuing else "")
         if not sources:
-            return lead + decline_text(self.session.persona)
+            return lead + decline_text(self.persona)
         quote = excerpt(sources[0].entry.text, 400)
         if zh:
             return f"{lead}这个数字我无法从资料中确认，不便猜测。资料中的说明是：{quote} [1]"

@@ -8,16 +8,13 @@ composes text of its own, so it cannot invent a rate.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from ..bus import Bus
 from ..errors import FayError
 from ..events import ErrorRaised
 from ..persona import Persona
 from .rag import Retriever, citation, excerpt
 from .turn import Turn
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +24,18 @@ class OfflineAnswerer:
 
     name = "offline"
 
-    def __init__(self, session: Session, retriever: Retriever | None = None) -> None:
-        self.session = session
-        self.persona = session.persona
-        self.retriever = retriever or Retriever(session)
+    def __init__(self, bus: Bus, persona: Persona, retriever: Retriever) -> None:
+        self.bus = bus
+        self.persona = persona
+        self.retriever = retriever
 
     async def answer(self, turn: Turn) -> None:
         turn.answered_by = self.name
         try:
             hits = await self.retriever.retrieve(turn.question)
         except FayError as exc:  # a broken knowledge base: say so on the bus, and decline rather than guess
-            log.warning("session %s: knowledge unavailable: %s", self.session.id, exc)
-            self.session.bus.publish(ErrorRaised(session_id=self.session.id, turn_id=turn.id, source="knowledge",
-                                                 message=str(exc), error_type=type(exc).__name__))
+            log.warning("session %s: knowledge unavailable: %s", self.bus.session_id, exc)
+            self.bus.publish(ErrorRaised.of(exc, session_id=self.bus.session_id, turn_id=turn.id, source="knowledge"))
             hits = []
         turn.mark("retrieved")
         good = self.retriever.good(hits)

@@ -1,9 +1,10 @@
 """Tools for the LLM: langchain tools as OpenAI function schemas, and calling them safely for a session.
 
 Arguments a tool marks with langchain's ``InjectedToolArg`` are never shown to the model and never taken from
-it: the session supplies them. Fay injects ``customer_id`` (the session's authenticated customer, or ``None``),
-``session_id``, ``language`` and ``data_dir`` (where a tool may keep its files). Whatever the model puts in an injected argument is thrown away, so a model
-talked into asking for "customer 42's balance" still reads only the signed-in customer's ledger.
+it: the session supplies them (:class:`ToolContext`). Fay injects ``customer_id`` (the session's authenticated
+customer, or ``None``), ``session_id``, ``language`` and ``data_dir`` (where a tool may keep its files). Whatever
+the model puts in an injected argument is thrown away, so a model talked into asking for "customer 42's balance"
+still reads only the signed-in customer's ledger.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ..session import Session
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +49,21 @@ def injected_args(tool: Any) -> set[str]:
         return set()
 
 
-def session_values(session: Session) -> dict[str, Any]:
-    """What may be injected into tools from ``session``."""
-    return {
-        "customer_id": getattr(session, "customer_id", None),
-        "session_id": session.id,
-        "language": session.persona.language,
-        "data_dir": str(session.app.settings.data_dir),
-    }
+@dataclass
+class ToolContext:
+    """What a session injects into its tools (never taken from the model).
+
+    ``customer_id`` is set when the customer signs in (``authenticate_customer``) and may change during a session.
+    """
+
+    session_id: str
+    language: str
+    data_dir: str
+    customer_id: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {"customer_id": self.customer_id, "session_id": self.session_id, "language": self.language,
+                "data_dir": self.data_dir}
 
 
 def collect_tool_calls(partial: dict[int, ToolCall], deltas: Any) -> None:
@@ -88,7 +93,7 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     return args if isinstance(args, dict) else {"_raw": raw[:500]}
 
 
-async def run_tool(tool: Any, call: ToolCall, session: Session) -> tuple[str, str, dict[str, Any]]:
+async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str, str, dict[str, Any]]:
     """Call ``tool`` for ``call``; returns ``(result, error, arguments as given by the model)``."""
     try:
         args = json.loads(call.arguments) if call.arguments.strip() else {}
@@ -99,7 +104,7 @@ async def run_tool(tool: Any, call: ToolCall, session: Session) -> tuple[str, st
     allowed = set(tool.tool_call_schema.model_fields)
     given = dict(args)
     args = {k: v for k, v in args.items() if k in allowed}  # injected or unknown keys from the model: dropped
-    values = session_values(session)
+    values = context.values()
     for key in injected_args(tool):
         args[key] = values.get(key)
     try:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..bus import Bus
 from ..events import AgentTextDelta, AgentToolCalled, AgentToolReturned, Citation, LatencyMeasured
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 
 @dataclass
@@ -20,7 +18,7 @@ class Turn:
     turn's :class:`~fay_core.events.AgentTurnFinished` and the audit log.
     """
 
-    session: Session
+    bus: Bus
     id: int
     question: str
     source: str = "text"
@@ -39,19 +37,20 @@ class Turn:
         if not self.text:
             self.mark("agent_first_text")
         self.text += text
-        self.session.bus.publish(AgentTextDelta(session_id=self.session.id, turn_id=self.id, text=text))
+        self.bus.publish(AgentTextDelta(session_id=self.bus.session_id, turn_id=self.id, text=text))
 
     def mark(self, stage: str) -> float:
         """Record and publish that ``stage`` was reached now; returns ms since the turn started."""
         ms = (time.monotonic() - self.started) * 1000
         self.marks[stage] = ms
-        self.session.bus.publish(LatencyMeasured(session_id=self.session.id, turn_id=self.id, stage=stage, ms=ms))
+        self.bus.publish(LatencyMeasured(session_id=self.bus.session_id, turn_id=self.id, stage=stage, ms=ms))
         return ms
 
     def tool_called(self, name: str, arguments: dict[str, Any], call_id: str = "") -> None:
         self.tools.append({"name": name, "arguments": arguments, "call_id": call_id})
-        self.session.bus.publish(
-            AgentToolCalled(session_id=self.session.id, turn_id=self.id, name=name, arguments=arguments, call_id=call_id)
+        self.bus.publish(
+            AgentToolCalled(session_id=self.bus.session_id, turn_id=self.id, name=name, arguments=arguments,
+                            call_id=call_id)
         )
 
     def tool_returned(self, name: str, call_id: str = "", result: str = "", error: str = "") -> None:
@@ -59,8 +58,8 @@ class Turn:
             if call["call_id"] == call_id and call["name"] == name:
                 call.update(result=result, error=error)
                 break
-        self.session.bus.publish(
+        self.bus.publish(
             AgentToolReturned(
-                session_id=self.session.id, turn_id=self.id, name=name, call_id=call_id, result=result, error=error
+                session_id=self.bus.session_id, turn_id=self.id, name=name, call_id=call_id, result=result, error=error
             )
         )

@@ -36,6 +36,7 @@ __all__ = [
     "Entry",
     "Hit",
     "IngestReport",
+    "Knowledge",
     "KnowledgeBase",
     "Reranker",
     "knowledge_for",
@@ -155,3 +156,17 @@ def _prepare(kb: KnowledgeBase, persona: Persona, collections: list[str], auto_i
             raise KnowledgeError(
                 f"persona {persona.id}: knowledge collection {c!r} does not exist: fay kb ingest PATH --collection {c}"
             )
+
+
+class Knowledge:
+    """The runtime's knowledge: one knowledge base shared by its sessions, and the personas prepared in it."""
+
+    def __init__(self, settings: Settings, plugins: Plugins) -> None:
+        self.settings = settings
+        self.plugins = plugins
+
+    def base(self) -> KnowledgeBase:
+        return knowledge_for(self)
+
+    def prepare(self, persona: Persona) -> list[str]:
+        return prepare_persona(self.base(), persona, auto_ingest=self.settings.knowledge.auto_ingest)

@@ -11,7 +11,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
@@ -20,13 +21,13 @@ from ..errors import SessionError
 from ..events import (
     AgentThinking,
     AgentTurnFinished,
-    AvatarFrame,
     AvatarStartedSpeaking,
     AvatarStoppedSpeaking,
     Event,
     Interrupted,
 )
 from ..session import Session
+from ..settings import WebRTCSettings
 from .protocol import (
     CHANNEL_LABEL,
     CLIENT_EVENTS,
@@ -42,9 +43,6 @@ from .protocol import (
 )
 from .tracks import PlayoutTrack, pump_audio
 
-if TYPE_CHECKING:
-    from .transport import WebRTCTransport
-
 log = logging.getLogger(__name__)
 
 #: avatar frames are skipped while this much data waits in the data channel's send buffer
@@ -52,12 +50,26 @@ AVATAR_BACKLOG_BYTES = 256 * 1024
 
 
 class Peer:
-    """A connected (or connecting) client. Built by :class:`~fay_core.transport.transport.WebRTCTransport`."""
+    """A connected (or connecting) client. Built by :class:`~fay_core.transport.transport.WebRTCTransport`.
 
-    def __init__(self, transport: WebRTCTransport, pc: RTCPeerConnection, session: Session) -> None:
-        self.transport = transport
+    ``renderer`` is what the web client needs to mount the avatar viewer (or ``None``); ``close(reason)`` asks the
+    owner to close the session soon (which releases this peer).
+    """
+
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        session: Session,
+        settings: WebRTCSettings,
+        *,
+        renderer: dict[str, Any] | None,
+        close: Callable[[str], None],
+    ) -> None:
         self.pc = pc
         self.session = session
+        self.settings = settings
+        self.renderer = renderer
+        self._close = close
         self.id = session.id
         self.channel: RTCDataChannel | None = None
         self.audio_out: PlayoutTrack | None = None
@@ -74,7 +86,7 @@ class Peer:
         self._closing = False
         self._released = False
         self.released = asyncio.Event()  #: set once :meth:`release` has freed everything
-        self._max_bytes = transport.settings.max_message_bytes
+        self._max_bytes = settings.max_message_bytes
 
     # --- wiring -----------------------------------------------------------------------------------------
 
@@ -82,7 +94,6 @@ class Peer:
         """Subscribe to the session's bus and the peer connection's events (after the answer is made)."""
         bus = self.session.bus
         bus.subscribe(self._forward, *CLIENT_EVENTS, name="webrtc.events", drop_stale=False)
-        bus.subscribe(self._avatar, AvatarFrame, name="webrtc.avatar", maxsize=64)
         self.pc.on("connectionstatechange", self._on_state)
         self.pc.on("datachannel", self._on_channel)
         if self.remote_audio is not None:
@@ -90,9 +101,9 @@ class Peer:
         bus.spawn(self._connect_deadline(), name="webrtc.connect_deadline")
 
     async def _connect_deadline(self) -> None:
-        await asyncio.sleep(self.transport.settings.connect_timeout_s)
+        await asyncio.sleep(self.settings.connect_timeout_s)
         if self.pc.connectionState != "connected":
-            self.close(f"not connected after {self.transport.settings.connect_timeout_s:g}s (ICE failed?)",
+            self.close(f"not connected after {self.settings.connect_timeout_s:g}s (ICE failed?)",
                        abnormal=True)
 
     def _on_state(self) -> None:
@@ -111,8 +122,8 @@ class Peer:
         channel.on("message", self._on_message)
         channel.on("close", lambda: self.close("data channel closed"))
         self.send(self._ready())
-        header = getattr(getattr(self.session, "avatar", None), "header", None)
-        data = header() if header is not None else None
+        stream = self.session.avatar
+        data = stream.header() if stream is not None else None
         if data:  # a data renderer's stream header (channel table) goes first, as a binary message
             channel.send(bytes(data))
         if self.voice_error:
@@ -120,7 +131,7 @@ class Peer:
 
     def _ready(self) -> dict[str, Any]:
         p = self.session.persona
-        renderer = self.transport.renderer_info(self.session)
+        renderer = self.renderer
         return {
             "type": "ready",
             "protocol": PROTOCOL_VERSION,
@@ -181,7 +192,8 @@ class Peer:
         ):
             self._set_state("listening", event.ts)
 
-    def _avatar(self, event: AvatarFrame) -> None:
+    def send_avatar(self, payload: bytes, pts: float, turn_id: int) -> None:
+        """The avatar stream's listener: send a binary frame, or skip it while the channel is backed up."""
         ch = self.channel
         if ch is None or ch.readyState != "open":
             return
@@ -189,11 +201,7 @@ class Peer:
             self.avatar_skipped += 1
             return
         try:
-            if isinstance(event.payload, bytes | bytearray | memoryview):
-                ch.send(bytes(event.payload))
-            else:
-                ch.send(json.dumps({"type": "avatar", "renderer": event.renderer, "pts": event.pts,
-                                    "params": event.payload}))
+            ch.send(payload)
             self.avatar_frames += 1
         except Exception as exc:
             log.debug("peer %s: avatar send failed: %s", self.id, exc)
@@ -206,7 +214,7 @@ class Peer:
             return
         self._closing = True
         log.log(logging.WARNING if abnormal else logging.INFO, "peer %s closing: %s", self.id, reason)
-        self.transport.spawn(self.transport.fay.close_session(self.id, reason), name=f"webrtc.close:{self.id}")
+        self._close(reason)
 
     async def release(self) -> None:
         """Free the peer connection, its tracks and buffers (the session's ``on_close`` callback)."""
@@ -214,7 +222,6 @@ class Peer:
             return
         self._released = True
         self._closing = True
-        self.transport.peers.pop(self.id, None)
         for track in (self.audio_out, self.video_out):
             if track is not None:
                 track.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -89,14 +89,15 @@ class WebRTCTransport:
         except BaseException:
             await pc.close()
             raise
-        peer = Peer(self, pc, session)
+        peer = Peer(pc, session, self.settings, renderer=self.renderer_info(session), close=self._closer(session.id))
         self.peers[peer.id] = peer
+        session.on_close(lambda: self.peers.pop(peer.id, None))
         session.on_close(peer.release)  # from here on, closing the session frees the peer
         try:
             peer.remote_audio = remote.get("audio")
             if peer.remote_audio is not None:
                 await self._attach_voice(peer)
-            await self._attach_video(peer)
+            self._attach_avatar(peer)
             restrict_peer(pc, self.settings)
             await pc.setLocalDescription(await pc.createAnswer())
             peer.attach()
@@ -105,32 +106,36 @@ class WebRTCTransport:
             raise
         return peer, pc.localDescription.sdp
 
+    def _closer(self, session_id: str) -> Callable[[str], None]:
+        def close(reason: str) -> None:
+            self.spawn(self.fay.close_session(session_id, reason), name=f"webrtc.close:{session_id}")
+
+        return close
+
     async def _attach_voice(self, peer: Peer) -> None:
+        """Give the session its voice, and tap its playout with the peer's audio track."""
         try:
-            from ..voice.pipeline import attach_voice
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith("fay_core.voice"):
-                raise
-            log.warning("no voice pipeline (fay_core.voice): peer %s gets text only", peer.id)
-            return
-        try:
-            await attach_voice(peer.session)
+            voice = await self.fay.assembly.add_voice(peer.session)
         except FayError as exc:  # e.g. no VAD/ASR/TTS engine installed: the conversation goes on in text
             log.error("peer %s: no voice: %s", peer.id, exc)
             peer.voice_error = f"voice unavailable, text only: {exc}"
             return
-        playout = peer.session.voice.playout  # type: ignore[attr-defined]
+        playout = voice.playout
         track = PlayoutTrack(sample_rate=playout.sample_rate)
         playout.add_listener(track.push)
-        if hasattr(playout, "remove_listener"):
-            peer.session.on_close(lambda: playout.remove_listener(track.push))
+        peer.session.on_close(lambda: playout.remove_listener(track.push))
         peer.pc.addTrack(track)
         peer.audio_out = track
         peer.voice = True
 
-    async def _attach_video(self, peer: Peer) -> None:
-        """Put a video renderer's track into the video slot, if the persona has one and the offer takes video."""
-        track = getattr(getattr(peer.session, "avatar", None), "video_track", None)
+    def _attach_avatar(self, peer: Peer) -> None:
+        """Tap the avatar stream: binary frames to the data channel, or the video track into the video slot."""
+        stream = peer.session.avatar
+        if stream is None:
+            return
+        stream.add_listener(peer.send_avatar)
+        peer.session.on_close(lambda: stream.remove_listener(peer.send_avatar))
+        track = stream.video_track
         if track is None:
             return
         if not any(t.kind == "video" for t in peer.pc.getTransceivers()):
@@ -141,7 +146,7 @@ class WebRTCTransport:
 
     def renderer_info(self, session: Session) -> dict[str, Any] | None:
         """What the web client needs to mount the session's avatar viewer (``session.avatar``), or ``None``."""
-        stream = getattr(session, "avatar", None)
+        stream = session.avatar
         if stream is None:
             name = session.persona.avatar.renderer
             if name in ("", "none"):

@@ -1,6 +1,6 @@
 """The voice pipeline of one session: microphone audio in, spoken answers out.
 
-``await attach_voice(session)`` wires it (idempotent; stored as ``session.voice``)::
+The session's assembly builds it when audio arrives (:meth:`fay_core.assembly.Assembly.add_voice`)::
 
     AudioReceived ─► VAD segmenter ─► ASR ─► TranscriptFinal ─► Agent
                           │ barge-in (pause / interrupt / resume)
@@ -20,8 +20,9 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..bus import Bus
 from ..errors import FayError
 from ..events import (
     AgentTextDelta,
@@ -46,7 +47,9 @@ from .tts import Speaker
 from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..persona import Persona
+    from ..plugins import Plugins
+    from ..settings import VoiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +84,15 @@ class _TurnVoice:
 
 
 class VoicePipeline:
-    """Listens and speaks for one session. Build with :func:`attach_voice`."""
+    """Listens and speaks for one session, on its bus, with the engines the registry gives it."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.bus = session.bus
-        app = session.app
-        self.settings = app.settings.voice
-        persona = session.persona
-        self.vad = app.plugins.engine("vad", self.settings.vad.engine)
-        self.asr = app.plugins.engine("asr", self.settings.asr.engine)
-        lang = self.settings.asr.language or persona.language
+    def __init__(self, bus: Bus, persona: Persona, settings: VoiceSettings, plugins: Plugins) -> None:
+        self.bus = bus
+        self.settings = settings
+        lang = settings.asr.language or persona.language
         self.language: str | None = None if lang == "auto" else lang
+        self.vad = plugins.pick("vad", settings.vad.engine)
+        self.asr = plugins.pick("asr", settings.asr.engine, self.language)
         v = self.settings.vad
         self.segmenter = Segmenter(
             self.vad.create_stream(IN_RATE),
@@ -103,7 +103,7 @@ class VoicePipeline:
             ),
         )
         self.playout = Playout(self.bus, OUT_RATE)
-        self.speaker = Speaker(session, self.settings)
+        self.speaker = Speaker(bus, persona, settings, plugins)
         self.bargein = BargeIn(self.bus, self.playout, persona.interruption, self._words_of)
         self._turns: dict[int, _TurnVoice] = {}
         self._clocks: deque[_Clock] = deque(maxlen=8)  # voice utterances waiting for their turn to start
@@ -134,7 +134,6 @@ class VoicePipeline:
         )
         self.playout.start()
         bus.spawn(self.warm_up(), name="voice.warm-up")
-        self.session.on_close(self.close)
 
     async def warm_up(self) -> None:
         """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
@@ -144,7 +143,7 @@ class VoicePipeline:
         try:
             await self.speaker.warm_up()
         except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
-            log.info("session %s: TTS warm-up failed: %s", self.session.id, exc)
+            log.info("session %s: TTS warm-up failed: %s", self.bus.session_id, exc)
 
     async def close(self) -> None:
         for tv in self._turns.values():
@@ -158,7 +157,7 @@ class VoicePipeline:
         pcm = ev.pcm
         if ev.sample_rate != IN_RATE:
             if not self._rate_warned:
-                log.warning("session %s: microphone audio at %d Hz is resampled to 16000", self.session.id,
+                log.warning("session %s: microphone audio at %d Hz is resampled to 16000", self.bus.session_id,
                             ev.sample_rate)
                 self._rate_warned = True
             pcm = resample(pcm, ev.sample_rate, IN_RATE)
@@ -191,7 +190,7 @@ class VoicePipeline:
         self._utt += 1
         self._early = None
         self._partial_at_ms = 0.0
-        self.bus.publish(UserStartedSpeaking(session_id=self.session.id, onset=ev.onset))
+        self.bus.publish(UserStartedSpeaking(session_id=self.bus.session_id, onset=ev.onset))
         self.bargein.speech_started(ev.onset, self.segmenter.utterance)
 
     def _speech_paused(self, ev: SpeechPaused) -> None:
@@ -203,7 +202,7 @@ class VoicePipeline:
 
     def _speech_ended(self, ev: SpeechEnd) -> None:
         self.utterances += 1
-        self.bus.publish(UserStoppedSpeaking(session_id=self.session.id, duration_ms=ev.duration_ms))
+        self.bus.publish(UserStoppedSpeaking(session_id=self.bus.session_id, duration_ms=ev.duration_ms))
         clock = _Clock(ev.speech_end, "speech_end")
         clock.mark("vad_end")
         early = self._early[1] if self._early and self._early[0] == self._utt else None
@@ -231,7 +230,7 @@ class VoicePipeline:
         clock.mark("asr_final")
         self._clocks.append(clock)
         self.bus.publish(
-            TranscriptFinal(session_id=self.session.id, text=text, language=self.language or "",
+            TranscriptFinal(session_id=self.bus.session_id, text=text, language=self.language or "",
                             audio_ms=ev.duration_ms)
         )
 
@@ -252,7 +251,7 @@ class VoicePipeline:
         self.partials += 1
         text = await self._transcribe(self.segmenter.utterance())
         if text and utt == self._utt and self.segmenter.speaking:
-            self.bus.publish(TranscriptPartial(session_id=self.session.id, text=text, language=self.language or ""))
+            self.bus.publish(TranscriptPartial(session_id=self.bus.session_id, text=text, language=self.language or ""))
 
     # --- speaking ---------------------------------------------------------------------------------------
 
@@ -277,7 +276,7 @@ class VoicePipeline:
             if tv is not None:
                 self._mark(tv, "first_audio_out", ev.ts)
                 log.info(
-                    "session %s turn %d latency (ms since %s): %s", self.session.id, ev.turn_id, tv.clock.since,
+                    "session %s turn %d latency (ms since %s): %s", self.bus.session_id, ev.turn_id, tv.clock.since,
                     ", ".join(f"{k}={v:.0f}" for k, v in tv.clock.marks.items()),
                 )
 
@@ -341,29 +340,12 @@ class VoicePipeline:
             return
         tv.published.add(stage)
         self.bus.publish(
-            LatencyMeasured(session_id=self.session.id, turn_id=tv.turn_id, stage=stage, ms=tv.clock.marks[stage],
+            LatencyMeasured(session_id=self.bus.session_id, turn_id=tv.turn_id, stage=stage, ms=tv.clock.marks[stage],
                             since=tv.clock.since)
         )
 
     def _error(self, source: str, exc: BaseException, turn_id: int = 0) -> None:
-        msg = str(exc) if isinstance(exc, FayError) else f"{type(exc).__name__}: {exc}"
-        log.warning("session %s: voice %s failed: %s", self.session.id, source, msg)
-        self.bus.publish(
-            ErrorRaised(session_id=self.session.id, turn_id=turn_id, source=f"voice.{source}", message=msg,
-                        error_type=type(exc).__name__)
-        )
+        event = ErrorRaised.of(exc, session_id=self.bus.session_id, turn_id=turn_id, source=f"voice.{source}")
+        log.warning("session %s: voice %s failed: %s", self.bus.session_id, source, event.message)
+        self.bus.publish(event)
 
-
-async def attach_voice(session: Session) -> VoicePipeline:
-    """Give ``session`` a voice pipeline (idempotent); it is stored as ``session.voice`` and returned."""
-    existing: Any = getattr(session, "voice", None)
-    if existing is not None:
-        return existing
-    pipeline = VoicePipeline(session)
-    session.voice = pipeline  # type: ignore[attr-defined]
-    try:
-        await pipeline.start()
-    except BaseException:
-        session.voice = None  # type: ignore[attr-defined]
-        raise
-    return pipeline

@@ -9,7 +9,7 @@ goes synchronously to each listener ``cb(pcm, pts, turn_id)`` (the WebRTC audio 
 ``pts`` is the frame's output stream time (frame index x 0.02 s).
 
 As audio is released it publishes ``AvatarStartedSpeaking``, ``WordPlayed`` (following each chunk's word
-timings) and ``AvatarStoppedSpeaking``. :meth:`Playout.schedule` publishes ``SpeechSynthesized`` with the pts at
+timings) and ``AvatarStoppedSpeaking``. :meth:`Playout.schedule` publishes ``SpeechScheduled`` with the pts at
 which a chunk will start. :meth:`pause`/:meth:`resume` hold the audio in place (``PlayoutPaused``/
 ``PlayoutResumed``: the rest of the turn then plays ``shift_s`` later); :meth:`interrupt` flushes a turn's audio
 and publishes ``Interrupted`` with the words actually played.
@@ -32,7 +32,7 @@ from ..events import (
     Interrupted,
     PlayoutPaused,
     PlayoutResumed,
-    SpeechSynthesized,
+    SpeechScheduled,
     WordPlayed,
     WordTiming,
 )
@@ -154,7 +154,7 @@ class Playout:
     # --- scheduling -------------------------------------------------------------------------------------
 
     def schedule(self, turn_id: int, chunk: AudioChunk) -> float:
-        """Queue ``chunk`` of ``turn_id``; publish ``SpeechSynthesized``; return its start pts (-1 if refused)."""
+        """Queue ``chunk`` of ``turn_id``; publish ``SpeechScheduled``; return its start pts (-1 if refused)."""
         if turn_id <= self._dead_turn or self.bus.closed:
             return -1.0
         pcm = resample(chunk.pcm, chunk.sample_rate, self.sample_rate)
@@ -169,7 +169,7 @@ class Playout:
         play = self._turns.setdefault(turn_id, _TurnPlay(turn_id))
         play.finished = False
         self.bus.publish(
-            SpeechSynthesized(
+            SpeechScheduled(
                 session_id=self.bus.session_id, turn_id=turn_id, pcm=pcm, sample_rate=self.sample_rate,
                 text=chunk.text, words=chunk.words, pts=start_pts,
             )

@@ -24,7 +24,9 @@ from ..events import ErrorRaised, WordTiming
 from .audio import voiced_span
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..bus import Bus
+    from ..persona import Persona
+    from ..plugins import Plugins
     from ..settings import VoiceSettings
 
 log = logging.getLogger(__name__)
@@ -91,10 +93,11 @@ async def host_reachable(host: str, wait_s: float = 1.0, ttl: float = 300.0) -> 
 class Speaker:
     """Synthesizes a session's sentences with the persona's engine and its fallbacks."""
 
-    def __init__(self, session: Session, settings: VoiceSettings) -> None:
-        self.session = session
+    def __init__(self, bus: Bus, persona: Persona, settings: VoiceSettings, plugins: Plugins) -> None:
+        self.bus = bus
+        self.plugins = plugins
         self.settings = settings
-        self.persona = session.persona
+        self.persona = persona
         self.language = self.persona.language if self.persona.language != "auto" else "en"
         self._resting: dict[str, float] = {}  # engine -> monotonic time until which it is skipped
         self._chain: list[str] | None = None
@@ -103,7 +106,7 @@ class Speaker:
     async def chain(self) -> list[str]:
         """The engines to try, in order (resolved once per session)."""
         if self._chain is None:
-            plugins = self.session.app.plugins
+            plugins = self.plugins
             known = set(plugins.names("tts"))
             voice = self.persona.voice
             first: list[str] = []
@@ -130,7 +133,7 @@ class Speaker:
     async def warm_up(self) -> None:
         """Load the first engine's voice now (engines that can: ``warm_up``), so the first answer is not slower."""
         chain = await self.chain()
-        engine = self.session.app.plugins.engine("tts", chain[0])
+        engine = self.plugins.engine("tts", chain[0])
         warm = getattr(engine, "warm_up", None)
         if warm is not None:
             await warm(self._voice_for(engine))
@@ -145,7 +148,7 @@ class Speaker:
 
     async def speak(self, text: str, turn_id: int) -> AsyncIterator[AudioChunk]:
         """Yield audio for ``text``; falls back along the chain. Raises :class:`EngineError` if every engine fails."""
-        plugins = self.session.app.plugins
+        plugins = self.plugins
         errors: list[str] = []
         now = time.monotonic()
         chain = await self.chain()
@@ -170,9 +173,9 @@ class Speaker:
                 msg = str(exc) if isinstance(exc, FayError) else f"{type(exc).__name__}: {exc}"
                 errors.append(f"{name}: {msg}")
                 self._resting[name] = time.monotonic() + self.settings.tts.rest_failed_s
-                log.warning("session %s: TTS engine %s failed: %s", self.session.id, name, msg)
-                self.session.bus.publish(
-                    ErrorRaised(session_id=self.session.id, turn_id=turn_id, source=f"tts.{name}", message=msg,
+                log.warning("session %s: TTS engine %s failed: %s", self.bus.session_id, name, msg)
+                self.bus.publish(
+                    ErrorRaised(session_id=self.bus.session_id, turn_id=turn_id, source=f"tts.{name}", message=msg,
                                 error_type=type(exc).__name__)
                 )
                 if yielded:  # part of the sentence was heard: do not start it again with another voice

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fay_core import hookimpl
+from fay_core.hookspecs import RegisterEngine
 
 NAME = "live2d"
 
@@ -39,6 +40,6 @@ def _factory() -> Any:
 
 
 @hookimpl
-def register_avatar_renderers(register):  # type: ignore[no-untyped-def]
+def register_avatar_renderers(register: RegisterEngine) -> None:
     register(NAME, _factory)
 

@@ -1,0 +1,153 @@
+"""The one place that builds a session: its parts, in order, each given what it uses; torn down in reverse.
+
+::
+
+    Session(persona, bus, record)               bus, history + audit record, tool context
+     1. agent       Agent(bus, record, answerer, offline, retriever)
+                      answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one
+     2. timeline    AnimationTimeline(bus)      personas with an avatar renderer; its own 50 Hz clock until ...
+     3. renderer    renderer.start(timeline, persona.avatar)   the persona's avatar stream
+     4. voice       VoicePipeline(bus, persona, voice settings, plugins)   when audio arrives or is asked for
+                      (:meth:`Assembly.add_voice`); the timeline is then handed its playout and follows it
+     5. taps        the transport's listeners on the playout and the avatar stream (WebRTC tracks, data channel)
+
+No part receives the session or the runtime: they get the bus, the persona, a settings slice, the engine registry
+(:class:`~fay_core.plugins.Plugins`), the knowledge and the record. :meth:`fay_core.session.Session.close` runs
+the parts' cleanups in the reverse order of this list, the ``session_ended`` hooks last.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import Any
+
+from .audit import AuditLog
+from .avatar.timeline import AnimationTimeline
+from .brain.agent import Agent, Answerer
+from .brain.history import History
+from .brain.llm import LLMConfig
+from .brain.llm_answerer import LLMAnswerer
+from .brain.offline import OfflineAnswerer
+from .brain.rag import Retriever
+from .brain.tools import ToolContext
+from .bus import Bus
+from .engines import AvatarStream
+from .errors import PluginError
+from .events import ErrorRaised, Event
+from .knowledge import Knowledge
+from .persona import Persona
+from .plugins import Plugins, await_me_maybe
+from .record import SessionRecord
+from .session import Session
+from .settings import Settings
+from .voice.pipeline import VoicePipeline
+
+
+class Assembly:
+    """Builds the sessions of one runtime from what they share (settings, plugins, knowledge, audit log)."""
+
+    def __init__(self, settings: Settings, plugins: Plugins, knowledge: Knowledge, audit: AuditLog) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.knowledge = knowledge
+        self.audit = audit
+
+    async def build(self, persona: Persona, session_id: str | None = None) -> Session:
+        """A started session for ``persona``: agent, avatar (if any), observers, then the ``session_started`` hooks.
+
+        If any part fails, what was built is torn down and the error propagates.
+        """
+        sid = session_id or uuid.uuid4().hex
+        bus = Bus(sid)
+        record = SessionRecord(sid, persona, History(), self.audit)
+        tools = ToolContext(sid, persona.language, str(self.settings.data_dir))
+        session = Session(persona, bus, record, self.agent(bus, persona, record, tools), tools,
+                          max_message_chars=self.settings.server.max_message_chars)
+        session.on_close(lambda: self._ended(session))  # first registered: runs last
+        try:
+            bus.subscribe(record.error, ErrorRaised, name="session.errors", drop_stale=False)
+            if self.plugins.hook_has_impls("event_observed"):
+                observe = functools.partial(self._observe, session)
+                bus.subscribe(observe, name="plugins.event_observed", drop_stale=False)
+            session.agent.attach()
+            if persona.avatar.renderer not in ("", "none"):
+                await self._add_avatar(session)
+            for result in self.plugins.pm.hook.session_started(session=session):
+                await await_me_maybe(result)
+        except BaseException:
+            await session.close("failed to start")
+            raise
+        return session
+
+    # --- the parts --------------------------------------------------------------------------------------
+
+    def agent(self, bus: Bus, persona: Persona, record: SessionRecord, tools: ToolContext) -> Agent:
+        """The agent of a session: the LLM answerer if an LLM is configured, else the offline one."""
+        retriever = self.retriever(persona)
+        offline = OfflineAnswerer(bus, persona, retriever)
+        config = LLMConfig.resolve(self.settings.llm, persona)
+        answerer: Answerer = offline
+        if config is not None:
+            answerer = LLMAnswerer(
+                bus, persona, config, retriever, record.history,
+                tools=self.plugins.tools_for(persona.tools) if persona.tools else [],
+                tool_context=tools, max_tool_steps=self.settings.knowledge.max_tool_steps,
+            )
+        return Agent(bus, record, answerer, offline, retriever)
+
+    def retriever(self, persona: Persona) -> Retriever:
+        """The persona's knowledge, as a session searches it."""
+        return Retriever(persona, self.knowledge, self.settings.knowledge)
+
+    def voice(self, bus: Bus, persona: Persona) -> VoicePipeline:
+        """A voice pipeline (not started) with the configured engines."""
+        return VoicePipeline(bus, persona, self.settings.voice, self.plugins)
+
+    async def add_voice(self, session: Session) -> VoicePipeline:
+        """Give ``session`` its voice (idempotent): start it, and hand its playout to the avatar timeline.
+
+        Raises :class:`~fay_core.errors.FayError` if no engine can listen or speak; the session goes on in text.
+        """
+        if session.voice is not None:
+            return session.voice
+        voice = self.voice(session.bus, session.persona)
+        await voice.start()
+        session.voice = voice
+        session.on_close(voice.close)
+        if session.timeline is not None:
+            session.timeline.follow(voice.playout)
+        return voice
+
+    async def _add_avatar(self, session: Session) -> AvatarStream:
+        persona = session.persona
+        avatar = persona.avatar
+        timeline = AnimationTimeline(session.bus, **_timeline_options(avatar.options))
+        timeline.start()
+        session.timeline = timeline
+        session.on_close(timeline.stop)
+        renderer = self.plugins.engine("renderer", avatar.renderer)
+        try:
+            stream: AvatarStream = await renderer.start(timeline, avatar)
+        except PluginError as exc:
+            raise PluginError(f"persona {persona.id!r}: {exc}") from None
+        session.avatar = stream
+        session.on_close(stream.stop)
+        return stream
+
+    # --- hooks ------------------------------------------------------------------------------------------
+
+    async def _observe(self, session: Session, event: Event) -> None:
+        for result in self.plugins.pm.hook.event_observed(session=session, event=event):
+            await await_me_maybe(result)
+
+    async def _ended(self, session: Session) -> None:
+        for result in self.plugins.pm.hook.session_ended(session=session):
+            await await_me_maybe(result)
+
+
+def _timeline_options(options: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "head_motion_deg" in options:
+        out["head_amplitude_deg"] = float(options["head_motion_deg"])
+    return out

@@ -1,0 +1,75 @@
+"""What a session writes about itself: the history the model reads next, and the audit log auditors read.
+
+Everything written about a turn goes through :class:`SessionRecord`, so a later part that must see every record
+(redaction, a hash chain, another store) attaches in one place. What the user said is written before anything
+can fail; an answer is written when its turn finishes, interrupted or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .audit import AuditLog
+from .brain.history import History
+from .brain.turn import Turn
+from .events import AgentTurnFinished, ErrorRaised
+from .persona import Persona
+
+
+class SessionRecord:
+    """The history and audit records of one session."""
+
+    def __init__(self, session_id: str, persona: Persona, history: History, audit: AuditLog) -> None:
+        self.session_id = session_id
+        self.persona = persona
+        self.history = history
+        self.audit = audit
+
+    def _base(self, turn_id: int) -> dict[str, Any]:
+        return {
+            "session": self.session_id,
+            "persona": self.persona.id,
+            "persona_version": self.persona.version,
+            "turn": turn_id,
+        }
+
+    def user(self, turn: Turn) -> None:
+        """Put what the user said into history and the audit log (before anything can fail)."""
+        self.history.add("user", turn.question, turn_id=turn.id)
+        self.audit.write({**self._base(turn.id), "kind": "user", "source": turn.source, "text": turn.question})
+
+    def answer(self, turn: Turn, finished: AgentTurnFinished) -> None:
+        """Put the answer into history (only the words heard, if interrupted) and the audit log."""
+        heard = turn.heard if turn.heard is not None else finished.text
+        if heard or finished.interrupted:
+            self.history.add("assistant", heard, interrupted=finished.interrupted, turn_id=turn.id)
+        self.audit.write(
+            {
+                **self._base(turn.id),
+                "kind": "answer",
+                "text": finished.text,
+                "heard": heard,
+                "answered_by": finished.answered_by,
+                "interrupted": finished.interrupted,
+                "error": finished.error,
+                "citations": [
+                    {"index": c.index, "source": c.source, "title": c.title, "chunk_id": c.chunk_id, "score": c.score}
+                    for c in finished.citations
+                ],
+                "tools": turn.tools,
+                "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},
+            }
+        )
+
+    def interrupted(self, turn: Turn) -> None:
+        """After barge-in: keep in history only the words the user heard, marked as interrupted."""
+        msg = self.history.find("assistant", turn.id)
+        if msg is not None and turn.heard is not None:
+            msg.content = turn.heard
+            msg.interrupted = True
+            self.audit.write({**self._base(turn.id), "kind": "interrupted", "heard": turn.heard})
+
+    def error(self, event: ErrorRaised) -> None:
+        """Audit an error reported on the session's bus."""
+        self.audit.write({"session": self.session_id, "persona": self.persona.id, "turn": event.turn_id,
+                          "kind": "error", "source": event.source, "message": event.message})
