@@ -12,7 +12,7 @@ from fay_core.engines import AudioChunk
 from fay_core.errors import EngineError
 from fay_core.events import ErrorRaised
 from fay_core.persona import VoiceConfig
-from fay_core.voice.asr import WhisperASR, WhisperSettings
+from fay_whisper import WhisperASR, WhisperSettings
 from fay_core.voice.audio import resample
 from fay_core.voice.tts import Speaker, estimate_words, split_words
 from fay_edge import EdgeSettings, EdgeTTS
