@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..engines import ReportsBusy, SupportsWarmUp
 from ..errors import FayError
 from ..events import (
     AgentTextDelta,
@@ -89,10 +90,10 @@ class VoicePipeline:
         app = session.app
         self.settings = app.settings.voice
         persona = session.persona
-        self.vad = app.plugins.engine("vad", self.settings.vad.engine)
-        self.asr = app.plugins.engine("asr", self.settings.asr.engine)
         lang = self.settings.asr.language or persona.language
         self.language: str | None = None if lang == "auto" else lang
+        self.vad = app.plugins.pick("vad", self.settings.vad.engine)
+        self.asr = app.plugins.pick("asr", self.settings.asr.engine, self.language)
         v = self.settings.vad
         self.segmenter = Segmenter(
             self.vad.create_stream(IN_RATE),
@@ -103,7 +104,7 @@ class VoicePipeline:
             ),
         )
         self.playout = Playout(self.bus, OUT_RATE)
-        self.speaker = Speaker(session, self.settings)
+        self.speaker = Speaker(self.bus, session.persona, self.settings, session.app.plugins)
         self.bargein = BargeIn(self.bus, self.playout, persona.interruption, self._words_of)
         self._turns: dict[int, _TurnVoice] = {}
         self._clocks: deque[_Clock] = deque(maxlen=8)  # voice utterances waiting for their turn to start
@@ -138,9 +139,8 @@ class VoicePipeline:
 
     async def warm_up(self) -> None:
         """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
-        warm = getattr(self.asr, "warm_up", None)
-        if warm is not None:
-            await warm()
+        if isinstance(self.asr, SupportsWarmUp):
+            await self.asr.warm_up()
         try:
             await self.speaker.warm_up()
         except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
@@ -181,7 +181,7 @@ class VoicePipeline:
                 and self.bargein.state != "ignored"
                 and speech_ms - self._partial_at_ms >= self.settings.asr.partial_interval_ms
                 and (self._partial is None or self._partial.done())
-                and not getattr(self.asr, "busy", False)
+                and not (isinstance(self.asr, ReportsBusy) and self.asr.busy)
                 and self.asr_ms < self.settings.asr.partial_interval_ms * PARTIAL_BUDGET
             ):
                 self._partial_at_ms = speech_ms
