@@ -52,10 +52,10 @@ from fay_core.events import (  # noqa: E402
 from fay_core.persona import InterruptionConfig, VoiceConfig  # noqa: E402
 from fay_core.settings import LLMSettings  # noqa: E402
 from fay_core.testing import FakeLLM, Reply, test_settings  # noqa: E402
-from fay_core.voice.asr import WhisperASR, WhisperSettings  # noqa: E402
+from fay_whisper import WhisperASR, WhisperSettings  # noqa: E402
 from fay_core.voice.audio import load_audio, silence, stream_pcm  # noqa: E402
 from fay_core.voice.metrics import word_error_rate  # noqa: E402
-from fay_core.voice.vad import SileroVAD  # noqa: E402
+from fay_silero import SileroVAD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

@@ -2,8 +2,14 @@
 
 Engines are registered by factory (see :mod:`fay_core.hookspecs`) so that nothing heavy loads until a session
 needs it. Factories take the validated settings of their plugin (or ``None``) and return an object that satisfies
-one of these protocols. Methods that do I/O or heavy compute are ``async``; engines run CPU-bound work in a
-thread or worker pool so the event loop stays responsive.
+one of these protocols; a factory whose package or model is missing raises
+:class:`~fay_core.errors.EngineUnavailable` at once, so that ``auto`` moves on to the next candidate. Methods that
+do I/O or heavy compute are ``async``; engines run CPU-bound work in a thread or worker pool so the event loop
+stays responsive.
+
+Optional abilities are declared here too, each a ``runtime_checkable`` protocol that Fay tests with
+``isinstance``: :class:`SupportsWarmUp`, :class:`ReportsBusy`, :class:`ChecksVoice`, :class:`ChecksReachability`
+and :class:`EmbedsQueries`. An engine has an ability by having its method or attribute; it declares nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .events import WordTiming
 
 if TYPE_CHECKING:
+    import numpy as np
     from .persona import AvatarConfig
 
 
@@ -94,6 +101,68 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+
+# --- optional abilities ---------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SupportsWarmUp(Protocol):
+    """An engine that can load its model ahead of the first request (ASR, TTS, ...).
+
+    Fay awaits ``warm_up()`` when a session's voice starts and when ``fay run`` prepares the default persona, so
+    that the first visitor does not wait for a model to load. It must be idempotent and run its blocking work in
+    the engine's pool. A TTS engine loads its default voice.
+    """
+
+    async def warm_up(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsBusy(Protocol):
+    """An engine that says when it is saturated (every worker taken).
+
+    While ``busy`` is true Fay skips optional work on it (partial transcripts while the user speaks), so that
+    the work that matters (the final transcript) does not queue behind it.
+    """
+
+    @property
+    def busy(self) -> bool: ...
+
+
+@runtime_checkable
+class ChecksVoice(Protocol):
+    """A TTS engine that recognises its own voice names (``en-US-AriaNeural``, ``en_US-joe-medium``).
+
+    A persona names one voice (``voice.name``) for its whole fallback chain; an engine is handed that name only
+    when ``accepts_voice(name)`` is true, and speaks its default voice for the language otherwise. Engines without
+    this ability are always handed the persona's voice name.
+    """
+
+    def accepts_voice(self, voice: str) -> bool: ...
+
+
+@runtime_checkable
+class ChecksReachability(Protocol):
+    """An online engine (registered with ``online=True``) that can tell cheaply whether its service answers.
+
+    With ``voice.tts.online: auto``, ``voice.engine: auto`` takes an online TTS engine only if ``reachable()`` is
+    true. Keep it quick (a DNS lookup with a short timeout, not a request), cache the answer for a few minutes, and
+    never raise. Online engines without it are taken as reachable: they should then fail fast when they are not.
+    """
+
+    async def reachable(self) -> bool: ...
+
+
+@runtime_checkable
+class EmbedsQueries(Protocol):
+    """An :class:`Embedder` that embeds several queries in one batch (faster than ``embed_query`` each).
+
+    The knowledge base uses it for FAQ phrasings, which are matched as queries on both sides (e5 models want
+    ``query:`` there). Returns one row per text, ``(len(texts), dim)``: a float32 array or a list of lists.
+    """
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray | list[list[float]]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,7 +132,7 @@ class KnowledgeSettings(_Section):
 class VADSettings(_Section):
     """Voice activity detection: when speech starts and ends (16 kHz microphone audio, 32 ms windows)."""
 
-    engine: str = Field("silero", description="a registered VAD engine")
+    engine: str = Field("auto", description="a registered VAD engine; 'auto': the best one that can run here")
     threshold: float = Field(0.5, gt=0, lt=1, description="speech probability that counts as speech")
     neg_threshold: float = Field(0.35, gt=0, lt=1, description="probability under which speech has paused")
     start_ms: int = Field(64, ge=32, description="speech this long starts an utterance")
@@ -146,7 +146,8 @@ class VADSettings(_Section):
 class ASRSettings(_Section):
     """Speech recognition of each utterance."""
 
-    engine: str = Field("whisper", description="a registered ASR engine (whisper: see plugins.whisper)")
+    engine: str = Field("auto", description="a registered ASR engine (its settings: plugins.<engine>); 'auto': the "
+                        "best one for the language that can run here")
     language: Literal["zh", "en", "auto"] | None = Field(None, description="none: the persona's language")
     partials: bool = Field(True, description="transcribe while the user speaks when a worker is free")
     partial_interval_ms: int = Field(700, ge=100, description="speech between two partial transcripts")
@@ -157,10 +158,8 @@ class TTSSettings(_Section):
     """How personas' voices are chosen (engines themselves are set in plugins.<engine>)."""
 
     online: Literal["auto", "always", "never"] = Field(
-        "auto", description="voice.engine 'auto' tries the online voice (edge) first: auto = if its host resolves"
+        "auto", description="whether voice.engine 'auto' may use online voices: auto = when their service is reachable"
     )
-    online_host: str = Field("speech.platform.bing.com", description="resolved to decide whether we are online")
-    probe_timeout_s: float = Field(1.0, gt=0, le=10)
     rest_failed_s: float = Field(60.0, ge=0, description="a failed engine is skipped this long (fallbacks speak)")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fay_core.errors import ConfigError
-from fay_core.voice.asr import WhisperASR, WhisperSettings, resolve_model
+from fay_whisper import WhisperASR, WhisperSettings, resolve_model
 from fay_core.voice.audio import load_audio
 from fay_core.voice.metrics import edits, word_error_rate, words
 

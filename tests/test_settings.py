@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fay_core.errors import ConfigError
+from fay_core import hookimpl
+from fay_core.errors import ConfigError, EngineUnavailable
+from fay_core.hookspecs import RegisterEngine
 from fay_core.plugins import Plugins
 from fay_core.settings import load_settings
 
@@ -63,8 +65,6 @@ class UnitsSettings(BaseModel):
 
 
 class UnitsPlugin:
-    from fay_core import hookimpl
-
     @hookimpl
     def register_settings(self, register):  # type: ignore[no-untyped-def]
         register("units", UnitsSettings)
@@ -83,6 +83,42 @@ def test_settings_for_an_unknown_plugin_are_refused(workdir: Path, monkeypatch: 
     plugins = Plugins(load_settings()).load(only="none")
     with pytest.raises(ConfigError, match="unknown plugin.*nope"):
         plugins.check_settings()
+
+
+class Recogniser:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def unavailable() -> Recogniser:
+    raise EngineUnavailable("its model is not on this machine")
+
+
+class SpeechEngines:
+    """ASR engines with metadata only: who ``auto`` picks depends on nothing else."""
+
+    @hookimpl
+    def register_asr_engines(self, register: RegisterEngine) -> None:
+        register("mandarin", lambda: Recogniser("mandarin"), languages=("zh",), priority=80)
+        register("cloud", lambda: Recogniser("cloud"), online=True, priority=90)
+        register("broken", unavailable, priority=100)
+        register("any", lambda: Recogniser("any"), priority=10)
+        register("fallback", lambda: Recogniser("fallback"))
+
+
+def test_voice_engines_default_to_auto_which_follows_the_registered_metadata(workdir: Path) -> None:
+    voice = load_settings().voice
+    assert voice.asr.engine == voice.vad.engine == "auto"
+    plugins = Plugins().load(only="none")
+    plugins.register(SpeechEngines(), "speech")
+    pick = plugins.pick
+    # "broken" ranks first but cannot run here; "cloud" needs the internet; "mandarin" only speaks zh
+    assert pick("asr", "auto", "zh").name == "cloud" and pick("asr", "auto", "zh", online=False).name == "mandarin"
+    assert pick("asr", "auto", "en", online=False).name == "any" and pick("asr", "fallback").name == "fallback"
+    assert [r.name for r in plugins.candidates("asr", "en", online=False)] == ["broken", "any", "fallback"]
+    plugins.unregister("speech")
+    with pytest.raises(EngineUnavailable, match="no asr engine can run here"):
+        pick("asr")
 
 
 def test_server_refuses_to_start_with_bad_settings(workdir: Path) -> None:

@@ -1,18 +1,24 @@
 """TTS engines and the per-session speaker: piper (English), espeak-ng (Mandarin), edge-tts failing fast offline,
-fallback along the persona's chain, word timings."""
+fallback along the persona's chain, ``auto`` from the engines' metadata, word timings."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
+from fay_core import hookimpl
 from fay_core.app import Fay
-from fay_core.engines import AudioChunk
-from fay_core.errors import EngineError
+from fay_core.bus import Bus
+from fay_core.engines import AudioChunk, ChecksReachability, ChecksVoice, SupportsWarmUp
+from fay_core.errors import EngineError, EngineUnavailable
 from fay_core.events import ErrorRaised
-from fay_core.persona import VoiceConfig
-from fay_core.voice.asr import WhisperASR, WhisperSettings
+from fay_core.hookspecs import RegisterEngine
+from fay_core.persona import Persona, VoiceConfig
+from fay_core.plugins import Plugins
+from fay_core.settings import VoiceSettings
+from fay_whisper import WhisperASR, WhisperSettings
 from fay_core.voice.audio import resample
 from fay_core.voice.tts import Speaker, estimate_words, split_words
 from fay_edge import EdgeSettings, EdgeTTS
@@ -103,3 +109,72 @@ async def test_every_engine_failing_is_an_error_not_a_crash(voice_fay: Fay) -> N
     session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="nope", fallback=["nada"])})
     with pytest.raises(EngineError, match="every TTS engine failed.*no tts engine named 'nope'"):
         await collect(Speaker(session.bus, session.persona, fay.settings.voice, fay.plugins).speak("Hi.", turn_id=1))
+
+
+class Voice:
+    """A TTS engine that speaks a constant tone."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, language: str = "en", rate: float = 1.0
+    ) -> AsyncIterator[AudioChunk]:
+        yield AudioChunk(b"\x10\x00" * 1600, 16000, (), text)
+
+
+class OnlineVoice(Voice):
+    def __init__(self, name: str, *, reachable: bool) -> None:
+        super().__init__(name)
+        self.online = reachable
+
+    async def reachable(self) -> bool:
+        return self.online
+
+
+class Voices:
+    """TTS engines known only by their metadata (none of Fay's names)."""
+
+    def __init__(self, reachable: bool) -> None:
+        self.cloud = OnlineVoice("cloud", reachable=reachable)
+
+    @hookimpl
+    def register_tts_engines(self, register: RegisterEngine) -> None:
+        register("broken", self._unavailable, priority=300)
+        register("cloud", lambda: self.cloud, online=True, priority=200)
+        register("mandarin", lambda: Voice("mandarin"), languages=("zh",), priority=150)
+        register("english", lambda: Voice("english"), languages=("en",), priority=100)
+        register("robot", lambda: Voice("robot"))
+
+    @staticmethod
+    def _unavailable() -> Voice:
+        raise EngineUnavailable("not installed")
+
+
+def speaker_for(language: str, *, reachable: bool, online: str = "auto") -> Speaker:
+    plugins = Plugins().load(only="none")
+    plugins.register(Voices(reachable), "voices")
+    persona = Persona(name="Tess", language=language, voice=VoiceConfig(engine="auto", fallback=["robot", "english"]))
+    return Speaker(Bus("s1"), persona, VoiceSettings.model_validate({"tts": {"online": online}}), plugins)
+
+
+async def test_auto_follows_language_priority_and_reachability_from_metadata() -> None:
+    assert await speaker_for("en", reachable=True).chain() == ["cloud", "english", "robot"]
+    assert await speaker_for("en", reachable=False).chain() == ["english", "robot"]
+    assert await speaker_for("zh", reachable=True, online="never").chain() == ["mandarin", "robot", "english"]
+    assert await speaker_for("zh", reachable=False, online="always").chain() == ["cloud", "mandarin", "robot",
+                                                                                 "english"]
+    speaker = speaker_for("en", reachable=True)
+    chunks = await collect(speaker.speak("Hello.", turn_id=1))
+    assert chunks[0].words and speaker.used == ["cloud"]
+
+
+async def test_the_built_in_voices_declare_their_abilities(voice_fay: Fay) -> None:
+    regs = {r.name: r for r in voice_fay.plugins.candidates("tts", "zh")}
+    assert list(regs) == ["edge", "espeak"] and regs["edge"].online and not regs["espeak"].online
+    assert [r.name for r in voice_fay.plugins.candidates("tts", "en", online=False)] == ["piper", "espeak"]
+    edge, piper = voice_fay.plugins.engine("tts", "edge"), voice_fay.plugins.engine("tts", "piper")
+    assert isinstance(edge, ChecksReachability) and isinstance(edge, ChecksVoice)
+    assert not isinstance(edge, SupportsWarmUp) and not isinstance(piper, ChecksReachability)
+    assert isinstance(piper, SupportsWarmUp) and piper.accepts_voice("en_US-joe-medium")
+    assert not piper.accepts_voice("en-US-AriaNeural") and edge.accepts_voice("en-US-AriaNeural")

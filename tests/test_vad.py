@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fay_core.voice.audio import load_audio, silence
-from fay_core.voice.vad import Segmenter, SegmenterConfig, SileroVAD, SpeechEnd, SpeechStart
+from fay_core.voice.vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechStart
+from fay_silero import SileroVAD
 
 RATE = 16000
 

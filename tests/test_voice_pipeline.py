@@ -25,7 +25,7 @@ from fay_core.events import (
 from fay_core.persona import VoiceConfig
 from fay_core.settings import LLMSettings
 from fay_core.testing import FakeLLM, Reply
-from fay_core.voice.asr import WhisperASR, WhisperSettings
+from fay_whisper import WhisperASR, WhisperSettings
 from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
 
 PERSONAS = {

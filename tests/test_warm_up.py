@@ -12,7 +12,7 @@ async def test_warm_up_prepares_knowledge_and_speech_without_listing_a_session(f
     kb = knowledge_for(fay)
     persona = fay.personas.get("bank_teller_en")
     assert all(kb.has(c) for c in persona_collections(persona))
-    asr = fay.plugins.engine("asr", fay.settings.voice.asr.engine)
+    asr = fay.plugins.pick("asr", fay.settings.voice.asr.engine)
     assert asr.model_dir  # resolved and loaded by the warm-up, not by this test
     session = await fay.create_session("bank_teller_en")
     finished = await session.answer("What are your opening hours?")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..bus import Bus
+from ..engines import ReportsBusy, SupportsWarmUp
 from ..errors import FayError
 from ..events import (
     AgentTextDelta,
@@ -137,9 +138,8 @@ class VoicePipeline:
 
     async def warm_up(self) -> None:
         """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
-        warm = getattr(self.asr, "warm_up", None)
-        if warm is not None:
-            await warm()
+        if isinstance(self.asr, SupportsWarmUp):
+            await self.asr.warm_up()
         try:
             await self.speaker.warm_up()
         except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
@@ -180,7 +180,7 @@ class VoicePipeline:
                 and self.bargein.state != "ignored"
                 and speech_ms - self._partial_at_ms >= self.settings.asr.partial_interval_ms
                 and (self._partial is None or self._partial.done())
-                and not getattr(self.asr, "busy", False)
+                and not (isinstance(self.asr, ReportsBusy) and self.asr.busy)
                 and self.asr_ms < self.settings.asr.partial_interval_ms * PARTIAL_BUDGET
             ):
                 self._partial_at_ms = speech_ms

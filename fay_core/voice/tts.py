@@ -1,11 +1,12 @@
 """Text to speech for a session: engine choice, fallback, and word timings.
 
 - :func:`estimate_words` spreads a chunk's words over its voiced audio by their length (for engines that give no
-  word timings: piper, espeak-ng). Latin words are split on spaces, Chinese text per character.
-- :class:`Speaker` speaks for one session: it resolves the persona's ``voice.engine`` (``auto`` picks an offline
-  engine for the persona's language, or the online one first when ``voice.tts.online`` allows it), tries the
-  ``voice.fallback`` engines in order when one fails, reports each failure as ``ErrorRaised``, and rests a failed
-  engine for a while so that every sentence does not pay for the same failure again.
+  word timings of their own). Latin words are split on spaces, Chinese text per character.
+- :class:`Speaker` speaks for one session: it resolves the persona's ``voice.engine`` (``auto``: the engines
+  registered for the persona's language that can run here, by priority; online ones only when
+  ``voice.tts.online`` allows and they say they are reachable), tries the ``voice.fallback`` engines in order when
+  one fails, reports each failure as ``ErrorRaised``, and rests a failed engine for a while so that every
+  sentence does not pay for the same failure again.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..engines import AudioChunk
-from ..errors import EngineError, FayError
+from ..engines import AudioChunk, ChecksReachability, ChecksVoice, SupportsWarmUp
+from ..errors import EngineError, EngineUnavailable
 from ..events import ErrorRaised, WordTiming
 from .audio import voiced_span
 
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff][^\w\u3400-\u9fff\s]*|[^\s\u3400-\u9fff]+")
-
-#: offline engines that speak each language well enough, best first
-OFFLINE_ENGINES = {"en": ("piper", "espeak"), "zh": ("espeak",), "auto": ("piper", "espeak")}
-ONLINE_ENGINE = "edge"
 
 
 def split_words(text: str) -> list[str]:
@@ -66,27 +62,6 @@ def estimate_words(text: str, pcm: bytes, sample_rate: int) -> tuple[WordTiming,
     return tuple(out)
 
 
-# --- reachability of the online engine -----------------------------------------------------------------
-
-_reachable: dict[str, tuple[float, bool]] = {}
-
-
-async def host_reachable(host: str, wait_s: float = 1.0, ttl: float = 300.0) -> bool:
-    """Whether ``host`` resolves within ``wait_s`` seconds (cached for ``ttl`` seconds). Never raises."""
-    now = time.monotonic()
-    cached = _reachable.get(host)
-    if cached and now - cached[0] < ttl:
-        return cached[1]
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.wait_for(loop.getaddrinfo(host, 443, type=socket.SOCK_STREAM), wait_s)
-        ok = True
-    except (TimeoutError, OSError):
-        ok = False
-    _reachable[host] = (now, ok)
-    return ok
-
-
 # --- the per-session speaker ----------------------------------------------------------------------------
 
 
@@ -95,10 +70,10 @@ class Speaker:
 
     def __init__(self, bus: Bus, persona: Persona, settings: VoiceSettings, plugins: Plugins) -> None:
         self.bus = bus
-        self.plugins = plugins
-        self.settings = settings
         self.persona = persona
-        self.language = self.persona.language if self.persona.language != "auto" else "en"
+        self.settings = settings
+        self.plugins = plugins
+        self.language = persona.language if persona.language != "auto" else "en"
         self._resting: dict[str, float] = {}  # engine -> monotonic time until which it is skipped
         self._chain: list[str] | None = None
         self.used: list[str] = []  # engine that spoke each sentence (for tests and the audit)
@@ -106,49 +81,60 @@ class Speaker:
     async def chain(self) -> list[str]:
         """The engines to try, in order (resolved once per session)."""
         if self._chain is None:
-            plugins = self.plugins
-            known = set(plugins.names("tts"))
             voice = self.persona.voice
-            first: list[str] = []
-            if voice.engine == "auto":
-                online = self.settings.tts.online
-                if online == "always" or (
-                    online == "auto" and ONLINE_ENGINE in known
-                    and await host_reachable(self.settings.tts.online_host, self.settings.tts.probe_timeout_s)
-                ):
-                    first.append(ONLINE_ENGINE)
-                first += [e for e in OFFLINE_ENGINES.get(self.language, ()) if e in known]
-            else:
-                first.append(voice.engine)
+            first = await self._auto() if voice.engine == "auto" else [voice.engine]
             chain: list[str] = []
             for name in [*first, *voice.fallback]:
                 if name not in chain and name != "auto":
                     chain.append(name)
             self._chain = chain
             if not chain:
-                raise EngineError(f"no TTS engine is installed for language {self.language!r} (registered: "
-                                  f"{', '.join(sorted(known)) or 'none'}); install piper-tts or espeak-ng")
+                known = ", ".join(self.plugins.names("tts")) or "none"
+                raise EngineError(f"no TTS engine can speak language {self.language!r} here (registered: {known}): "
+                                  "install one, e.g. pip install 'fay[offline]'")
         return self._chain
 
+    async def _auto(self) -> list[str]:
+        """``auto``: the candidates for the persona's language that can run here, best first.
+
+        Online engines come in only when ``voice.tts.online`` is ``always``, or ``auto`` and they say they are
+        reachable (:class:`~fay_core.engines.ChecksReachability`).
+        """
+        online = self.settings.tts.online
+        names: list[str] = []
+        for reg in self.plugins.candidates("tts", self.language, online=online != "never"):
+            try:
+                engine = self.plugins.engine("tts", reg.name)
+            except EngineUnavailable as exc:
+                log.info("session %s: TTS engine %s cannot run here: %s", self.bus.session_id, reg.name, exc)
+                continue
+            if reg.online and online == "auto" and isinstance(engine, ChecksReachability):
+                try:
+                    reachable = await engine.reachable()
+                except Exception as exc:  # the protocol says it never raises; an engine that does is not there
+                    log.warning("session %s: TTS engine %s: reachable() failed: %s", self.bus.session_id, reg.name, exc)
+                    reachable = False
+                if not reachable:
+                    continue
+            names.append(reg.name)
+        return names
+
     async def warm_up(self) -> None:
-        """Load the first engine's voice now (engines that can: ``warm_up``), so the first answer is not slower."""
+        """Load the first engine's voice now (engines that can: :class:`~fay_core.engines.SupportsWarmUp`)."""
         chain = await self.chain()
         engine = self.plugins.engine("tts", chain[0])
-        warm = getattr(engine, "warm_up", None)
-        if warm is not None:
-            await warm(self._voice_for(engine))
+        if isinstance(engine, SupportsWarmUp):
+            await engine.warm_up()
 
     def _voice_for(self, engine: Any) -> str | None:
         """The persona's voice name if the engine accepts it, else ``None`` (the engine's default)."""
         name = self.persona.voice.name
-        accepts = getattr(engine, "accepts_voice", None)
-        if name and accepts is not None and not accepts(name):
+        if name and isinstance(engine, ChecksVoice) and not engine.accepts_voice(name):
             return None
         return name
 
     async def speak(self, text: str, turn_id: int) -> AsyncIterator[AudioChunk]:
         """Yield audio for ``text``; falls back along the chain. Raises :class:`EngineError` if every engine fails."""
-        plugins = self.plugins
         errors: list[str] = []
         now = time.monotonic()
         chain = await self.chain()
@@ -156,7 +142,7 @@ class Speaker:
         for name in candidates:
             yielded = False
             try:
-                engine = plugins.engine("tts", name)
+                engine = self.plugins.engine("tts", name)
                 async for chunk in engine.synthesize(
                     text, voice=self._voice_for(engine), language=self.language, rate=self.persona.voice.rate
                 ):
@@ -170,14 +156,11 @@ class Speaker:
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
-                msg = str(exc) if isinstance(exc, FayError) else f"{type(exc).__name__}: {exc}"
-                errors.append(f"{name}: {msg}")
+                event = ErrorRaised.of(exc, session_id=self.bus.session_id, source=f"tts.{name}", turn_id=turn_id)
+                errors.append(f"{name}: {event.message}")
                 self._resting[name] = time.monotonic() + self.settings.tts.rest_failed_s
-                log.warning("session %s: TTS engine %s failed: %s", self.bus.session_id, name, msg)
-                self.bus.publish(
-                    ErrorRaised(session_id=self.bus.session_id, turn_id=turn_id, source=f"tts.{name}", message=msg,
-                                error_type=type(exc).__name__)
-                )
+                log.warning("session %s: TTS engine %s failed: %s", self.bus.session_id, name, event.message)
+                self.bus.publish(event)
                 if yielded:  # part of the sentence was heard: do not start it again with another voice
                     return
         raise EngineError("every TTS engine failed: " + "; ".join(errors))

@@ -1,103 +1,18 @@
-"""Voice activity detection: the Silero model on onnxruntime, and a per-session segmenter.
+"""Voice activity detection, engine-neutral: a per-session segmenter over any :class:`~fay_core.engines.VADStream`.
 
-- :class:`SileroVAD` is the engine: ONE onnxruntime session shared by every voice session (loaded on first use).
-  :meth:`SileroVAD.create_stream` gives a :class:`SileroStream` that keeps one session's recurrent state.
-- :class:`Segmenter` turns a stream of microphone frames of any size into speech events: start (after
-  ``start_ms`` of speech, with the onset placed where the speech began), silence (the user paused: a chance to
-  transcribe early), resume, and end (after ``min_silence_ms`` of silence) with the utterance's audio, pre-roll
-  included so the first syllable is not lost.
-
-The model file is the Silero VAD v6 that ships inside ``faster-whisper`` (``faster_whisper/assets``); a
-different ONNX file with the same inputs (``input`` of 64 + 512 samples, ``h``, ``c``) can be named instead.
+:class:`Segmenter` turns a stream of microphone frames of any size into speech events: start (after ``start_ms``
+of speech, with the onset placed where the speech began), silence (the user paused: a chance to transcribe
+early), resume, and end (after ``min_silence_ms`` of silence) with the utterance's audio, pre-roll included so
+the first syllable is not lost. The speech probability of each window comes from the VAD engine's stream
+(``voice.vad.engine``; the built-in one is a plugin).
 """
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from ..errors import EngineError
-
-WINDOW = 512  # samples per model call at 16 kHz (32 ms)
-CONTEXT = 64  # samples of the previous window the model sees
-
-
-def default_model_path() -> Path:
-    """The Silero VAD model shipped inside faster-whisper (found without importing it)."""
-    from importlib.util import find_spec
-
-    spec = find_spec("faster_whisper")
-    if spec is None or not spec.submodule_search_locations:
-        raise EngineError("the Silero VAD model ships with faster-whisper: pip install faster-whisper")
-    return Path(next(iter(spec.submodule_search_locations))) / "assets" / "silero_vad_v6.onnx"
-
-
-class SileroVAD:
-    """The Silero VAD engine (``vad: silero``). Thread-safe; the model loads on the first stream."""
-
-    name = "silero"
-
-    def __init__(self, model_path: str | Path | None = None) -> None:
-        self.model_path = Path(model_path) if model_path else None
-        self._session: Any = None
-        self._lock = threading.Lock()
-
-    def load(self) -> Any:
-        """Load the ONNX model once (idempotent) and return the shared inference session."""
-        with self._lock:
-            if self._session is None:
-                import onnxruntime as ort
-
-                path = self.model_path or default_model_path()
-                if not path.is_file():
-                    raise EngineError(f"Silero VAD model not found at {path}: set voice.vad.model_path")
-                opts = ort.SessionOptions()
-                opts.inter_op_num_threads = 1
-                opts.intra_op_num_threads = 1
-                opts.log_severity_level = 4
-                self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
-            return self._session
-
-    def create_stream(self, sample_rate: int = 16000) -> SileroStream:
-        """A new per-session stream (its own recurrent state; the model is shared)."""
-        if sample_rate != 16000:
-            raise EngineError(f"Silero VAD here runs at 16000 Hz, not {sample_rate}: resample the microphone audio")
-        return SileroStream(self.load())
-
-
-class SileroStream:
-    """One session's Silero state: call :meth:`probability` with consecutive 512-sample frames."""
-
-    frame_samples = WINDOW
-    sample_rate = 16000
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self._input = np.zeros((1, CONTEXT + WINDOW), dtype=np.float32)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the audio heard so far (before an unrelated stream)."""
-        self._h = np.zeros((1, 1, 128), dtype=np.float32)
-        self._c = np.zeros((1, 1, 128), dtype=np.float32)
-        self._input[:] = 0.0
-
-    def probability(self, frame: bytes) -> float:
-        """Speech probability (0..1) of one frame of 512 16-bit samples."""
-        x = self._input
-        x[0, :CONTEXT] = x[0, -CONTEXT:]
-        x[0, CONTEXT:] = np.frombuffer(frame, dtype=np.int16)
-        x[0, CONTEXT:] *= 1.0 / 32768.0
-        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
-        return float(out.reshape(-1)[0])
-
-
-# --- segmentation ---------------------------------------------------------------------------------------
+from ..engines import VADStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +69,11 @@ class Segmenter:
     sample of ``pcm`` arrived, so event times are on the same clock as the rest of the session.
     """
 
-    def __init__(self, stream: Any, config: SegmenterConfig | None = None) -> None:
+    def __init__(self, stream: VADStream, config: SegmenterConfig | None = None) -> None:
         self.stream = stream
         self.config = config or SegmenterConfig()
-        self.rate = int(getattr(stream, "sample_rate", 16000))
-        self.window = int(getattr(stream, "frame_samples", WINDOW))
+        self.rate = int(stream.sample_rate)
+        self.window = int(stream.frame_samples)
         self._pending = bytearray()
         self._preroll: deque[bytes] = deque(maxlen=max(1, self.config.preroll_ms * self.rate // 1000 // self.window))
         self._utt = bytearray()
@@ -266,12 +181,3 @@ class Segmenter:
         self._utt = bytearray()
         self._run = 0
         return ev
-
-    def reset(self) -> None:
-        """Drop the current utterance and buffered audio (e.g. after half-duplex muting)."""
-        self._pending.clear()
-        self._preroll.clear()
-        self._utt = bytearray()
-        self.speaking = False
-        self.paused = False
-        self._run = 0

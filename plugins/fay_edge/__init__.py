@@ -1,21 +1,28 @@
 """Built-in plugin: Microsoft Edge's online neural voices through ``edge-tts`` (``voice.engine: edge``).
 
-Needs the internet (``speech.platform.bing.com``). Word timings come from the service's word boundaries. When
-the service cannot be reached the engine fails at once with a clear message, and the persona's
+Registered as online, with the highest priority: ``voice.engine: auto`` speaks with it first when
+``voice.tts.online`` allows and :meth:`EdgeTTS.reachable` (``plugins.edge.probe_host`` resolves) says the
+service is there. Needs the internet (``speech.platform.bing.com``). Word timings come from the service's word
+boundaries. When the service cannot be reached the engine fails at once with a clear message, and the persona's
 ``voice.fallback`` engines speak instead. ``plugins.edge.proxy`` routes it through an HTTP proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
+import time
 from collections.abc import AsyncIterator
+from importlib.util import find_spec
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fay_core import hookimpl
 from fay_core.engines import AudioChunk
-from fay_core.errors import EngineError
+from fay_core.errors import EngineError, EngineUnavailable
 from fay_core.events import WordTiming
+from fay_core.hookspecs import RegisterEngine, RegisterSettings
 
 _VOICE = re.compile(r"[a-z]{2,3}-[A-Z]{2}(-\w+)?-\w+Neural")
 OUT_RATE = 24000  # the service's mp3 is 24 kHz mono
@@ -31,6 +38,29 @@ class EdgeSettings(BaseModel):
     proxy: str | None = Field(None, description="HTTP proxy URL, e.g. http://proxy.bank.example:3128")
     connect_timeout_s: int = Field(5, ge=1, le=60)
     receive_timeout_s: int = Field(20, ge=1, le=300)
+    probe_host: str = Field("speech.platform.bing.com", description="resolved to decide whether we are online")
+    probe_timeout_s: float = Field(1.0, gt=0, le=10, description="how long that lookup may take")
+
+
+# --- reachability of the service ------------------------------------------------------------------------
+
+_reachable: dict[str, tuple[float, bool]] = {}
+
+
+async def host_reachable(host: str, wait_s: float = 1.0, ttl: float = 300.0) -> bool:
+    """Whether ``host`` resolves within ``wait_s`` seconds (cached for ``ttl`` seconds). Never raises."""
+    now = time.monotonic()
+    cached = _reachable.get(host)
+    if cached and now - cached[0] < ttl:
+        return cached[1]
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.getaddrinfo(host, 443, type=socket.SOCK_STREAM), wait_s)
+        ok = True
+    except (TimeoutError, OSError):
+        ok = False
+    _reachable[host] = (now, ok)
+    return ok
 
 
 class EdgeTTS:
@@ -39,10 +69,16 @@ class EdgeTTS:
     name = "edge"
 
     def __init__(self, settings: EdgeSettings | None = None) -> None:
+        if find_spec("edge_tts") is None:
+            raise EngineUnavailable("edge-tts is not installed: pip install edge-tts")
         self.settings = settings or EdgeSettings()
 
-    def accepts_voice(self, name: str) -> bool:
-        return bool(_VOICE.fullmatch(name))
+    def accepts_voice(self, voice: str) -> bool:
+        return bool(_VOICE.fullmatch(voice))
+
+    async def reachable(self) -> bool:
+        """Whether the service's host (``probe_host``) resolves. Cached for a few minutes; never raises."""
+        return await host_reachable(self.settings.probe_host, self.settings.probe_timeout_s)
 
     async def synthesize(
         self, text: str, *, voice: str | None = None, language: str = "en", rate: float = 1.0
@@ -89,10 +125,10 @@ class EdgeTTS:
 
 
 @hookimpl
-def register_settings(register):  # type: ignore[no-untyped-def]
+def register_settings(register: RegisterSettings) -> None:
     register("edge", EdgeSettings)
 
 
 @hookimpl
-def register_tts_engines(register):  # type: ignore[no-untyped-def]
-    register("edge", EdgeTTS, settings="edge")
+def register_tts_engines(register: RegisterEngine) -> None:
+    register("edge", EdgeTTS, settings="edge", online=True, priority=100)  # neural voices for every language

