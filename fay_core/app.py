@@ -8,6 +8,7 @@ import time
 
 from .audit import AuditLog
 from .errors import SessionError
+from .knowledge import Knowledge
 from .persona import PersonaStore
 from .plugins import Plugins, await_me_maybe
 from .session import Session
@@ -23,6 +24,7 @@ class Fay:
         self.settings = settings or load_settings()
         self.plugins = plugins or Plugins(self.settings).load()
         self.plugins.check_settings()
+        self.knowledge = Knowledge(self.settings, self.plugins)
         self.personas = PersonaStore(self.settings.personas_dir)
         self.audit = AuditLog(self.settings.data_dir / "audit")
         self.sessions: dict[str, Session] = {}
@@ -80,7 +82,8 @@ class Fay:
                 from .knowledge import has_knowledge
 
                 if has_knowledge(persona):  # ingest if needed, then one search: embedder, index, intent model
-                    await Retriever(session).retrieve(persona.name)
+                    retriever = Retriever(session.persona, session.app.knowledge, session.app.settings.knowledge)
+                    await retriever.retrieve(persona.name)
                 from .voice.pipeline import VoicePipeline
 
                 await VoicePipeline(session).warm_up()

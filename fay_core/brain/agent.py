@@ -38,7 +38,7 @@ class Agent:
 
     def __init__(self, session: Session, answerer: Answerer | None = None) -> None:
         self.session = session
-        self.retriever = Retriever(session)
+        self.retriever = Retriever(session.persona, session.app.knowledge, session.app.settings.knowledge)
         self.offline = OfflineAnswerer(session, self.retriever)
         config = LLMConfig.resolve(session.app.settings.llm, session.persona)
         self.answerer: Answerer = answerer or (LLMAnswerer(session, config, self.retriever) if config else self.offline)

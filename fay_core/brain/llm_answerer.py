@@ -44,7 +44,7 @@ class LLMAnswerer:
         self.session = session
         self.config = config
         self.client = LLMClient(config)
-        self.retriever = retriever or Retriever(session)
+        self.retriever = retriever or Retriever(session.persona, session.app.knowledge, session.app.settings.knowledge)
         self.tools = session.app.plugins.tools_for(session.persona.tools) if session.persona.tools else []
         self._by_name = {t.name: t for t in self.tools}
         self.max_steps = session.app.settings.knowledge.max_tool_steps

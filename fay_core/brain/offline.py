@@ -30,7 +30,7 @@ class OfflineAnswerer:
     def __init__(self, session: Session, retriever: Retriever | None = None) -> None:
         self.session = session
         self.persona = session.persona
-        self.retriever = retriever or Retriever(session)
+        self.retriever = retriever or Retriever(session.persona, session.app.knowledge, session.app.settings.knowledge)
 
     async def answer(self, turn: Turn) -> None:
         turn.answered_by = self.name

@@ -13,10 +13,12 @@ import re
 from typing import TYPE_CHECKING
 
 from ..events import Citation
-from ..knowledge import Hit, has_knowledge, knowledge_for, prepare_persona
+from ..knowledge import Hit, has_knowledge
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..knowledge import Knowledge
+    from ..persona import Persona
+    from ..settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +47,18 @@ RULES_ONLY_ZH = """\
 class Retriever:
     """The persona's knowledge for one session (the knowledge base itself is shared by all sessions)."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        persona = session.persona
+    def __init__(self, persona: Persona, knowledge: Knowledge, settings: KnowledgeSettings) -> None:
+        self.persona = persona
+        self.knowledge = knowledge
         self.enabled = has_knowledge(persona)
-        ks = session.app.settings.knowledge
-        self.min_score = persona.knowledge.min_score if persona.knowledge.min_score is not None else ks.min_score
+        self.min_score = persona.knowledge.min_score if persona.knowledge.min_score is not None else settings.min_score
         self.top_k = persona.knowledge.top_k
         self._collections: list[str] | None = None
 
     async def prepare(self) -> list[str]:
         """Ingest the persona's knowledge if needed (shared, idempotent) and return its collections."""
         if self._collections is None and self.enabled:
-            app = self.session.app
-            kb = await asyncio.to_thread(knowledge_for, app)
-            self._collections = await asyncio.to_thread(
-                prepare_persona, kb, self.session.persona, auto_ingest=app.settings.knowledge.auto_ingest
-            )
+            self._collections = await asyncio.to_thread(self.knowledge.prepare, self.persona)
         return self._collections or []
 
     async def retrieve(self, question: str) -> list[Hit]:
@@ -69,7 +66,7 @@ class Retriever:
         if not self.enabled:
             return []
         collections = await self.prepare()
-        kb = knowledge_for(self.session.app)
+        kb = self.knowledge.base()  # opened by prepare()
         return await asyncio.to_thread(kb.search, question, collections, self.top_k)
 
     def good(self, hits: list[Hit]) -> list[Hit]:
