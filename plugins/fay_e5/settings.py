@@ -1,4 +1,4 @@
-"""Settings of the e5 embedders (``plugins.e5``)."""
+"""Settings of the e5 embedders (``plugins.e5``), and the check that an engine's package is installed."""
 
 from __future__ import annotations
 
