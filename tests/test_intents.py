@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fay_core.knowledge import KnowledgeBase, prepare_persona
+from fay_core.knowledge import KnowledgeBase, ingest_persona
 from fay_core.knowledge.documents import Entry
 from fay_core.knowledge.intents import IntentModel
 from fay_core.persona import load_persona
@@ -105,18 +105,19 @@ def test_a_persona_collection_built_by_another_embedder_is_rebuilt(tmp_path: Pat
     (tmp_path / "kb" / "faq.yaml").write_text(
         "- question: When are you open?\n  answer: 9 to 5 on weekdays.\n", encoding="utf-8")
     (tmp_path / "teller.yaml").write_text(
-        "name: Teller\nsystem_prompt: You are a teller.\nknowledge:\n  paths: [kb]\n  collections: [teller-kb]\n", encoding="utf-8")
+        "name: Teller\nsystem_prompt: You are a teller.\nknowledge:\n  paths: [kb]\n  collections: [teller-kb]\n",
+        encoding="utf-8")
     persona = load_persona(tmp_path / "teller.yaml")
 
     class Renamed(FastE5Embedder):
         name = "older-embedder"
 
     old = KnowledgeBase(tmp_path / "knowledge", Renamed())
-    prepare_persona(old, persona)
+    ingest_persona(old, persona)
     assert old.embedder_of("teller-kb") == "older-embedder"
     old.close()
     kb = KnowledgeBase(tmp_path / "knowledge", embedder)
-    prepare_persona(kb, persona)
+    ingest_persona(kb, persona)
     assert kb.embedder_of("teller-kb") == "e5-fast"
     assert kb.search("opening hours", "teller-kb")[0].entry.text.startswith("9 to 5")
     kb.close()

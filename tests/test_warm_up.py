@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fay_core.app import Fay
-from fay_core.knowledge import knowledge_for, persona_collections
+from fay_core.knowledge import persona_collections
 
 
 async def test_warm_up_prepares_knowledge_and_speech_without_listing_a_session(fay: Fay) -> None:
     took = await fay.warm_up("bank_teller_en")
     assert took > 0 and fay.sessions == {}
-    kb = knowledge_for(fay)
+    kb = fay.knowledge.base()
     persona = fay.personas.get("bank_teller_en")
     assert all(kb.has(c) for c in persona_collections(persona))
     asr = fay.plugins.pick("asr", fay.settings.voice.asr.engine)

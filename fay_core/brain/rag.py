@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import TYPE_CHECKING
+
 from ..events import Citation
-from ..knowledge import Hit, Knowledge, has_knowledge
-from ..persona import Persona
-from ..settings import KnowledgeSettings
+from ..knowledge import Hit, has_knowledge
+
+if TYPE_CHECKING:
+    from ..knowledge import Knowledge
+    from ..persona import Persona
+    from ..settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,7 @@ class Retriever:
         self.persona = persona
         self.knowledge = knowledge
         self.enabled = has_knowledge(persona)
-        ks = settings
-        self.min_score = persona.knowledge.min_score if persona.knowledge.min_score is not None else ks.min_score
+        self.min_score = persona.knowledge.min_score if persona.knowledge.min_score is not None else settings.min_score
         self.top_k = persona.knowledge.top_k
         self._collections: list[str] | None = None
 
@@ -62,7 +66,7 @@ class Retriever:
         if not self.enabled:
             return []
         collections = await self.prepare()
-        kb = self.knowledge.base()
+        kb = self.knowledge.base()  # opened by prepare()
         return await asyncio.to_thread(kb.search, question, collections, self.top_k)
 
     def good(self, hits: list[Hit]) -> list[Hit]:

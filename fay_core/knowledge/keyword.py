@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-_./][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+", re.IGNORECASE)
 _CJK_RUN = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff]+$")
 _STOP = frozenset(
-    "a an the is are was were be been do does did i you me my your we our us it its to of for in on at by and or "
+    "a an the is are was were be been do does did i you me my your we our us it its to of for in on at by and or "  # noqa: SIM905
     "what how can could would should will with from this that there as if so not no have has had get any".split()
 )
 _CJK_STOP = frozenset("的了吗呢吧啊我你您是在有和就都也")
@@ -184,7 +184,8 @@ class KeywordIndex:
         self.db.execute(f"DROP TABLE IF EXISTS {table}_vocab")
         self.db.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def search(self, collection: str, text: str, limit: int, *, terms: list[str] | None = None) -> list[tuple[str, float]]:
+    def search(self, collection: str, text: str, limit: int, *,
+               terms: list[str] | None = None) -> list[tuple[str, float]]:
         """``(entry_id, bm25)`` of the best-matching rows, best first (lower bm25 is better).
 
         ``terms`` (already index tokens) replaces the tokens of ``text`` when given.

