@@ -17,7 +17,7 @@ from .brain.agent import Agent
 from .brain.history import History
 from .brain.turn import Turn
 from .bus import Bus
-from .errors import SessionError
+from .errors import ClosedSession, InvalidMessage, MessageTooLong, SessionError
 from .events import (
     AgentTextDelta,
     AgentToolCalled,
@@ -76,13 +76,13 @@ class Session:
     def submit(self, text: str, source: str = "text") -> Turn:
         """Start answering ``text``. Raises :class:`SessionError` if the session is closed or the text is bad."""
         if self.closed or self.agent is None:
-            raise SessionError(f"session {self.id} is closed")
+            raise ClosedSession(f"session {self.id} is closed: start a new one")
         text = text.strip()
         if not text:
-            raise SessionError("empty message: send some text")
+            raise InvalidMessage("empty message: send some text")
         limit = self.app.settings.server.max_message_chars
         if len(text) > limit:
-            raise SessionError(f"message of {len(text)} characters is over the limit of {limit}")
+            raise MessageTooLong(f"message of {len(text)} characters is over the limit of {limit}")
         self.last_active = time.monotonic()
         return self.agent.start_turn(text, source)
 
@@ -138,10 +138,7 @@ class Session:
                 "answered_by": finished.answered_by,
                 "interrupted": finished.interrupted,
                 "error": finished.error,
-                "citations": [
-                    {"index": c.index, "source": c.source, "title": c.title, "chunk_id": c.chunk_id, "score": c.score}
-                    for c in finished.citations
-                ],
+                "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,
                 "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},
             }
