@@ -8,7 +8,7 @@ import time
 
 from .assembly import Assembly
 from .audit import AuditLog
-from .errors import SessionError
+from .errors import SessionLimit, UnknownSession
 from .knowledge import Knowledge
 from .persona import PersonaStore
 from .plugins import Plugins, await_me_maybe
@@ -56,7 +56,7 @@ class Fay:
         """Start a session with ``persona_id`` (the default persona if none)."""
         limit = self.settings.server.max_sessions
         if len(self.sessions) >= limit:
-            raise SessionError(f"too many sessions: the limit of {limit} is reached, try again later")
+            raise SessionLimit(f"too many sessions: the limit of {limit} is reached, try again later")
         persona = self.personas.get(persona_id or self.settings.default_persona)
         session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
@@ -90,7 +90,7 @@ class Fay:
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:
-            raise SessionError(f"unknown session {session_id!r}: create one with POST /api/sessions")
+            raise UnknownSession(f"unknown session {session_id!r}: create one with POST /api/sessions")
         return session
 
     async def close_session(self, session_id: str, reason: str = "") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from .errors import FayError, PersonaError
+from . import wire
 from .events import AgentTextDelta, AgentTurnFinished, ErrorRaised
 
 
@@ -77,8 +79,10 @@ def run(host: str | None, port: int | None) -> None:
 
 @cli.command()
 @click.option("--persona", "persona_id", default=None, help="persona id (file name in personas/)")
-def chat(persona_id: str | None) -> None:
-    """Chat in the terminal. Piped input: one reply per line."""
+@click.option("--json", "as_json", is_flag=True,
+              help="print every answer event as a JSON line, as the HTTP API and the data channel send it")
+def chat(persona_id: str | None, as_json: bool) -> None:
+    """Chat in the terminal. Piped input: one reply per line (or, with --json, one JSON line per event)."""
     from .app import Fay
 
     fay = Fay()
@@ -99,7 +103,9 @@ def chat(persona_id: str | None) -> None:
                 if not line.strip():
                     continue
                 async for event in session.ask(line):
-                    if isinstance(event, AgentTextDelta) and interactive:
+                    if as_json:
+                        click.echo(json.dumps(wire.message(event), ensure_ascii=False))
+                    elif isinstance(event, AgentTextDelta) and interactive:
                         click.echo(event.text, nl=False)
                     elif isinstance(event, ErrorRaised):
                         click.echo(f"[{event.source}] {event.message}", err=True)

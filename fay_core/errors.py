@@ -1,22 +1,48 @@
 """Fay's exceptions: one tree, each message naming the object at fault and what to do.
 
-::
+Every error carries the HTTP status the server answers it with (``status``), so the server never reads a
+message's text to choose one. ``str(exc)`` is written for people; :attr:`FayError.public` is the part a client
+may see (no server paths, no exception reprs)::
 
-    FayError
-     ├── ConfigError        settings (env, .env, fay.yaml) are invalid
-     ├── PersonaError       a persona file is missing, malformed or invalid (file, line, field)
-     ├── PluginError        a plugin failed to import, register or configure
-     ├── EngineError        an engine (LLM, ASR, TTS, VAD, renderer, embedder) failed at run time
-     │    └── EngineUnavailable   the engine cannot run here (missing extra, model, or network)
-     ├── KnowledgeError     the knowledge base cannot ingest or answer
-     └── SessionError       unknown session, too many sessions, or a closed session
+    FayError                   500  base of every error Fay raises on purpose
+     ├── ConfigError           500  settings (env, .env, fay.yaml) are invalid
+     ├── PersonaError          422  a persona file is missing, malformed or invalid (file, line, field)
+     │    └── UnknownPersona   404  no persona of that id
+     ├── PluginError           500  a plugin failed to import, register or configure
+     ├── EngineError           500  an engine (LLM, ASR, TTS, VAD, renderer, embedder) failed at run time
+     │    └── EngineUnavailable   500  the engine cannot run here (missing extra, model, or network)
+     ├── KnowledgeError        500  the knowledge base cannot ingest or answer
+     ├── SessionError          400  a session refuses a request
+     │    ├── UnknownSession   404  no live session of that id
+     │    ├── ClosedSession    410  the session has ended: start a new one
+     │    ├── SessionLimit     503  too many sessions (``Retry-After``)
+     │    └── InvalidMessage   400  a message to answer is empty
+     │         └── MessageTooLong   413  ... or over ``server.max_message_chars``
+     └── OfferError            400  a WebRTC offer the server refuses
+          ├── InvalidOffer     400  the body or its SDP is malformed
+          ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
+          └── PeerLimit        503  too many WebRTC peers (``Retry-After``)
+
+A closed session is 410 Gone rather than 409 Conflict: nothing the client can change makes that session answer
+again; it must create a new one (while an unknown id is 404: there may never have been one).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FayError(Exception):
-    """Base of every error Fay raises on purpose."""
+    """Base of every error Fay raises on purpose; ``status`` is the HTTP status it is answered with."""
+
+    status: int = 500
+    #: seconds a client should wait before trying again (sent as ``Retry-After``), for refusals that pass
+    retry_after_s: int | None = None
+
+    @property
+    def public(self) -> str:
+        """The message a client may see: ``str(self)``, unless a subclass holds something for the server's eyes."""
+        return str(self)
 
 
 class ConfigError(FayError):
@@ -26,9 +52,24 @@ class ConfigError(FayError):
 class PersonaError(FayError):
     """A persona cannot be loaded. ``problems`` lists ``(file, line, field, message)`` tuples."""
 
+    status = 422
+
     def __init__(self, message: str, problems: list[tuple[str, int | None, str, str]] | None = None):
         super().__init__(message)
         self.problems = problems or []
+
+    @property
+    def public(self) -> str:
+        """The problems with file names only (the personas folder is the server's business)."""
+        if not self.problems:
+            return str(self)
+        return "\n".join(f"{Path(f).name}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in self.problems)
+
+
+class UnknownPersona(PersonaError):
+    """No persona has this id; the message lists the known ones."""
+
+    status = 404
 
 
 class PluginError(FayError):
@@ -48,7 +89,72 @@ class KnowledgeError(FayError):
 
 
 class SessionError(FayError):
-    """A session is unknown, closed, or refused (too many sessions)."""
+    """A session refuses a request: it is unknown, closed, full, or the message is bad."""
+
+    status = 400
+
+
+class UnknownSession(SessionError):
+    """No live session has this id (never created, or closed and forgotten)."""
+
+    status = 404
+
+
+class ClosedSession(SessionError):
+    """The session has ended; a client must create a new one."""
+
+    status = 410
+
+
+class SessionLimit(SessionError):
+    """``server.max_sessions`` sessions are live; a new one is refused until one closes."""
+
+    status = 503
+    retry_after_s = 10
+
+
+class InvalidMessage(SessionError):
+    """A message to answer is not acceptable (empty)."""
+
+    status = 400
+
+
+class MessageTooLong(InvalidMessage):
+    """A message to answer is over ``server.max_message_chars``."""
+
+    status = 413
+
+
+class OfferError(FayError):
+    """A WebRTC offer the server refuses (see the subclasses).
+
+    ``OfferError(status, message)`` still sets the status of one error; it is deprecated: raise a subclass.
+    """
+
+    status = 400
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 2 and isinstance(status := args[0], int):  # the 0.1 form: OfferError(413, "...")
+            self.status = status
+            args = args[1:]
+        super().__init__(*args)
+
+
+class InvalidOffer(OfferError):
+    """The offer's body or SDP is malformed."""
+
+
+class OfferTooLarge(OfferError):
+    """The SDP offer is over ``webrtc.max_sdp_bytes``."""
+
+    status = 413
+
+
+class PeerLimit(OfferError):
+    """``webrtc.max_peers`` peers are connected (or connecting); a new one is refused until one leaves."""
+
+    status = 503
+    retry_after_s = 10
 
 
 def missing_extra(package: str, extra: str) -> EngineUnavailable:

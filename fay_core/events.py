@@ -52,6 +52,11 @@ class Citation:
     page: int | None = None
     text: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        """The citation as every wire and the audit log carry it: all but ``text`` (the chunk, which can be long)."""
+        return {"index": self.index, "source": self.source, "title": self.title, "section": self.section,
+                "page": self.page, "chunk_id": self.chunk_id, "score": self.score}
+
 
 @dataclass(frozen=True, slots=True)
 class WordTiming:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .errors import PersonaError
+from .errors import PersonaError, UnknownPersona
 
 
 class _Block(BaseModel):
@@ -253,13 +253,13 @@ class PersonaStore:
         return sorted(p.stem for p in self.folder.glob("*.yaml"))
 
     def get(self, persona_id: str) -> Persona:
-        """The persona ``persona_id``; raise :class:`PersonaError` if there is none or it is broken."""
+        """The persona ``persona_id``: :class:`UnknownPersona` if there is none, :class:`PersonaError` if broken."""
         if not persona_id or "/" in persona_id or "\\" in persona_id or persona_id.startswith("."):
-            raise PersonaError(f"invalid persona id {persona_id!r}")
+            raise UnknownPersona(f"invalid persona id {persona_id!r}: use a persona file's name without .yaml")
         path = self.folder / f"{persona_id}.yaml"
         if not path.is_file():
             known = ", ".join(self.ids()) or "none"
-            raise PersonaError(f"unknown persona {persona_id!r} in {self.folder} (known: {known})")
+            raise UnknownPersona(f"unknown persona {persona_id!r} (known: {known})")
         mtime = path.stat().st_mtime
         cached = self._cache.get(persona_id)
         if cached and cached[0] == mtime:

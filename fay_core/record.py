@@ -52,10 +52,7 @@ class SessionRecord:
                 "answered_by": finished.answered_by,
                 "interrupted": finished.interrupted,
                 "error": finished.error,
-                "citations": [
-                    {"index": c.index, "source": c.source, "title": c.title, "chunk_id": c.chunk_id, "score": c.score}
-                    for c in finished.citations
-                ],
+                "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,
                 "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},
             }

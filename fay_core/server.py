@@ -1,6 +1,7 @@
 """The HTTP server: health, personas, sessions, and streamed answers.
 
-Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with a 4xx/5xx status)::
+Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status the error's class carries, see
+:mod:`fay_core.errors`, and ``Retry-After`` on refusals that pass, e.g. 503 too many sessions)::
 
     GET    /health                          {"status": "ok", "sessions": N, "version": ...}
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
@@ -10,9 +11,10 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with a 4xx/5xx sta
     GET    /api/sessions/{id}               the session's history
     DELETE /api/sessions/{id}               close it
 
-The answer stream is server-sent events: ``event: delta`` (``{"text"}``), ``tool_called``, ``tool_returned``,
-``error`` (``{"source", "message"}``), and finally ``event: done`` with ``{"text", "citations", "answered_by",
-"interrupted"}``. If ``server.token`` is set, ``/api/*`` requires ``Authorization: Bearer <token>``.
+The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
+carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
+finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
+copy ``done`` (until 0.3). If ``server.token`` is set, ``/api/*`` requires ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from .app import Fay
-from .errors import FayError, PersonaError, SessionError
-from .events import AgentTextDelta, AgentToolCalled, AgentToolReturned, AgentTurnFinished, ErrorRaised
+from .errors import FayError, InvalidMessage, PersonaError
+from .events import AgentTurnFinished, Event
+from .wire import SSE_DEPRECATED, deprecated_copy, message
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,16 @@ def _version() -> str:
         return "0+unknown"
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def fay_error_response(exc: FayError) -> web.Response:
+    """The answer to ``exc``: the status its class carries, its public message, ``Retry-After`` if it has one."""
+    if exc.status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc)
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+    return error_response(exc.status, exc.public, headers)
 
 
 @web.middleware
@@ -54,18 +64,14 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json":
-            return error_response(exc.status, exc.reason if exc.status != 413 else
-                                  f"request body too large (limit {request.app[FAY].settings.server.max_body_bytes} bytes)")
-        raise
-    except PersonaError as exc:
-        return error_response(404 if "unknown persona" in str(exc) else 422, str(exc))
-    except SessionError as exc:
-        msg = str(exc)
-        status = 404 if msg.startswith("unknown session") else 503 if msg.startswith("too many") else 400
-        return error_response(status, msg)
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        if exc.status == 413:
+            limit = request.app[FAY].settings.server.max_body_bytes
+            return error_response(413, f"request body too large (limit {limit} bytes)")
+        return error_response(exc.status, exc.reason)
     except FayError as exc:
-        return error_response(500, str(exc))
+        return fay_error_response(exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error (see the server log)")
@@ -106,7 +112,7 @@ async def list_personas(request: web.Request) -> web.Response:
         try:
             p = fay.personas.get(pid)
         except PersonaError as exc:
-            out.append({"id": pid, "error": str(exc)})
+            out.append({"id": pid, "error": exc.public})
             continue
         out.append({"id": pid, "name": p.name, "language": p.language, "greeting": p.greeting,
                     "avatar": p.avatar.model_dump(), "default": pid == fay.settings.default_persona})
@@ -135,8 +141,9 @@ async def create_session(request: web.Request) -> web.Response:
     )
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def _sse(msg: dict[str, Any]) -> bytes:
+    """One server-sent event: the message's ``type`` names it, the whole message is its data."""
+    return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode()
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
@@ -145,39 +152,23 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     text = body.get("text")
     if not isinstance(text, str):
-        return error_response(400, "'text' (a string) is required")
+        raise InvalidMessage("'text' (a string) is required")
     stream = aiter(session.ask(text))
-    first = await anext(stream)  # raises SessionError (mapped to 400) before the stream starts
+    first = await anext(stream)  # raises SessionError (its status) before the stream starts
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    event: Any = first
+    event: Event = first
     while True:
-        if isinstance(event, AgentTextDelta):
-            await resp.write(_sse("delta", {"text": event.text}))
-        elif isinstance(event, AgentToolCalled):
-            await resp.write(_sse("tool_called", {"name": event.name, "arguments": event.arguments}))
-        elif isinstance(event, AgentToolReturned):
-            await resp.write(_sse("tool_returned", {"name": event.name, "result": event.result, "error": event.error}))
-        elif isinstance(event, ErrorRaised):
-            await resp.write(_sse("error", {"source": event.source, "message": event.message}))
-        elif isinstance(event, AgentTurnFinished):
-            await resp.write(_sse("done", turn_json(event)))
+        msg = message(event)
+        if msg is not None:
+            old = deprecated_copy(msg, SSE_DEPRECATED)
+            await resp.write(_sse(msg) + (_sse(old) if old is not None else b""))
+        if isinstance(event, AgentTurnFinished):
             break
         event = await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
     await resp.write_eof()
     return resp
-
-
-def turn_json(event: AgentTurnFinished) -> dict[str, Any]:
-    return {
-        "turn": event.turn_id,
-        "text": event.text,
-        "citations": [asdict(c) for c in event.citations],
-        "answered_by": event.answered_by,
-        "interrupted": event.interrupted,
-        "error": event.error,
-    }
 
 
 async def get_session(request: web.Request) -> web.Response:

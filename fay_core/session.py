@@ -18,7 +18,7 @@ from .brain.agent import Agent
 from .brain.tools import ToolContext
 from .brain.turn import Turn
 from .bus import Bus
-from .errors import SessionError
+from .errors import ClosedSession, InvalidMessage, MessageTooLong, SessionError
 from .events import (
     AgentTextDelta,
     AgentToolCalled,
@@ -89,18 +89,20 @@ class Session:
     def submit(self, text: str, source: str = "text") -> Turn:
         """Start answering ``text``. Raises :class:`SessionError` if the session is closed or the text is bad."""
         if self.closed:
-            raise SessionError(f"session {self.id} is closed")
+            raise ClosedSession(f"session {self.id} is closed: start a new one")
         text = text.strip()
         if not text:
-            raise SessionError("empty message: send some text")
+            raise InvalidMessage("empty message: send some text")
         limit = self.max_message_chars
         if len(text) > limit:
-            raise SessionError(f"message of {len(text)} characters is over the limit of {limit}")
+            raise MessageTooLong(f"message of {len(text)} characters is over the limit of {limit}")
         self.last_active = time.monotonic()
         return self.agent.start_turn(text, source)
 
     async def ask(self, text: str, source: str = "text") -> AsyncIterator[Event]:
         """Submit ``text`` and yield this turn's answer events, ending with its ``AgentTurnFinished``."""
+        if self.closed:
+            raise ClosedSession(f"session {self.id} is closed: start a new one")
         queue: asyncio.Queue[Event] = asyncio.Queue()
         sub = self.bus.subscribe(queue.put_nowait, *ANSWER_EVENTS, name="session.ask", drop_stale=False)
         try:

@@ -38,6 +38,20 @@ def test_chat_reads_piped_questions_one_reply_per_line(tmp_path: Path) -> None:
     assert "Monday to Friday" in lines[0] and "Freeze the card" in lines[1] and "colleague" in lines[2]
 
 
+def test_chat_json_prints_the_wire_messages(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "fay_core", "chat", "--persona", "bank_teller_en", "--json"],
+        input="What are your opening hours?\n", env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    messages = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {m["type"] for m in messages[:-1]} == {"delta"} and messages[-1]["type"] == "answer"
+    answer = messages[-1]
+    assert "".join(m["text"] for m in messages[:-1]) == answer["text"] and "Monday to Friday" in answer["text"]
+    assert set(answer["citations"][0]) == {"index", "source", "title", "section", "page", "chunk_id", "score"}
+
+
 def test_chat_through_an_llm_endpoint(tmp_path: Path) -> None:
     fake = FakeLLM()
     with fake.in_thread():
@@ -94,7 +108,7 @@ def test_fay_run_answers_a_question_offline(tmp_path: Path) -> None:
         req = urllib.request.Request(f"{base}/api/sessions/{sid}/messages", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:
             stream = r.read().decode()
-        assert "event: done" in stream and "photo ID" in stream
+        assert "event: answer" in stream and "event: done" in stream and "photo ID" in stream  # done: deprecated
     finally:
         proc.terminate()
         proc.wait(30)

@@ -19,7 +19,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from fay_core.app import Fay
-from fay_core.events import AudioReceived
+from fay_core.events import AgentToolCalled, AgentToolReturned, AudioReceived
 from fay_core.server import create_app
 from fay_core.settings import Settings
 from fay_core.testing import test_settings
@@ -27,6 +27,7 @@ from fay_core.transport import TRANSPORT, WebRTCTransport
 from fay_core.transport.client import FayClient
 from fay_core.transport.ice import filter_candidates, networks, restrict_peer, rtc_configuration
 from fay_core.voice.audio import load_audio
+from fay_core.wire import CHANNEL_DEPRECATED, SSE_DEPRECATED
 
 LOOPBACK = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
 
@@ -141,6 +142,44 @@ async def test_garbage_on_the_data_channel_gives_errors_and_the_session_goes_on(
         asked = await c.wait_for("user_text")
         answer = await c.wait_for("answer", turn=asked["turn"])
         assert answer["text"] and not answer["error"]
+
+
+async def test_sse_and_the_data_channel_speak_the_same_vocabulary(served: Served) -> None:
+    """The same question, answered over HTTP (server-sent events) and over the data channel: same names, same data."""
+    question = "What are your opening hours?"
+    async with ClientSession(base_url=served.url) as http:
+        async with http.post("/api/sessions", json={}) as r:
+            sid = (await r.json())["session_id"]
+        async with http.post(f"/api/sessions/{sid}/messages", json={"text": question}) as r:
+            body = await r.text()
+    sse = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1].removeprefix("data: ")))
+           for block in body.strip().split("\n\n")]
+    assert [k for k, _ in sse[-2:]] == ["answer", "done"]  # "done": the deprecated name, still sent
+    sse = [(k, {f: v for f, v in data.items() if f != "turn"}) for k, data in sse if k not in SSE_DEPRECATED.values()]
+    kinds = {k for k, _ in sse}
+    async with served.client(audio=False) as c:
+        c.send_text(question)
+        turn = (await c.wait_for("user_text"))["turn"]
+        answer = await c.wait_for("answer", turn=turn)
+        channel = [m for m in c.messages if m.get("turn") == turn and m["type"] in kinds] + [answer]
+    assert sse == [(m["type"], {f: v for f, v in m.items() if f != "turn"}) for m in channel]
+    assert [k for k, _ in sse] == ["delta"] * (len(sse) - 1) + ["answer"]
+
+
+async def test_tool_calls_reach_the_data_channel_under_the_new_and_the_deprecated_name(served: Served) -> None:
+    async with served.client(audio=False) as c:
+        bus = served.fay.sessions[c.session_id].bus
+        bus.publish(AgentToolCalled(session_id=c.session_id, name="rates", arguments={"product": "saver"},
+                                    call_id="c1"))
+        bus.publish(AgentToolReturned(session_id=c.session_id, name="rates", call_id="c1", result="2.10%"))
+        called = await c.wait_for("tool_called")
+        assert called == {"type": "tool_called", "turn": 0, "name": "rates", "arguments": {"product": "saver"},
+                          "call_id": "c1"}
+        assert await c.wait_for("tool") == {**called, "type": "tool"}  # deprecated, for 0.1 clients
+        returned = await c.wait_for("tool_returned")
+        assert returned == {"type": "tool_returned", "turn": 0, "name": "rates", "call_id": "c1", "result": "2.10%",
+                            "error": ""}
+    assert CHANNEL_DEPRECATED == {"tool_called": "tool"}
 
 
 # --- audio in ---------------------------------------------------------------------------------------------------

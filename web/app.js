@@ -3,7 +3,8 @@
 // Flow: GET /api/personas -> pick one -> GET /api/webrtc/config -> RTCPeerConnection with a data channel "fay",
 // the microphone (echo cancellation + noise suppression) and a receive-only video slot -> POST /api/webrtc/offer
 // {sdp, type: "offer", persona} -> {sdp, type: "answer", session_id}. The data-channel protocol is documented in
-// fay_core/transport/protocol.py; JSON text messages both ways, binary messages are avatar frames.
+// fay_core/transport/protocol.py; JSON text messages both ways, binary messages are avatar frames. Event messages
+// use the names of fay_core/wire.py, the same as the HTTP API's server-sent events.
 //
 // Avatar viewers. When the "ready" message names a renderer ({name, kind, viewer, options, model}), the client
 // imports `renderer.viewer` (by default /web/avatars/<name>.js) and calls its exported
@@ -356,8 +357,14 @@ function onMessage(data) {
     case "error":
       bubble("error", null, `${msg.source}: ${msg.message}`);
       return;
+    case "tool_called":
+    case "tool_returned":
+    case "word":
+      return; // nothing to show yet
+    case "tool":
+      return; // deprecated copy of "tool_called" (sent until 0.3): read "tool_called"
     default:
-      return; // tool, word: nothing to show yet
+      return;
   }
 }
 

@@ -2,7 +2,9 @@
 
 ``FayClient`` posts an offer to ``/api/webrtc/offer``, opens the ``fay`` data channel, sends a microphone track
 (:class:`PCMSource`: recorded speech, paced in real time, then silence), and records what comes back: the JSON
-messages and the answer audio (with the time of the first audible frame). Example::
+messages (named as :mod:`fay_core.wire` names them: ``delta``, ``tool_called``, ``answer``, ...; in 0.2 the server also
+sends ``tool``, a deprecated copy of each ``tool_called``, which this client records like any other message) and the
+answer audio (with the time of the first audible frame). Example::
 
     async with FayClient("http://127.0.0.1:8000", persona="bank_teller_en", ice=settings.webrtc) as c:
         c.send_text("What is the savings rate?")

@@ -28,6 +28,7 @@ from ..events import (
 )
 from ..session import Session
 from ..settings import WebRTCSettings
+from ..wire import CHANNEL_DEPRECATED, deprecated_copy, error_message, message, state_message
 from .protocol import (
     CHANNEL_LABEL,
     CLIENT_EVENTS,
@@ -36,10 +37,7 @@ from .protocol import (
     PingMessage,
     ProtocolError,
     TextMessage,
-    error_message,
-    event_message,
     parse_client_message,
-    state_message,
 )
 from .tracks import PlayoutTrack, pump_audio
 
@@ -180,9 +178,12 @@ class Peer:
             self.send(state_message(state, ts))
 
     def _forward(self, event: Event) -> None:
-        msg = event_message(event)
+        msg = message(event)
         if msg is not None:
             self.send(msg)
+            old = deprecated_copy(msg, CHANNEL_DEPRECATED)
+            if old is not None:
+                self.send(old)
         if isinstance(event, AgentThinking):
             self._set_state("thinking", event.ts)
         elif isinstance(event, AvatarStartedSpeaking):

@@ -5,7 +5,8 @@ Signalling (HTTP, JSON)::
     GET  /api/webrtc/config   -> {"iceServers": [...], "iceTransportPolicy": "all", "maxMessageBytes": N}
     POST /api/webrtc/offer    {"sdp": "<offer>", "type": "offer", "persona": "bank_teller_en"}
                               -> 201 {"sdp": "<answer>", "type": "answer", "session_id": "..."}
-         errors: 400 malformed body or SDP, 404 unknown persona, 413 SDP too large, 503 too many sessions
+         errors (:mod:`fay_core.errors`): 400 malformed body or SDP (InvalidOffer), 404 unknown persona
+         (UnknownPersona), 413 SDP too large (OfferTooLarge), 503 too many peers (PeerLimit, with Retry-After)
 
 The client creates one data channel, labelled ``fay``, before making its offer. Text messages are JSON objects
 with a ``type``; binary messages are avatar frames (server to client only).
@@ -16,7 +17,7 @@ Client to server (:data:`ClientMessage`)::
     {"type": "ping", "t": 1234.5}                            answered with {"type": "pong", "t": 1234.5}
     {"type": "bye"}                                          close the session now
 
-Server to client (built by :func:`event_message`)::
+Server to client (the event messages come from :mod:`fay_core.wire`, the same as the server-sent events)::
 
     {"type": "ready", "protocol": 1, "session_id", "voice": bool, "max_message_bytes",
      "persona": {"id", "name", "language", "greeting", "avatar": {"renderer", "model", "options"}},
@@ -27,27 +28,33 @@ Server to client (built by :func:`event_message`)::
     {"type": "transcript", "turn", "final": bool, "text", "language"}
     {"type": "user_text", "turn", "text", "source"}           the question a turn answers (typed or spoken)
     {"type": "delta", "turn", "text"}                         answer text as it streams
-    {"type": "answer", "turn", "text", "citations": [{"index", "source", "title", "section", "page"}],
-     "answered_by", "interrupted", "error"}
-    {"type": "tool", "turn", "name", "arguments"}
+    {"type": "tool_called", "turn", "name", "arguments", "call_id"}
+    {"type": "tool_returned", "turn", "name", "call_id", "result", "error"}
+    {"type": "answer", "turn", "text", "citations": [{"index", "source", "title", "section", "page", "chunk_id",
+     "score"}], "answered_by", "interrupted", "error"}
     {"type": "word", "turn", "word"}                          a word of the answer was just played
     {"type": "interrupted", "turn", "reason"}
     {"type": "latency", "turn", "stage", "ms", "since"}
-    {"type": "error", "source", "message", "fatal"}
+    {"type": "error", "turn", "source", "message", "fatal"}   turn 0: not tied to a turn
     {"type": "pong", "t"}
+
+Deprecated: ``{"type": "tool", "turn", "name", "arguments", "call_id"}`` is the old name of ``tool_called``; the
+server still sends it, right after each ``tool_called``, in 0.2 (:data:`fay_core.wire.CHANNEL_DEPRECATED`), and
+stops in 0.3. Clients should read ``tool_called`` and ignore ``tool``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..events import (
+    AgentTextDelta,
     AgentThinking,
     AgentToolCalled,
-    AgentTextDelta,
+    AgentToolReturned,
     AgentTurnFinished,
     AvatarStartedSpeaking,
     AvatarStoppedSpeaking,
@@ -121,30 +128,7 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | Ping
         raise ProtocolError(f"bad {data['type']!r} message: {where}: {first['msg']}") from None
 
 
-def error_message(source: str, message: str, fatal: bool = False) -> dict[str, Any]:
-    return {"type": "error", "source": source, "message": message, "fatal": fatal}
-
-
-def state_message(state: str, ts: float) -> dict[str, Any]:
-    return {"type": "state", "state": state, "ts": ts}
-
-
-def turn_message(event: AgentTurnFinished) -> dict[str, Any]:
-    return {
-        "type": "answer",
-        "turn": event.turn_id,
-        "text": event.text,
-        "citations": [
-            {"index": c.index, "source": c.source, "title": c.title, "section": c.section, "page": c.page}
-            for c in event.citations
-        ],
-        "answered_by": event.answered_by,
-        "interrupted": event.interrupted,
-        "error": event.error,
-    }
-
-
-#: bus events turned into data-channel messages (AvatarFrame goes separately, as binary)
+#: bus events turned into data-channel messages (avatar frames go separately, as binary, from the avatar stream)
 CLIENT_EVENTS: tuple[type[Event], ...] = (
     TranscriptPartial,
     TranscriptFinal,
@@ -153,6 +137,7 @@ CLIENT_EVENTS: tuple[type[Event], ...] = (
     AgentThinking,
     AgentTextDelta,
     AgentToolCalled,
+    AgentToolReturned,
     AgentTurnFinished,
     AvatarStartedSpeaking,
     AvatarStoppedSpeaking,
@@ -162,27 +147,3 @@ CLIENT_EVENTS: tuple[type[Event], ...] = (
     ErrorRaised,
 )
 
-
-def event_message(event: Event) -> dict[str, Any] | None:
-    """The JSON message for a bus event, or ``None`` if the client does not get it."""
-    t = event.turn_id
-    if isinstance(event, TranscriptPartial | TranscriptFinal):
-        return {"type": "transcript", "turn": t, "final": isinstance(event, TranscriptFinal), "text": event.text,
-                "language": event.language}
-    if isinstance(event, UserTextReceived):
-        return {"type": "user_text", "turn": t, "text": event.text, "source": event.source}
-    if isinstance(event, AgentTextDelta):
-        return {"type": "delta", "turn": t, "text": event.text}
-    if isinstance(event, AgentTurnFinished):
-        return turn_message(event)
-    if isinstance(event, AgentToolCalled):
-        return {"type": "tool", "turn": t, "name": event.name, "arguments": event.arguments}
-    if isinstance(event, WordPlayed):
-        return {"type": "word", "turn": t, "word": event.word}
-    if isinstance(event, Interrupted):
-        return {"type": "interrupted", "turn": t, "reason": event.reason}
-    if isinstance(event, LatencyMeasured):
-        return {"type": "latency", "turn": t, "stage": event.stage, "ms": round(event.ms, 1), "since": event.since}
-    if isinstance(event, ErrorRaised):
-        return error_message(event.source, event.message, event.fatal)
-    return None

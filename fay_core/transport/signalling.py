@@ -1,7 +1,9 @@
 """HTTP signalling for the WebRTC transport (mounted by :func:`fay_core.server.create_app`).
 
-See :mod:`fay_core.transport.protocol` for the bodies. Errors are ``{"error": "..."}`` with a clear status:
-400 malformed body or SDP, 404 unknown persona, 413 SDP too large, 503 too many sessions (with ``Retry-After``).
+See :mod:`fay_core.transport.protocol` for the bodies. Refusals are raised as :mod:`fay_core.errors` classes
+that carry their status, and answered by the server's error handler as ``{"error": "..."}``: 400 malformed body
+or SDP (:class:`InvalidOffer`), 404 unknown persona, 413 SDP too large (:class:`OfferTooLarge`), 503 too many
+peers (:class:`PeerLimit`, with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..errors import InvalidOffer
 from .ice import client_ice_config
 from .protocol import OfferRequest
-from .transport import OfferError, WebRTCTransport
+from .transport import WebRTCTransport, check_sdp_size
 
 TRANSPORT: web.AppKey[WebRTCTransport] = web.AppKey("webrtc", WebRTCTransport)
-
-
-def _error(status: int, message: str) -> web.Response:
-    headers = {"Retry-After": "10"} if status == 503 else None
-    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -35,22 +33,17 @@ async def post_offer(request: web.Request) -> web.Response:
     try:
         body: Any = await request.json()
     except ValueError as exc:
-        return _error(400, f"body is not JSON: {exc}")
+        raise InvalidOffer(f"body is not JSON: {exc}") from None
     if isinstance(body, dict) and isinstance(body.get("sdp"), str):
-        size = len(body["sdp"].encode())
-        if size > transport.settings.max_sdp_bytes:  # before validating a huge string any further
-            return _error(413, f"SDP offer of {size} bytes is over the limit of {transport.settings.max_sdp_bytes}")
+        check_sdp_size(body["sdp"], transport.settings.max_sdp_bytes)  # before validating a huge string further
     try:
         offer = OfferRequest.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        return _error(400, f'bad offer: {where}: {first["msg"]} (send {{"sdp": "...", "type": "offer", '
-                           f'"persona": "<id>"}})')
-    try:
-        peer, sdp = await transport.answer(offer)
-    except OfferError as exc:
-        return _error(exc.status, str(exc))
+        raise InvalidOffer(f'bad offer: {where}: {first["msg"]} (send {{"sdp": "...", "type": "offer", '
+                           f'"persona": "<id>"}})') from None
+    peer, sdp = await transport.answer(offer)
     return web.json_response({"sdp": sdp, "type": "answer", "session_id": peer.id}, status=201)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ..app import Fay
-from ..errors import FayError
+from ..errors import FayError, InvalidOffer, OfferError, OfferTooLarge, PeerLimit
 from ..session import Session
 from .ice import check_aioice, filter_candidates, networks, restrict_peer, rtc_configuration
 from .peer import Peer
@@ -23,13 +23,14 @@ from .tracks import PlayoutTrack
 
 log = logging.getLogger(__name__)
 
+__all__ = ["OfferError", "WebRTCTransport"]  # OfferError lives in fay_core.errors; importable here as in 0.1
 
-class OfferError(FayError):
-    """An offer the server refuses; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def check_sdp_size(sdp: str, limit: int) -> None:
+    """Raise :class:`OfferTooLarge` if ``sdp`` is over ``limit`` bytes."""
+    size = len(sdp.encode())
+    if size > limit:
+        raise OfferTooLarge(f"SDP offer of {size} bytes is over the limit of {limit}")
 
 
 class WebRTCTransport:
@@ -46,20 +47,19 @@ class WebRTCTransport:
     # --- signalling -------------------------------------------------------------------------------------
 
     def check_offer(self, offer: OfferRequest) -> None:
-        """Refuse an offer that is too large, is not SDP, or comes when the peer limit is reached."""
-        size = len(offer.sdp.encode())
-        if size > self.settings.max_sdp_bytes:
-            raise OfferError(413, f"SDP offer of {size} bytes is over the limit of {self.settings.max_sdp_bytes}")
+        """Refuse an offer that is too large (:class:`OfferTooLarge`), is not SDP (:class:`InvalidOffer`), or comes
+        when the peer limit is reached (:class:`PeerLimit`)."""
+        check_sdp_size(offer.sdp, self.settings.max_sdp_bytes)
         lines = offer.sdp.replace("\r\n", "\n").split("\n")
         if lines[0].strip() != "v=0" or not any(line.startswith("m=") for line in lines):
-            raise OfferError(400, "malformed SDP offer: expected an SDP body starting with 'v=0' with m= lines")
+            raise InvalidOffer("malformed SDP offer: expected an SDP body starting with 'v=0' with m= lines")
         if not any(line.startswith("a=ice-ufrag:") for line in lines):
-            raise OfferError(400, "malformed SDP offer: no a=ice-ufrag (ICE credentials) in it")
+            raise InvalidOffer("malformed SDP offer: no a=ice-ufrag (ICE credentials) in it")
         if not any(line.startswith("a=fingerprint:") for line in lines):
-            raise OfferError(400, "malformed SDP offer: no a=fingerprint (DTLS certificate) in it")
+            raise InvalidOffer("malformed SDP offer: no a=fingerprint (DTLS certificate) in it")
         limit = self.settings.max_peers
         if len(self.peers) + self._pending >= limit:
-            raise OfferError(503, f"too many sessions: the limit of {limit} WebRTC peers is reached, try again later")
+            raise PeerLimit(f"too many sessions: the limit of {limit} WebRTC peers is reached, try again later")
 
     async def answer(self, offer: OfferRequest) -> tuple[Peer, str]:
         """Create the session and peer for ``offer``; return the peer and the SDP answer."""
@@ -83,7 +83,8 @@ class WebRTCTransport:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:
             await pc.close()
-            raise OfferError(400, f"malformed SDP offer: {type(exc).__name__}: {exc}") from None
+            log.info("refused an SDP offer that aiortc cannot read: %s: %s", type(exc).__name__, exc)
+            raise InvalidOffer("malformed SDP offer: it cannot be parsed (send the browser's offer unchanged)") from None
         try:
             session = await self.fay.create_session(persona_id)
         except BaseException:
