@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+LINT_PATHS := fay_core plugins tests bench examples
+TYPED_PATHS := fay_core plugins examples/fay-plugin-weather/fay_plugin_weather
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -14,8 +16,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 run: install
 	$(BIN)/fay run --host $(HOST) --port $(PORT)
 
-test: install-test
+test: install-test lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff and mypy (unused type: ignores are errors); `make test` runs it first, so CI does too
+lint: install-test
+	$(BIN)/python -m ruff check $(LINT_PATHS)
+	$(BIN)/python -m mypy --warn-unused-ignores $(TYPED_PATHS)
 
 install: $(VENV)/.installed web-deps
 

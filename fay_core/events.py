@@ -241,7 +241,9 @@ class ErrorRaised(UrgentEvent):
     fatal: bool = False
 
     @classmethod
-    def of(cls, exc: BaseException, *, session_id: str, source: str, turn_id: int = 0, fatal: bool = False) -> ErrorRaised:
+    def of(
+        cls, exc: BaseException, *, session_id: str, source: str, turn_id: int = 0, fatal: bool = False
+    ) -> ErrorRaised:
         """The event that reports ``exc``: the one way Fay turns an exception into an ``ErrorRaised``.
 
         A :class:`~fay_core.errors.FayError`'s message is written for people and is used as it is; any other

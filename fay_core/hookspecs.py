@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
 
 hookspec = pluggy.HookspecMarker("fay")
 hookimpl = pluggy.HookimplMarker("fay")
@@ -103,7 +106,8 @@ def register_vad(register: RegisterEngine) -> None:
 def register_avatar_renderers(register: RegisterEngine) -> None:
     """Register avatar renderers, chosen per persona by ``avatar.renderer``.
 
-    :param register: ``register(name: str, factory: Callable[[settings | None], AvatarRenderer], settings: str | None)``.
+    :param register: ``register(name: str, factory: Callable[[settings | None], AvatarRenderer],
+        settings: str | None)``.
     """
 
 
@@ -153,7 +157,7 @@ def authenticate_customer(token: str) -> str | None:
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``fay`` command line.
 
     :param cli: the root :class:`click.Group`.

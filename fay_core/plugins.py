@@ -246,7 +246,9 @@ class Plugins:
                 reasons.append(f"{reg.name}: {exc}")
         for_lang = f" for language {language!r}" if language not in (None, "", "auto") else ""
         detail = "; ".join(reasons) if reasons else f"none is registered{for_lang}"
-        raise EngineUnavailable(f"no {kind} engine can run here ({detail}): install one, e.g. pip install 'fay[offline]'")
+        raise EngineUnavailable(
+            f"no {kind} engine can run here ({detail}): install one, e.g. pip install 'fay[offline]'"
+        )
 
     def engine(self, kind: str, name: str) -> Any:
         """The engine ``name`` of ``kind`` (``asr``, ``tts``, ...), created once and shared."""

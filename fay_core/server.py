@@ -222,7 +222,7 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_get("/", index)
     from .transport import setup_webrtc  # imports aiortc: only when serving
 
-    setup_webrtc(app)
+    setup_webrtc(app, fay)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR, show_index=False, follow_symlinks=False)
     return app

@@ -25,7 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 from .settings import Settings
+from .text import is_han
 
 
 @dataclass
@@ -207,7 +210,9 @@ class FakeLLM:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}
+            ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
 
@@ -218,7 +223,7 @@ def _split_words(text: str) -> list[str]:
     word = ""
     for ch in text:
         word += ch
-        if ch.isspace() or "\u3400" <= ch <= "\u9fff":
+        if ch.isspace() or is_han(ch):
             out.append(word)
             word = ""
     if word:
@@ -230,10 +235,17 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: no ``.env`` or ``fay.yaml`` of the developer, data under ``data_dir``."""
 
     class _Isolated(Settings):
-        model_config = {**Settings.model_config, "env_file": None}  # type: ignore[typeddict-item]
+        model_config = {**Settings.model_config, "env_file": None}
 
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings,)
 
     # tests never reach the network: voice.engine 'auto' must not probe for the online voice

@@ -160,7 +160,8 @@ async def test_tools_in_several_steps_with_events(tmp_path: Path, bank: Path, fa
         Reply("The 12-month deposit pays 2.60% a year; the Riverside branch opens 9:30-16:30."),
     )
     async with Fay(llm_settings(tmp_path, bank, fake_llm)) as fay:
-        (events,) = await ask(fay, "teller_tools", "Where in Lakeview can I open the HB-TD-12M deposit, and what does it pay?")
+        question = "Where in Lakeview can I open the HB-TD-12M deposit, and what does it pay?"
+        (events,) = await ask(fay, "teller_tools", question)
     called = [e for e in events if isinstance(e, AgentToolCalled)]
     returned = [e for e in events if isinstance(e, AgentToolReturned)]
     assert [(e.name, e.arguments, e.call_id) for e in called] == [
@@ -173,7 +174,8 @@ async def test_tools_in_several_steps_with_events(tmp_path: Path, bank: Path, fa
     tools_sent = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
     assert tools_sent == {"product_lookup", "branch_hours"}
     follow_up = fake_llm.requests[1]["messages"]
-    assert follow_up[-2]["role"] == "assistant" and follow_up[-2]["tool_calls"][0]["function"]["name"] == "product_lookup"
+    assert follow_up[-2]["role"] == "assistant"
+    assert follow_up[-2]["tool_calls"][0]["function"]["name"] == "product_lookup"
     assert follow_up[-1]["role"] == "tool" and follow_up[-1]["tool_call_id"] == "c1"
 
 
@@ -183,9 +185,11 @@ async def test_tool_steps_are_limited(tmp_path: Path, bank: Path) -> None:
             return Reply("Our branches are listed in the app.")
         return Reply(tool_calls=[{"name": "branch_hours", "arguments": {}}])
 
-    async with FakeLLM(responder=always_a_tool) as fake:
-        async with Fay(llm_settings(tmp_path, bank, fake, max_tool_steps=2)) as fay:
-            (events,) = await ask(fay, "teller_tools", "Which branches are open on Saturday?")
+    async with (
+        FakeLLM(responder=always_a_tool) as fake,
+        Fay(llm_settings(tmp_path, bank, fake, max_tool_steps=2)) as fay,
+    ):
+        (events,) = await ask(fay, "teller_tools", "Which branches are open on Saturday?")
     assert len([e for e in events if isinstance(e, AgentToolCalled)]) == 2
     assert len(fake.requests) == 3 and "tools" not in fake.requests[-1]  # the last round must answer
     assert finished(events).text == "Our branches are listed in the app."

@@ -28,7 +28,8 @@ async def test_one_customer_cannot_read_another_customers_ledger(settings: Setti
     # the model is talked into asking for someone else's money, twice and in two ways
     fake_llm.enqueue(
         Reply(tool_calls=[{"id": "b", "name": "account_balance", "arguments": {"customer_id": "C1002"}},
-                          {"id": "t", "name": "recent_transactions", "arguments": {"account": "A-1002-01", "limit": 20}}]),
+                          {"id": "t", "name": "recent_transactions",
+                           "arguments": {"account": "A-1002-01", "limit": 20}}]),
         Reply("Your Harbor Everyday balance is 12480.55."),
     )
     async with Fay(settings) as fay:

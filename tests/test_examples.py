@@ -50,7 +50,8 @@ async def test_http_client_example_against_a_live_server(settings) -> None:  # t
     server = TestServer(create_app(Fay(settings)), host="127.0.0.1")
     await server.start_server()
     try:
-        answer = await _load(EXAMPLES / "03_http_client.py").main("I lost my card, what should I do?", str(server.make_url("")).rstrip("/"))
+        base = str(server.make_url("")).rstrip("/")
+        answer = await _load(EXAMPLES / "03_http_client.py").main("I lost my card, what should I do?", base)
     finally:
         await server.close()
     assert "Freeze" in answer

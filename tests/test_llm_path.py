@@ -32,7 +32,9 @@ async def test_history_is_sent_on_the_next_turn(settings, fake_llm: FakeLLM) -> 
         await session.answer("My name is Lin.")
         await session.answer("What is my name?")
     roles = [(m["role"], m["content"]) for m in fake_llm.requests[1]["messages"][1:]]
-    assert roles == [("user", "My name is Lin."), ("assistant", "You said: My name is Lin."), ("user", "What is my name?")]
+    assert roles == [
+        ("user", "My name is Lin."), ("assistant", "You said: My name is Lin."), ("user", "What is my name?")
+    ]
 
 
 async def test_dead_endpoint_falls_back_and_records_the_question(settings) -> None:

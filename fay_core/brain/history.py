@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..text import is_wide
+
 
 @dataclass
 class Message:
@@ -19,7 +21,7 @@ class Message:
 
 def estimate_tokens(text: str) -> int:
     """A cheap token estimate: ~4 characters per token for Latin text, ~1 per CJK character."""
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    cjk = sum(1 for ch in text if is_wide(ch))
     return cjk + (len(text) - cjk) // 4 + 4
 
 

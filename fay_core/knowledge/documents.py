@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..text import han_count
+
 EntryKind = Literal["faq", "chunk"]
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Entry:
     def language(self) -> str:
         """``zh`` when the text is mostly Chinese, else ``en``."""
         sample = (self.title + self.text)[:400]
-        return "zh" if len(_CJK.findall(sample)) * 4 > len(sample) else "en"
+        return "zh" if han_count(sample) * 4 > len(sample) else "en"
 
     def rows(self) -> list[tuple[str, str]]:
         """The ``(kind, text)`` rows indexed for this entry: ``question`` rows are embedded as queries."""

@@ -14,8 +14,10 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-_./][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+", re.IGNORECASE)
-_CJK_RUN = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff]+$")
+from ..text import HAN
+
+_TOKEN = re.compile(f"[a-z0-9]+(?:[-_./][a-z0-9]+)*|[{HAN}]+", re.IGNORECASE)
+_CJK_RUN = re.compile(f"^[{HAN}]+$")
 _STOP = frozenset(
     "a an the is are was were be been do does did i you me my your we our us it its to of for in on at by and or "  # noqa: SIM905
     "what how can could would should will with from this that there as if so not no have has had get any".split()

@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import KnowledgeError
 from .documents import Entry
+from ..text import HAN
 
 Loader = Callable[[Path, str], list[Entry]]
 
@@ -31,7 +32,7 @@ _TITLE_KEYS = ("name", "title", "product", "id", "code", "名称", "产品")
 
 def slug(text: str, limit: int = 48) -> str:
     """A short id-safe form of ``text`` (keeps CJK characters)."""
-    s = re.sub(r"[^\w\u3400-\u9fff]+", "-", text.strip().lower()).strip("-")
+    s = re.sub(f"[^\\w{HAN}]+", "-", text.strip().lower()).strip("-")
     return s[:limit] or "x"
 
 
@@ -114,7 +115,8 @@ def load_pdf(path: Path, source: str, chunk_chars: int = 1200) -> list[Entry]:
 
     try:
         reader = PdfReader(str(path))
-        title = str((reader.metadata or {}).get("/Title") or path.stem)
+        meta = reader.metadata
+        title = str((meta.get("/Title") if meta is not None else None) or path.stem)
         pages = [(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
     except (PdfReadError, ValueError, OSError) as exc:
         raise KnowledgeError(f"{path}: cannot read this PDF ({exc})") from None

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..app import Fay
 from ..errors import InvalidOffer
 from .ice import client_ice_config
 from .protocol import OfferRequest
@@ -47,11 +48,9 @@ async def post_offer(request: web.Request) -> web.Response:
     return web.json_response({"sdp": sdp, "type": "answer", "session_id": peer.id}, status=201)
 
 
-def setup_webrtc(app: web.Application) -> WebRTCTransport:
-    """Add the signalling routes to ``app`` (whose ``FAY`` key holds the runtime); peers close on shutdown."""
-    from ..server import FAY
-
-    transport = WebRTCTransport(app[FAY])
+def setup_webrtc(app: web.Application, fay: Fay) -> WebRTCTransport:
+    """Add the signalling routes for ``fay``'s sessions to ``app``; peers close on shutdown."""
+    transport = WebRTCTransport(fay)
     app[TRANSPORT] = transport
 
     async def shutdown(_app: web.Application) -> None:

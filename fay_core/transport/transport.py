@@ -84,7 +84,7 @@ class WebRTCTransport:
         except Exception as exc:
             await pc.close()
             log.info("refused an SDP offer that aiortc cannot read: %s: %s", type(exc).__name__, exc)
-            raise InvalidOffer("malformed SDP offer: it cannot be parsed (send the browser's offer unchanged)") from None
+            raise InvalidOffer("malformed SDP offer: it cannot be parsed (send the browser's offer as it is)") from None
         try:
             session = await self.fay.create_session(persona_id)
         except BaseException:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..events import LatencyMeasured
+from ..text import words
 
 if TYPE_CHECKING:
     from ..bus import Bus
@@ -39,12 +39,9 @@ FILLERS = frozenset(
         "yeah-yeah", "嗯", "啊", "哦", "呃", "额", "噢", "唔", "嗯嗯", "哈"
     ]
 )
-_WORD = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9']+(?:-[A-Za-z0-9']+)*")
-
-
 def real_words(text: str) -> int:
     """Words in ``text`` that are not fillers (a CJK character counts as a word)."""
-    return sum(1 for w in _WORD.findall(text.lower()) if w not in FILLERS)
+    return sum(1 for w in words(text.lower()) if w not in FILLERS)
 
 
 class Verdict(Enum):

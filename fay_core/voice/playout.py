@@ -37,6 +37,7 @@ from ..events import (
     WordTiming,
 )
 from .audio import OUT_RATE, resample
+from ..text import is_wide, join
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,7 @@ class _TurnPlay:
     words: int = 0
 
     def played_text(self) -> str:
-        out = ""
-        for part in self.parts:
-            if not part:
-                continue
-            if out and not (_cjk(out[-1]) or _cjk(part[0])):
-                out += " "
-            out += part
-        return out
-
-
-def _cjk(ch: str) -> bool:
-    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
+        return join(self.parts)
 
 
 class Playout:
@@ -353,7 +343,7 @@ def _place_words(text: str, timings: tuple[WordTiming, ...], rate: int) -> list[
         # a word the engine normalised ("3.5" read as "three point five") is placed proportionally
         end = idx + len(w.word) if idx >= 0 else max(cursor, round(len(text) * (i + 1) / n))
         # keep trailing punctuation of the word with it
-        while end < len(text) and not text[end].isspace() and not text[end].isalnum() and not _cjk(text[end]):
+        while end < len(text) and not text[end].isspace() and not text[end].isalnum() and not is_wide(text[end]):
             end += 1
         cursor = end
         out.append(_Word(w.word, int(w.start_ms * rate / 1000), end))

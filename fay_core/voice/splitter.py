@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from ..avatar.emotion import strip_tags
+from ..text import is_wide
 
 #: abbreviations whose period does not end a sentence (compared lower-case, without the final period)
 ABBREVIATIONS = frozenset(
@@ -115,7 +116,7 @@ class SentenceSplitter:
             return None
         if not buf[j].isspace():
             # "3.5", "e.g.x", "U.S." followed by more letters, or CJK straight after: only CJK counts as an ending
-            return j if _is_cjk(buf[j]) and buf[i] != "." else False
+            return j if is_wide(buf[j]) and buf[i] != "." else False
         if buf[i] != ".":
             return j  # ! ? ; followed by a space
         # a period followed by space: look at the word before it and the text after it
@@ -143,5 +144,3 @@ class SentenceSplitter:
         return k + 1 if k > self.max_chars // 3 else None
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"

@@ -22,6 +22,7 @@ from ..engines import AudioChunk, ChecksReachability, ChecksVoice, SupportsWarmU
 from ..errors import EngineError, EngineUnavailable
 from ..events import ErrorRaised, WordTiming
 from .audio import voiced_span
+from ..text import HAN, is_han
 
 if TYPE_CHECKING:
     from ..bus import Bus
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff][^\w\u3400-\u9fff\s]*|[^\s\u3400-\u9fff]+")
+_TOKEN = re.compile(f"[{HAN}][^\\w{HAN}\\s]*|[^\\s{HAN}]+")
 
 
 def split_words(text: str) -> list[str]:
@@ -50,7 +51,7 @@ def estimate_words(text: str, pcm: bytes, sample_rate: int) -> tuple[WordTiming,
     for w in words:
         core = sum(1 for c in w if c.isalnum())
         pause = 2.0 if w[-1] in ",;:，、；：" else 3.0 if w[-1] in ".!?。！？" else 0.0
-        cjk = any("\u3400" <= c <= "\u9fff" for c in w)
+        cjk = any(is_han(c) for c in w)
         weights.append((3.0 if cjk else max(1.0, core) + 1.0, pause))
     total = sum(a + b for a, b in weights) or 1.0
     scale = (end_ms - start_ms) / total

@@ -22,6 +22,7 @@ import yaml
 from langchain_core.tools import InjectedToolArg
 
 from fay_core import hookimpl
+from fay_core.hookspecs import RegisterTool
 
 from .ledger import DEMO_TOKENS, ledger_for
 
@@ -86,7 +87,7 @@ def branch_hours(city: str = "") -> str:
 
 
 @hookimpl
-def register_tools(register):  # type: ignore[no-untyped-def]
+def register_tools(register: RegisterTool) -> None:
     for tool in (account_balance, recent_transactions, product_lookup, branch_hours):
         register(tool)
 

@@ -50,9 +50,11 @@ class Ledger:
             self.db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS customers(id TEXT PRIMARY KEY, name TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS accounts(id TEXT PRIMARY KEY, customer TEXT NOT NULL REFERENCES customers(id),
+                CREATE TABLE IF NOT EXISTS accounts(id TEXT PRIMARY KEY,
+                    customer TEXT NOT NULL REFERENCES customers(id),
                     name TEXT, product TEXT, balance REAL NOT NULL, currency TEXT NOT NULL DEFAULT 'HBD');
-                CREATE TABLE IF NOT EXISTS transactions(id INTEGER PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(id),
+                CREATE TABLE IF NOT EXISTS transactions(id INTEGER PRIMARY KEY,
+                    account TEXT NOT NULL REFERENCES accounts(id),
                     date TEXT NOT NULL, description TEXT NOT NULL, amount REAL NOT NULL);
                 """
             )

@@ -6,6 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fay_core import hookimpl
+from fay_core.hookspecs import RegisterTool
 
 
 def current_time(timezone: str = "UTC") -> str:
@@ -18,5 +19,5 @@ def current_time(timezone: str = "UTC") -> str:
 
 
 @hookimpl
-def register_tools(register):  # type: ignore[no-untyped-def]
+def register_tools(register: RegisterTool) -> None:
     register(current_time)

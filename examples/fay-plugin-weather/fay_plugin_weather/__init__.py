@@ -13,6 +13,7 @@ import click
 from pydantic import BaseModel
 
 from fay_core import hookimpl
+from fay_core.hookspecs import RegisterSettings, RegisterTool
 
 # A tiny offline table stands in for a weather API so the example runs anywhere.
 _FORECASTS = {"shanghai": (18, "light rain"), "london": (11, "cloudy"), "new york": (15, "sunny")}
@@ -32,17 +33,17 @@ def weather(city: str) -> str:
 
 
 @hookimpl
-def register_settings(register):  # type: ignore[no-untyped-def]
+def register_settings(register: RegisterSettings) -> None:
     register("weather", WeatherSettings)
 
 
 @hookimpl
-def register_tools(register):  # type: ignore[no-untyped-def]
+def register_tools(register: RegisterTool) -> None:
     register(weather)
 
 
 @hookimpl
-def register_commands(cli):  # type: ignore[no-untyped-def]
+def register_commands(cli: click.Group) -> None:
     @cli.command(name="weather")
     @click.argument("city")
     def weather_command(city: str) -> None:
