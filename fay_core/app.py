@@ -43,7 +43,6 @@ class Fay:
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         await asyncio.gather(*(self.close_session(sid, "server stopping") for sid in list(self.sessions)))
-        await asyncio.to_thread(self.knowledge.close)
 
     async def __aenter__(self) -> Fay:
         await self.start()

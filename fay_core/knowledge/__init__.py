@@ -79,8 +79,11 @@ class Knowledge:
         return collections
 
     def close(self) -> None:
-        """Close the knowledge base if it was opened (a later :meth:`base` opens it again)."""
-        with self._open_lock, self._prepare_lock:
+        """Close the knowledge base if it was opened (a later :meth:`base` opens it again).
+
+        It waits for an ingestion in progress (the locks are taken in :meth:`prepare`'s order).
+        """
+        with self._prepare_lock, self._open_lock:
             if self._base is not None:
                 self._base.close()
                 self._base = None
