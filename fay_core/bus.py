@@ -241,15 +241,7 @@ class Bus:
         )
         if isinstance(event, ErrorRaised):
             return  # an error handler that fails must not start an error storm
-        self.publish(
-            ErrorRaised(
-                session_id=self.session_id,
-                turn_id=event.turn_id,
-                source=sub.name,
-                message=f"{type(exc).__name__}: {exc}",
-                error_type=type(exc).__name__,
-            )
-        )
+        self.publish(ErrorRaised.of(exc, session_id=self.session_id, turn_id=event.turn_id, source=sub.name))
 
     # --- tasks and shutdown -----------------------------------------------------------------------------
 
@@ -273,14 +265,7 @@ class Bus:
         exc = task.exception()
         if exc is not None:
             log.error("session %s: task %s failed: %s", self.session_id, task.get_name(), exc, exc_info=exc)
-            self.publish(
-                ErrorRaised(
-                    session_id=self.session_id,
-                    source=task.get_name(),
-                    message=f"{type(exc).__name__}: {exc}",
-                    error_type=type(exc).__name__,
-                )
-            )
+            self.publish(ErrorRaised.of(exc, session_id=self.session_id, source=task.get_name()))
 
     @property
     def tasks(self) -> int:

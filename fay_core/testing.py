@@ -7,6 +7,7 @@ interfaces the real things use:
   server-sent events, tool calls included). Point litellm at it with ``model="openai/fake"`` and
   ``api_base=fake.url``, so tests exercise the real client path.
 - :func:`test_settings` builds settings isolated from the developer's ``.env``, ``fay.yaml`` and data folder.
+- :class:`Recorder` keeps every event of a session's bus, to assert on and to wait for.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from .bus import Bus
+from .events import Event
 from .settings import Settings
 from .text import is_han
 
@@ -254,3 +257,53 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+E = TypeVar("E", bound=Event)
+
+
+class Recorder:
+    """Every event published on ``bus`` from now on (of ``types``, or all), in order, with waits for the next one.
+
+    ::
+
+        rec = Recorder(session.bus)
+        session.submit("Hello?")
+        finished = await rec.wait(AgentTurnFinished)
+        assert not rec.of(ErrorRaised)
+    """
+
+    def __init__(self, bus: Bus, *types: type[Event]) -> None:
+        self.events: list[Event] = []
+        self._waiters: list[tuple[type[Event], Callable[[Any], bool], asyncio.Future[Event]]] = []
+        bus.subscribe(self._on, *types, name="testing.recorder", drop_stale=False)
+
+    def _on(self, event: Event) -> None:
+        self.events.append(event)
+        for etype, pred, fut in list(self._waiters):
+            if isinstance(event, etype) and not fut.done() and pred(event):
+                fut.set_result(event)
+                self._waiters.remove((etype, pred, fut))
+
+    def of(self, etype: type[E]) -> list[E]:
+        """The recorded events of type ``etype``."""
+        return [e for e in self.events if isinstance(e, etype)]
+
+    async def wait(self, etype: type[E], pred: Callable[[E], bool] = lambda e: True, within: float = 30.0) -> E:
+        """The first event of type ``etype`` (already recorded or still to come) for which ``pred`` holds.
+
+        Raises :class:`TimeoutError` after ``within`` seconds.
+        """
+        for event in self.events:
+            if isinstance(event, etype) and pred(event):
+                return event
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiters.append((etype, pred, fut))
+        try:
+            event = await asyncio.wait_for(fut, within)
+        finally:
+            entry = (etype, pred, fut)
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+        assert isinstance(event, etype)
+        return event

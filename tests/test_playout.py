@@ -12,13 +12,13 @@ from fay_core.engines import AudioChunk
 from fay_core.events import (
     AvatarStartedSpeaking,
     AvatarStoppedSpeaking,
-    Event,
     Interrupted,
     PlayoutResumed,
     SpeechScheduled,
     WordPlayed,
     WordTiming,
 )
+from fay_core.testing import Recorder
 from fay_core.voice.playout import Playout
 
 
@@ -39,12 +39,10 @@ class Rig:
         self.bus = Bus("s1")
         self.playout = Playout(self.bus)
         self.frames: list[tuple[bytes, float, int, float]] = []
-        self.events: list[Event] = []
         self.playout.add_listener(lambda pcm, pts, turn: self.frames.append((pcm, pts, turn, time.monotonic())))
-        self.bus.subscribe(self.events.append, name="test", drop_stale=False)
-
-    def of(self, etype: type) -> list:
-        return [e for e in self.events if isinstance(e, etype)]
+        self.recorder = Recorder(self.bus)
+        self.events = self.recorder.events
+        self.of = self.recorder.of
 
     def voiced(self) -> list[tuple[bytes, float, int, float]]:
         return [f for f in self.frames if any(f[0])]

@@ -5,7 +5,6 @@ Real Silero VAD, real faster-whisper (packaged base model), real litellm HTTP to
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from fay_core.app import Fay
 from fay_core.events import (
     AvatarStoppedSpeaking,
     ErrorRaised,
-    Event,
     LatencyMeasured,
     SpeechScheduled,
     TranscriptFinal,
@@ -24,9 +22,11 @@ from fay_core.events import (
 )
 from fay_core.persona import VoiceConfig
 from fay_core.settings import LLMSettings
+from fay_core import testing
+from fay_core.session import Session
 from fay_core.testing import FakeLLM, Reply
-from fay_whisper import WhisperASR, WhisperSettings
 from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
+from fay_whisper import WhisperASR, WhisperSettings
 
 PERSONAS = {
     "voice_en": """
@@ -61,32 +61,14 @@ def voice_settings(settings, tmp_path: Path, fake_llm: FakeLLM):  # type: ignore
 STAGES = ["vad_end", "asr_final", "llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"]
 
 
-class Recorder:
+class Recorder(testing.Recorder):
     """Everything a session's bus and playout produce."""
 
-    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
-        self.events: list[Event] = []
+    def __init__(self, session: Session) -> None:
+        super().__init__(session.bus)
+        assert session.voice is not None
         self.frames: list[tuple[bytes, float, int]] = []
-        self._waiters: list[tuple[type, object, asyncio.Future[Event]]] = []
-        session.bus.subscribe(self._on, name="test.recorder", drop_stale=False)
         session.voice.playout.add_listener(lambda pcm, pts, turn: self.frames.append((pcm, pts, turn)))
-
-    def _on(self, ev: Event) -> None:
-        self.events.append(ev)
-        for etype, pred, fut in list(self._waiters):
-            if isinstance(ev, etype) and pred(ev) and not fut.done():  # type: ignore[operator]
-                fut.set_result(ev)
-
-    def of(self, etype: type) -> list:
-        return [e for e in self.events if isinstance(e, etype)]
-
-    async def wait(self, etype: type, pred=lambda e: True, within: float = 30.0):  # type: ignore[no-untyped-def]
-        for ev in self.events:
-            if isinstance(ev, etype) and pred(ev):
-                return ev
-        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._waiters.append((etype, pred, fut))
-        return await asyncio.wait_for(fut, within)
 
     def audio_out(self, turn: int) -> bytes:
         return b"".join(pcm for pcm, _, t in self.frames if t == turn and any(pcm))

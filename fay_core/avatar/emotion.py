@@ -38,6 +38,3 @@ class TagScanner:
         cut = rest.rfind("[")
         self._tail = rest[cut:] if cut >= 0 and len(rest) - cut <= _MAX_TAG else ""
         return found
-
-    def reset(self) -> None:
-        self._tail = ""

@@ -28,11 +28,6 @@ def float_to_pcm(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
 
 
-def duration_ms(pcm: bytes, sample_rate: int) -> float:
-    """Length of 16-bit mono ``pcm`` in milliseconds."""
-    return len(pcm) / 2 / sample_rate * 1000.0
-
-
 def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     """Resample a whole 16-bit mono buffer (band-limited when downsampling; linear interpolation otherwise).
 
@@ -71,17 +66,6 @@ def load_audio(path: str | Path, sample_rate: int = IN_RATE) -> bytes:
         for res in resampler.resample(None):
             out += res.to_ndarray().tobytes()
     return bytes(out)
-
-
-def save_wav(path: str | Path, pcm: bytes, sample_rate: int) -> None:
-    """Write 16-bit mono ``pcm`` as a WAV file."""
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm)
 
 
 def wav_to_pcm(data: bytes) -> tuple[bytes, int]:

@@ -1,4 +1,4 @@
-"""Barge-in: when the user's speech stops the avatar, and when it does not (DESIGN.md section 3).
+"""Barge-in: when the user's speech stops the avatar, and when it does not.
 
 A persona's ``interruption`` block drives :class:`BargeIn`:
 
