@@ -29,7 +29,7 @@ async def main(question: str, base: str = "http://127.0.0.1:8000") -> str:
                     data = json.loads(line[6:])
                     if event == "delta":
                         print(data["text"], end="", flush=True)
-                    elif event == "done":
+                    elif event == "answer":  # the finished turn (``done`` is its deprecated copy)
                         answer = data["text"]
                         print("\nsources:", [c["source"] for c in data["citations"]])
         return answer
