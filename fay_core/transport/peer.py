@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSctpTransport
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..errors import SessionError
+from ..errors import FayError
 from ..events import (
     AgentThinking,
     AgentTurnFinished,
@@ -47,6 +47,32 @@ log = logging.getLogger(__name__)
 AVATAR_BACKLOG_BYTES = 256 * 1024
 
 
+def guard_receive(sctp: RTCSctpTransport, on_error: Callable[[Exception], None]) -> None:
+    """Keep a bad data-channel message from closing ``sctp``'s connection: hand its exception to ``on_error``.
+
+    aiortc decodes text messages (strict UTF-8) and opens channels (asserting on a duplicate open) inside its
+    receive loop, before any handler runs; an exception there ends the DTLS transport, i.e. the connection. This
+    wraps that step (``RTCSctpTransport._data_channel_receive``) of one transport; :func:`check_aiortc` checks at
+    start-up that aiortc still has it.
+    """
+    original = sctp._data_channel_receive
+
+    async def receive(stream_id: int, pp_id: int, data: bytes) -> None:
+        try:
+            await original(stream_id, pp_id, data)
+        except Exception as exc:
+            on_error(exc)
+
+    sctp._data_channel_receive = receive  # type: ignore[method-assign]
+
+
+def check_aiortc() -> None:
+    """Fail at start-up, not on the first bad message, if aiortc no longer has the step :func:`guard_receive` wraps."""
+    if not callable(getattr(RTCSctpTransport, "_data_channel_receive", None)):
+        raise RuntimeError("the installed aiortc lacks RTCSctpTransport._data_channel_receive: a bad data-channel "
+                           "message could close its connection; install the aiortc version fay requires")
+
+
 class Peer:
     """A connected (or connecting) client. Built by :class:`~fay_core.transport.transport.WebRTCTransport`.
 
@@ -69,6 +95,7 @@ class Peer:
         self.renderer = renderer
         self._close = close
         self.id = session.id
+        self.client = ""  #: the remote address the offer came from
         self.channel: RTCDataChannel | None = None
         self.audio_out: PlayoutTrack | None = None
         self.video_out: MediaStreamTrack | None = None
@@ -79,6 +106,8 @@ class Peer:
         self.created = time.monotonic()
         self.connected_at: float | None = None
         self.messages_in = 0
+        self.bad_messages = 0  #: data-channel messages refused (protocol errors), in all
+        self.bad_in_a_row = 0  #: ... since the last good one
         self.avatar_frames = 0
         self.avatar_skipped = 0
         self._closing = False
@@ -94,6 +123,8 @@ class Peer:
         bus.subscribe(self._forward, *CLIENT_EVENTS, name="webrtc.events", drop_stale=False)
         self.pc.on("connectionstatechange", self._on_state)
         self.pc.on("datachannel", self._on_channel)
+        if self.pc.sctp is not None:
+            guard_receive(self.pc.sctp, self._on_receive_error)
         if self.remote_audio is not None:
             bus.spawn(pump_audio(self.remote_audio, bus), name="webrtc.audio_in")
         bus.spawn(self._connect_deadline(), name="webrtc.connect_deadline")
@@ -144,21 +175,60 @@ class Peer:
     # --- client to server -------------------------------------------------------------------------------
 
     def _on_message(self, raw: str | bytes) -> None:
+        """The channel's message handler: whatever goes wrong is answered with an ``error``, never raised.
+
+        An exception escaping here would go up through aiortc's receive loop and close the connection (and the
+        session). A refused message counts towards ``webrtc.max_bad_messages`` in a row; a fault of the server's
+        does not (the client did nothing wrong) and is logged with its traceback.
+        """
         self.messages_in += 1
         try:
-            msg = parse_client_message(raw, self._max_bytes)
+            self._handle(raw)
         except ProtocolError as exc:
-            self.send(error_message("webrtc", str(exc)))
-            return
+            self._refused(str(exc))
+        except Exception:
+            log.exception("peer %s: a data-channel message failed", self.id)
+            self.send(error_message("webrtc", "the server could not handle this message (it was not processed): "
+                                              "try again"))
+
+    def _handle(self, raw: str | bytes) -> None:
+        msg = parse_client_message(raw, self._max_bytes)
         if isinstance(msg, TextMessage):
             try:
                 self.session.submit(msg.text, source="text")
-            except SessionError as exc:
-                self.send(error_message("session", str(exc)))
+            except FayError as exc:
+                self.send(error_message("session", exc.public))
+                return
         elif isinstance(msg, PingMessage):
             self.send({"type": "pong", "t": msg.t})
         elif isinstance(msg, ByeMessage):
             self.close("client said bye")
+        self.bad_in_a_row = 0
+
+    def _refused(self, why: str) -> None:
+        """Answer a refused message; close a client that sends nothing but refused messages.
+
+        A browser running the web client only sends messages it built, so ``max_bad_messages`` refusals in a row
+        (no good message between) mean a broken or hostile client: each one costs a parse and a reply on the
+        event loop every session shares, and closing it frees its slot. Nothing a person said is lost: one good
+        message resets the count, and a text that was refused was never taken.
+        """
+        self.bad_messages += 1
+        self.bad_in_a_row += 1
+        limit = self.settings.max_bad_messages
+        if self.bad_in_a_row < limit:
+            self.send(error_message("webrtc", why))
+            return
+        self.send(error_message("webrtc", f"{why}; {limit} bad messages in a row: closing the session", fatal=True))
+        self.close(f"{limit} bad data-channel messages in a row", abnormal=True)
+
+    def _on_receive_error(self, exc: Exception) -> None:
+        """aiortc failed on a message before it reached :meth:`_on_message` (see :func:`guard_receive`)."""
+        if isinstance(exc, UnicodeDecodeError):
+            self._refused(f"message is not valid UTF-8 text: bad byte at position {exc.start}")
+            return
+        log.error("peer %s: aiortc failed on a data-channel message: %s: %s", self.id, type(exc).__name__, exc)
+        self.send(error_message("webrtc", "the server could not read this message (it was not processed)"))
 
     # --- server to client -------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ Signalling (HTTP, JSON)::
     POST /api/webrtc/offer    {"sdp": "<offer>", "type": "offer", "persona": "bank_teller_en"}
                               -> 201 {"sdp": "<answer>", "type": "answer", "session_id": "..."}
          errors (:mod:`fay_core.errors`): 400 malformed body or SDP (InvalidOffer), 404 unknown persona
-         (UnknownPersona), 413 SDP too large (OfferTooLarge), 503 too many peers (PeerLimit, with Retry-After)
+         (UnknownPersona), 413 SDP too large (OfferTooLarge), 429 too many offers still connecting from this
+         address (TooManyOffers), 503 too many peers or peers still connecting (PeerLimit); both with Retry-After
 
 The client creates one data channel, labelled ``fay``, before making its offer. Text messages are JSON objects
 with a ``type``; binary messages are avatar frames (server to client only).
@@ -92,7 +93,7 @@ class TextMessage(_Msg):
 
 class PingMessage(_Msg):
     type: Literal["ping"]
-    t: float = 0.0
+    t: float = Field(0.0, allow_inf_nan=False)  # echoed in the pong: JSON has no NaN or Infinity
 
 
 class ByeMessage(_Msg):
@@ -102,30 +103,66 @@ class ByeMessage(_Msg):
 ClientMessage = Annotated[TextMessage | PingMessage | ByeMessage, Field(discriminator="type")]
 _client = TypeAdapter(ClientMessage)
 
+#: the longest number literal accepted (a client timestamp needs about 20 characters)
+MAX_NUMBER_CHARS = 32
+
 
 class ProtocolError(ValueError):
-    """A data-channel message the server cannot accept; its text goes back to the client as an error event."""
+    """A data-channel message the server cannot accept; its text goes back to the client as an error event.
+
+    The text never quotes the client's message at length (see :func:`shown`), so it is always safe to send back.
+    """
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``value`` as a short, ASCII-only quotation for an error message (no lone surrogates, no megabytes)."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ProtocolError(f"message has a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return float(text)
+
+
+def _constant(name: str) -> float:
+    raise ProtocolError(f"message is not JSON: {name} is not a JSON value")
 
 
 def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | PingMessage | ByeMessage:
-    """Validate one data-channel message from the client, or raise :class:`ProtocolError` saying what is wrong."""
+    """Validate one data-channel message from the client, or raise :class:`ProtocolError` saying what is wrong.
+
+    Nothing else escapes: deep nesting, huge numbers, ``NaN``, lone surrogates and non-objects are all
+    :class:`ProtocolError`. A valid message is a flat object, so nesting fails either way; deep nesting fails
+    before it reaches the validator.
+    """
     if isinstance(raw, bytes):
         raise ProtocolError("binary messages are not accepted from the client: send JSON text")
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ProtocolError(f"message of {size} bytes is over the limit of {max_bytes}")
     try:
-        data = json.loads(raw)
+        raw.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"message is not valid Unicode text: lone surrogate at position {exc.start}") from None
+    try:
+        data = json.loads(raw, parse_int=_number, parse_float=_number, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"message is not JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("message is nested too deeply: send a flat JSON object") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError('message must be a JSON object with a "type" ("text", "ping" or "bye")')
     try:
         return _client.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise ProtocolError(f"bad {data['type']!r} message: {where}: {first['msg']}") from None
+        first = exc.errors(include_url=False, include_input=False)[0]
+        kind = shown(data["type"])
+        if first["type"] == "union_tag_invalid":
+            raise ProtocolError(f'unknown message type {kind}: "type" is "text", "ping" or "bye"') from None
+        where = ".".join(shown(p) if isinstance(p, str) and not p.isidentifier() else str(p) for p in first["loc"])
+        raise ProtocolError(f"bad {kind} message: {where or 'message'}: {first['msg'][:120]}") from None
 
 
 #: bus events turned into data-channel messages (avatar frames go separately, as binary, from the avatar stream)
