@@ -23,6 +23,7 @@ from .errors import (
     PluginError,
     SessionError,
     SessionLimit,
+    TooManyOffers,
     UnknownPersona,
     UnknownSession,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "RendererInfo",
     "SessionError",
     "SessionLimit",
+    "TooManyOffers",
     "Settings",
     "Subscription",
     "TTSEngine",

@@ -21,7 +21,8 @@ may see (no server paths, no exception reprs)::
      └── OfferError            400  a WebRTC offer the server refuses
           ├── InvalidOffer     400  the body or its SDP is malformed
           ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
-          └── PeerLimit        503  too many WebRTC peers (``Retry-After``)
+          ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
+          └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
 
 A closed session is 410 Gone rather than 409 Conflict: nothing the client can change makes that session answer
 again; it must create a new one (while an unknown id is 404: there may never have been one).
@@ -150,8 +151,16 @@ class OfferTooLarge(OfferError):
     status = 413
 
 
+class TooManyOffers(OfferError):
+    """One client (remote address) has ``webrtc.max_pending_per_client`` offers whose peers have not connected yet."""
+
+    status = 429
+    retry_after_s = 5
+
+
 class PeerLimit(OfferError):
-    """``webrtc.max_peers`` peers are connected (or connecting); a new one is refused until one leaves."""
+    """``webrtc.max_peers`` peers are connected (or connecting), or ``webrtc.max_pending`` peers are still
+    connecting; a new one is refused until one connects or leaves."""
 
     status = 503
     retry_after_s = 10

@@ -95,6 +95,15 @@ class WebRTCSettings(_Section):
     udp_port_max: int | None = Field(None, ge=1024, le=65535, description="highest UDP port for ICE")
     max_peers: int = Field(50, gt=0, description="concurrent WebRTC peers; more are refused with HTTP 503")
     connect_timeout_s: float = Field(20.0, gt=0, description="a peer not connected after this is closed")
+    max_pending: int = Field(
+        10, gt=0, description="peers answered but not yet connected, all clients together (within max_peers); HTTP 503"
+    )
+    max_pending_per_client: int = Field(
+        4, gt=0, description="offers not yet connected from one remote address; more are refused with HTTP 429"
+    )
+    max_bad_messages: int = Field(
+        50, gt=0, description="data-channel messages refused in a row (no good one between) before the peer is closed"
+    )
     max_sdp_bytes: int = Field(32 * 1024, gt=0, description="largest accepted SDP offer")
     max_message_bytes: int = Field(16 * 1024, gt=0, description="largest accepted data-channel message")
 

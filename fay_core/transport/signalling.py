@@ -2,8 +2,9 @@
 
 See :mod:`fay_core.transport.protocol` for the bodies. Refusals are raised as :mod:`fay_core.errors` classes
 that carry their status, and answered by the server's error handler as ``{"error": "..."}``: 400 malformed body
-or SDP (:class:`InvalidOffer`), 404 unknown persona, 413 SDP too large (:class:`OfferTooLarge`), 503 too many
-peers (:class:`PeerLimit`, with ``Retry-After``).
+or SDP (:class:`InvalidOffer`), 404 unknown persona, 413 SDP too large (:class:`OfferTooLarge`), 429 too many
+offers still connecting from this address (:class:`TooManyOffers`), 503 too many peers, or too many still
+connecting (:class:`PeerLimit`); both with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ async def post_offer(request: web.Request) -> web.Response:
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise InvalidOffer(f'bad offer: {where}: {first["msg"]} (send {{"sdp": "...", "type": "offer", '
                            f'"persona": "<id>"}})') from None
-    peer, sdp = await transport.answer(offer)
+    peer, sdp = await transport.answer(offer, client=request.remote or "")
     return web.json_response({"sdp": sdp, "type": "answer", "session_id": peer.id}, status=201)
 
 
