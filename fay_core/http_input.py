@@ -16,7 +16,8 @@ in the user's mouth that she did not send. A client that sends one has a bug it 
 
 The public messages name the problem and the limit, never the parser's own text or a server path.
 :func:`bearer_token` reads ``Authorization: Bearer <token>`` strictly, and :func:`check_persona_id` refuses
-persona ids that cannot be file names before the file system sees them.
+persona ids that cannot be file names before the file system sees them, :func:`plausible_file_path` static file
+names.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from .errors import BodyTooLarge, InvalidBody, InvalidPersonaId, UnsupportedChar
 MAX_INT_DIGITS = 20
 #: the longest persona id, in UTF-8 bytes (file systems allow 255 per name, ``.yaml`` included)
 MAX_PERSONA_ID_BYTES = 128
+#: the longest name of one file or folder (most file systems), and of a whole path under a static route
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
 
 _UTF8 = {"utf-8", "utf8"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -119,6 +123,15 @@ def bearer_token(header: str | None) -> str | None:
         return None
     match = _BEARER.fullmatch(header)
     return match.group(1) if match else None
+
+
+def plausible_file_path(path: str) -> bool:
+    """Whether ``path`` (relative, ``/``-separated) could name a file: no NUL, names and the whole not too long.
+
+    A static route answers others 404 before the file system fails on them (``ENAMETOOLONG``).
+    """
+    raw = path.encode("utf-8", "surrogatepass")
+    return b"\0" not in raw and len(raw) <= MAX_PATH_BYTES and all(len(n) <= MAX_NAME_BYTES for n in raw.split(b"/"))
 
 
 def check_persona_id(persona_id: str) -> str:

@@ -46,7 +46,7 @@ from aiohttp import web
 from .app import Fay
 from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, SessionForbidden
 from .events import AgentTurnFinished, Event
-from .http_input import bearer_token, check_persona_id, read_json_object
+from .http_input import bearer_token, check_persona_id, plausible_file_path, read_json_object
 from .session import Session
 from .wire import SSE_DEPRECATED, deprecated_copy, message
 
@@ -88,10 +88,27 @@ def _is_static(request: web.Request) -> bool:
     return isinstance(request.match_info.route.resource, web.StaticResource)
 
 
+def _static_file_exists(request: web.Request) -> bool:
+    """Whether a static route's request names a regular file inside its folder. Others get one JSON 404 from us
+    (aiohttp would answer a bare 404, or fail on a name the file system refuses)."""
+    name = request.match_info.get("filename", "")
+    resource = request.match_info.route.resource
+    if resource is None or not plausible_file_path(name):
+        return False
+    folder = Path(resource.get_info()["directory"]).resolve()
+    try:
+        path = (folder / name).resolve()
+        return path.is_relative_to(folder) and path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map Fay's errors to clear HTTP errors; never let one request take the server down."""
     try:
+        if _is_static(request) and not _static_file_exists(request):
+            return error_response(404, "Not Found")
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
