@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 
@@ -16,6 +17,11 @@ from .session import Session
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+
+def log_tag(session_id: str) -> str:
+    """A short hash naming a session in INFO logs: the id itself reaches a signed-in customer's session."""
+    return "#" + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 class Fay:
@@ -59,7 +65,7 @@ class Fay:
         persona = self.personas.get(persona_id or self.settings.default_persona)
         session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
-        log.info("session %s started with persona %s", session.id, persona.id)
+        log.info("session %s started with persona %s", log_tag(session.id), persona.id)
         return session
 
     async def warm_up(self, persona_id: str | None = None) -> float:
@@ -96,7 +102,7 @@ class Fay:
         session = self.sessions.pop(session_id, None)
         if session is not None:
             await session.close(reason)
-            log.info("session %s closed (%s)", session_id, reason or "by request")
+            log.info("session %s closed (%s)", log_tag(session_id), reason or "by request")
 
     async def _reap_idle(self) -> None:
         idle = self.settings.server.session_idle_s

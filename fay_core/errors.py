@@ -8,6 +8,7 @@ may see (no server paths, no exception reprs)::
      ├── ConfigError           500  settings (env, .env, fay.yaml) are invalid
      ├── PersonaError          422  a persona file is missing, malformed or invalid (file, line, field)
      │    └── UnknownPersona   404  no persona of that id
+     │         └── InvalidPersonaId   404  ... nor can there be: the id is no file name (too long, odd characters)
      ├── PluginError           500  a plugin failed to import, register or configure
      ├── EngineError           500  an engine (LLM, ASR, TTS, VAD, renderer, embedder) failed at run time
      │    └── EngineUnavailable   500  the engine cannot run here (missing extra, model, or network)
@@ -16,13 +17,18 @@ may see (no server paths, no exception reprs)::
      │    ├── UnknownSession   404  no live session of that id
      │    ├── ClosedSession    410  the session has ended: start a new one
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
+     │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    └── InvalidMessage   400  a message to answer is empty
      │         └── MessageTooLong   413  ... or over ``server.max_message_chars``
-     └── OfferError            400  a WebRTC offer the server refuses
-          ├── InvalidOffer     400  the body or its SDP is malformed
-          ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
-          ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
-          └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
+     ├── OfferError            400  a WebRTC offer the server refuses
+     │    ├── InvalidOffer     400  the body or its SDP is malformed
+     │    ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
+     │    ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
+     │    └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
+     └── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
+          ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
+          ├── BodyTooLarge     413  over ``server.max_body_bytes``
+          └── UnsupportedCharset  415  a charset other than UTF-8
 
 A closed session is 410 Gone rather than 409 Conflict: nothing the client can change makes that session answer
 again; it must create a new one (while an unknown id is 404: there may never have been one).
@@ -73,6 +79,13 @@ class UnknownPersona(PersonaError):
     status = 404
 
 
+class InvalidPersonaId(UnknownPersona):
+    """A persona id that cannot name a persona file (too long, or characters other than word characters, ``.``, ``-``).
+
+    Refused before the file system sees it: an over-long name would fail there with an ``OSError``.
+    """
+
+
 class PluginError(FayError):
     """A plugin failed to import, register or configure; the message names the plugin."""
 
@@ -112,6 +125,12 @@ class SessionLimit(SessionError):
 
     status = 503
     retry_after_s = 10
+
+
+class SessionForbidden(SessionError):
+    """A session signed in as a customer was asked for without its ``X-Fay-Session-Secret`` (or customer token)."""
+
+    status = 403
 
 
 class InvalidMessage(SessionError):
@@ -164,6 +183,28 @@ class PeerLimit(OfferError):
 
     status = 503
     retry_after_s = 10
+
+
+class InvalidRequest(FayError):
+    """An HTTP request the server cannot read; the message says what to fix (see :mod:`fay_core.http_input`)."""
+
+    status = 400
+
+
+class InvalidBody(InvalidRequest):
+    """The body is not UTF-8, not JSON, nested too deep, has a huge integer or a lone surrogate, or is no object."""
+
+
+class BodyTooLarge(InvalidRequest):
+    """The body is over ``server.max_body_bytes``."""
+
+    status = 413
+
+
+class UnsupportedCharset(InvalidRequest):
+    """The body declares a charset other than UTF-8."""
+
+    status = 415
 
 
 def missing_extra(package: str, extra: str) -> EngineUnavailable:

@@ -6,7 +6,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
     GET    /health                          {"status": "ok", "sessions": N, "version": ...}
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
     POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
-                                            -> {"session_id", "persona", "greeting", "authenticated"}
+                                            -> {"session_id", "persona", "greeting", "authenticated",
+                                                "session_secret" (only when signed in)}
     POST   /api/sessions/{id}/messages      {"text": "..."} -> text/event-stream of the answer (see below)
     GET    /api/sessions/{id}               the session's history
     DELETE /api/sessions/{id}               close it
@@ -14,14 +15,28 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
 carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
 finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
-copy ``done`` (until 0.3). If ``server.token`` is set, ``/api/*`` requires ``Authorization: Bearer <token>``.
+copy ``done`` (until 0.3). If ``server.token`` is set, ``/api/*`` requires exactly ``Authorization: Bearer
+<token>`` (the scheme in any case, one space, nothing after the token).
+
+Request bodies are read by :mod:`fay_core.http_input` (size, charset, UTF-8, JSON depth, integer size, lone
+surrogates, an object at the top), whose errors are 400, 413 or 415.
+
+A session created with a ``customer_token`` belongs to that customer: its ``session_secret`` is returned once,
+and every later request for the session (messages, history, close) must carry it as ``X-Fay-Session-Secret``
+(or the same token as ``X-Fay-Customer-Token``), else 403. The session id alone is not enough: it is written to
+the audit log and passes through many hands. Anonymous sessions are reached with their id alone: they hold
+nothing personal beyond what their caller typed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
+import secrets
+import weakref
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,13 +44,17 @@ from typing import Any
 from aiohttp import web
 
 from .app import Fay
-from .errors import FayError, InvalidMessage, PersonaError
+from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, SessionForbidden
 from .events import AgentTurnFinished, Event
+from .http_input import bearer_token, check_persona_id, plausible_file_path, read_json_object
+from .session import Session
 from .wire import SSE_DEPRECATED, deprecated_copy, message
 
 log = logging.getLogger(__name__)
 
 FAY: web.AppKey[Fay] = web.AppKey("fay", Fay)
+SECRET_HEADER = "X-Fay-Session-Secret"
+CUSTOMER_TOKEN_HEADER = "X-Fay-Customer-Token"
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -58,10 +77,38 @@ def fay_error_response(exc: FayError) -> web.Response:
     return error_response(exc.status, exc.public, headers)
 
 
+def _internal_error(request: web.Request) -> web.Response:
+    """Log the exception being handled under a fresh incident id; the client gets only that id."""
+    incident = secrets.token_hex(4)
+    log.exception("unhandled error on %s %s (incident %s)", request.method, request.path[:200], incident)
+    return error_response(500, f"internal error (logged as {incident})")
+
+
+def _is_static(request: web.Request) -> bool:
+    return isinstance(request.match_info.route.resource, web.StaticResource)
+
+
+def _static_file_exists(request: web.Request) -> bool:
+    """Whether a static route's request names a regular file inside its folder. Others get one JSON 404 from us
+    (aiohttp would answer a bare 404, or fail on a name the file system refuses)."""
+    name = request.match_info.get("filename", "")
+    resource = request.match_info.route.resource
+    if resource is None or not plausible_file_path(name):
+        return False
+    folder = Path(resource.get_info()["directory"]).resolve()
+    try:
+        path = (folder / name).resolve()
+        return path.is_relative_to(folder) and path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map Fay's errors to clear HTTP errors; never let one request take the server down."""
     try:
+        if _is_static(request) and not _static_file_exists(request):
+            return error_response(404, "Not Found")
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
@@ -72,32 +119,65 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(exc.status, exc.reason)
     except FayError as exc:
         return fay_error_response(exc)
+    except OSError:
+        if _is_static(request):  # e.g. a name longer than the file system allows: there is no such file
+            return error_response(404, "Not Found")
+        return _internal_error(request)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal error (see the server log)")
+        return _internal_error(request)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     token = request.app[FAY].settings.server.token
     if token is not None and request.path.startswith("/api/"):
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer_token(request.headers.get("Authorization")) or ""
         if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
             return error_response(401, "missing or wrong token: send 'Authorization: Bearer <FAY_SERVER__TOKEN>'")
     return await handler(request)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or a 400 that says what is wrong."""
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not JSON: {exc}"}),
-                                 content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
-                                 content_type="application/json")
-    return body
+    """The request's JSON object body, or the 4xx :class:`~fay_core.errors.InvalidRequest` saying what is wrong."""
+    server = request.app[FAY].settings.server
+    return await read_json_object(request, limit=server.max_body_bytes, max_depth=server.max_json_depth)
+
+
+# --- who may reach a session ------------------------------------------------------------------------------------
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The proofs that a request comes from a signed-in session's customer: digests of its secret and token."""
+
+    secret: bytes
+    token: bytes
+
+    def admits(self, request: web.Request) -> bool:
+        """Whether ``request`` carries the session secret, or the customer token the session was signed in with."""
+        given = [(request.headers.get(SECRET_HEADER), self.secret),
+                 (request.headers.get(CUSTOMER_TOKEN_HEADER), self.token)]
+        return any(hmac.compare_digest(_digest(value), digest) for value, digest in given if value is not None)
+
+
+OWNERS: web.AppKey[weakref.WeakKeyDictionary[Session, Owner]] = web.AppKey("owners", weakref.WeakKeyDictionary)
+
+
+def owned_session(request: web.Request) -> Session:
+    """The session of the URL, if the request may reach it: anyone with the id for an anonymous session, only its
+    owner (:class:`Owner`) for a signed-in one (:class:`~fay_core.errors.SessionForbidden` otherwise)."""
+    session = request.app[FAY].get(request.match_info["session_id"])
+    owner = request.app[OWNERS].get(session)
+    if owner is None and session.customer_id is None:
+        return session
+    if owner is None or not owner.admits(request):  # signed in some other way: the id alone is never enough
+        raise SessionForbidden(f"this session is signed in: send its secret as '{SECRET_HEADER}' (returned when "
+                               f"it was created) or the customer token as '{CUSTOMER_TOKEN_HEADER}'")
+    return session
 
 
 async def health(request: web.Request) -> web.Response:
@@ -124,21 +204,25 @@ async def create_session(request: web.Request) -> web.Response:
     body = await read_json(request) if request.can_read_body else {}
     persona = body.get("persona")
     if persona is not None and not isinstance(persona, str):
-        return error_response(400, "'persona' must be a persona id string")
+        raise InvalidBody("'persona' must be a persona id string")
+    if persona is not None:
+        check_persona_id(persona)
     token = body.get("customer_token")
     if token is not None and not isinstance(token, str):
-        return error_response(400, "'customer_token' must be a string")
+        raise InvalidBody("'customer_token' must be a string")
     customer_id = fay.plugins.pm.hook.authenticate_customer(token=token) if token else None
     if token and not customer_id:
         return error_response(401, "customer_token is not valid (expired or unknown): sign the customer in again")
     session = await fay.create_session(persona)
     session.customer_id = customer_id
     p = session.persona
-    return web.json_response(
-        {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
-         "authenticated": customer_id is not None},
-        status=201,
-    )
+    out = {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
+           "authenticated": customer_id is not None}
+    if token and customer_id:
+        secret = secrets.token_urlsafe(32)
+        request.app[OWNERS][session] = Owner(secret=_digest(secret), token=_digest(token))
+        out["session_secret"] = secret  # returned this once; the server keeps only its digest
+    return web.json_response(out, status=201)
 
 
 def _sse(msg: dict[str, Any]) -> bytes:
@@ -147,8 +231,7 @@ def _sse(msg: dict[str, Any]) -> bytes:
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
-    fay = request.app[FAY]
-    session = fay.get(request.match_info["session_id"])
+    session = owned_session(request)
     body = await read_json(request)
     text = body.get("text")
     if not isinstance(text, str):
@@ -172,7 +255,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    session = request.app[FAY].get(request.match_info["session_id"])
+    session = owned_session(request)
     return web.json_response(
         {
             "session_id": session.id,
@@ -186,11 +269,9 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    fay = request.app[FAY]
-    sid = request.match_info["session_id"]
-    fay.get(sid)
-    await fay.close_session(sid, "closed by client")
-    return web.json_response({"closed": sid})
+    session = owned_session(request)
+    await request.app[FAY].close_session(session.id, "closed by client")
+    return web.json_response({"closed": session.id})
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -206,6 +287,7 @@ def create_app(fay: Fay) -> web.Application:
         middlewares=[errors_middleware, auth_middleware], client_max_size=fay.settings.server.max_body_bytes
     )
     app[FAY] = fay
+    app[OWNERS] = weakref.WeakKeyDictionary()
 
     async def lifecycle(_app: web.Application) -> Any:
         await fay.start()

@@ -65,6 +65,7 @@ class ServerSettings(_Section):
     max_sessions: int = Field(100, gt=0)
     max_body_bytes: int = Field(256 * 1024, gt=0, description="largest accepted HTTP request body")
     max_message_chars: int = Field(4000, gt=0, description="longest accepted user message")
+    max_json_depth: int = Field(32, gt=0, le=200, description="deepest accepted nesting of a JSON request body")
     token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>'")
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
 
