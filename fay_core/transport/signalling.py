@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..app import Fay
 from ..errors import InvalidOffer
+from ..http_input import check_persona_id
 from .ice import client_ice_config
 from .protocol import OfferRequest
 from .transport import WebRTCTransport, check_sdp_size
@@ -34,8 +35,8 @@ async def post_offer(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
     try:
         body: Any = await request.json()
-    except ValueError as exc:
-        raise InvalidOffer(f"body is not JSON: {exc}") from None
+    except ValueError:
+        raise InvalidOffer('body is not JSON: send {"sdp": "...", "type": "offer", "persona": "<id>"}') from None
     if isinstance(body, dict) and isinstance(body.get("sdp"), str):
         check_sdp_size(body["sdp"], transport.settings.max_sdp_bytes)  # before validating a huge string further
     try:
@@ -45,6 +46,8 @@ async def post_offer(request: web.Request) -> web.Response:
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise InvalidOffer(f'bad offer: {where}: {first["msg"]} (send {{"sdp": "...", "type": "offer", '
                            f'"persona": "<id>"}})') from None
+    if offer.persona:
+        check_persona_id(offer.persona)  # before the file system sees it
     peer, sdp = await transport.answer(offer, client=request.remote or "")
     return web.json_response({"sdp": sdp, "type": "answer", "session_id": peer.id}, status=201)
 
