@@ -14,11 +14,14 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
 carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
 finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
-copy ``done`` (until 0.3). If ``server.token`` is set, ``/api/*`` requires ``Authorization: Bearer <token>``.
+copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server shutdown) ends an open stream at once with
+the turn's ``answer`` (``interrupted``). If ``server.token`` is set, ``/api/*`` requires
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -143,7 +146,8 @@ async def create_session(request: web.Request) -> web.Response:
 
 def _sse(msg: dict[str, Any]) -> bytes:
     """One server-sent event: the message's ``type`` names it, the whole message is its data."""
-    return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode()
+    # a lone surrogate the client sent (and the answer echoes) goes out as its JSON escape, not as an encoding error
+    return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode(errors="backslashreplace")
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
@@ -212,7 +216,12 @@ def create_app(fay: Fay) -> web.Application:
         yield
         await fay.stop()
 
+    async def end_sessions(_app: web.Application) -> None:
+        # on shutdown, before aiohttp waits for open requests: each open answer stream gets its end and closes
+        await asyncio.gather(*(fay.close_session(sid, "server stopping") for sid in list(fay.sessions)))
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_sessions)
     app.router.add_get("/health", health)
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)
