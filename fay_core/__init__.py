@@ -7,6 +7,7 @@ protocols.
 from .bus import Bus, Subscription
 from .engines import ASREngine, AudioChunk, AvatarRenderer, Embedder, RendererInfo, Transcript, TTSEngine, VADEngine
 from .errors import (
+    AuditUnavailable,
     BodyTooLarge,
     ClosedSession,
     ConfigError,
@@ -40,6 +41,7 @@ from .settings import Settings, load_settings
 __all__ = [
     "ASREngine",
     "AudioChunk",
+    "AuditUnavailable",
     "AvatarRenderer",
     "BodyTooLarge",
     "Bus",

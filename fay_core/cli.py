@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,9 +74,27 @@ def run(host: str | None, port: int | None) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    limit = fay.settings.server.shutdown_timeout_s
+
+    async def bound_shutdown(_app: web.Application) -> None:
+        # SIGTERM (or Ctrl-C) started the shutdown: whatever hangs (a thread ingesting, an engine), exit in time
+        timer = threading.Timer(limit, _exit_now, args=(limit,))
+        timer.daemon = True
+        timer.start()
+
     app.on_startup.append(announce)
+    app.on_shutdown.insert(0, bound_shutdown)
     app.cleanup_ctx.append(warm_up)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    # open requests get half the time to end (sessions are closed first, which ends their streams), cleanup the rest
+    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=limit / 2)
+
+
+def _exit_now(limit: float) -> None:
+    """The end of a shutdown that overran ``server.shutdown_timeout_s`` (every audit record is already written)."""
+    logging.getLogger(__name__).error("shutdown did not finish in %g s (server.shutdown_timeout_s): exiting now",
+                                      limit)
+    logging.shutdown()
+    os._exit(1)
 
 
 @cli.command()

@@ -18,6 +18,7 @@ may see (no server paths, no exception reprs)::
      │    ├── ClosedSession    410  the session has ended: start a new one
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
+     │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
      │    └── InvalidMessage   400  a message to answer is empty
      │         └── MessageTooLong   413  ... or over ``server.max_message_chars``
      ├── OfferError            400  a WebRTC offer the server refuses
@@ -131,6 +132,21 @@ class SessionForbidden(SessionError):
     """A session signed in as a customer was asked for without its ``X-Fay-Session-Secret`` (or customer token)."""
 
     status = 403
+
+
+class AuditUnavailable(SessionError):
+    """The audit log cannot be written, so the session refuses to answer (what is not on record is not said).
+
+    It is a :class:`SessionError` because the session refuses the message: the HTTP API answers 503, the data
+    channel sends an ``error`` message. :attr:`public` leaves out the server's path.
+    """
+
+    status = 503
+    retry_after_s = 30
+
+    @property
+    def public(self) -> str:
+        return "the conversation cannot be recorded right now, so it is paused: try again shortly"
 
 
 class InvalidMessage(SessionError):

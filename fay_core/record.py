@@ -2,16 +2,21 @@
 
 Everything written about a turn goes through :class:`SessionRecord`, so a later part that must see every record
 (redaction, a hash chain, another store) attaches in one place. What the user said is written before anything
-can fail; an answer is written when its turn finishes, interrupted or not.
+can fail, and first to the audit log: if that fails (:class:`~fay_core.errors.AuditUnavailable`) the turn is
+not answered and the history does not hold it either. An answer is written when its turn finishes, interrupted
+or not. A tool's record holds the arguments it ran with, ``customer_id`` the session's customer it ran for, and,
+as ``model_arguments``, what the model asked for (which may name another customer: it is never used for that).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .audit import AuditLog
 from .brain.history import History
 from .brain.turn import Turn
+from .errors import AuditUnavailable
 from .events import AgentTurnFinished, ErrorRaised
 from .persona import Persona
 
@@ -34,9 +39,12 @@ class SessionRecord:
         }
 
     def user(self, turn: Turn) -> None:
-        """Put what the user said into history and the audit log (before anything can fail)."""
-        self.history.add("user", turn.question, turn_id=turn.id)
+        """Put what the user said into the audit log, then history (before anything else can fail).
+
+        Raises :class:`~fay_core.errors.AuditUnavailable` if the audit log cannot be written.
+        """
         self.audit.write({**self._base(turn.id), "kind": "user", "source": turn.source, "text": turn.question})
+        self.history.add("user", turn.question, turn_id=turn.id)
 
     def answer(self, turn: Turn, finished: AgentTurnFinished) -> None:
         """Put the answer into history (only the words heard, if interrupted) and the audit log."""
@@ -67,6 +75,7 @@ class SessionRecord:
             self.audit.write({**self._base(turn.id), "kind": "interrupted", "heard": turn.heard})
 
     def error(self, event: ErrorRaised) -> None:
-        """Audit an error reported on the session's bus."""
-        self.audit.write({"session": self.session_id, "persona": self.persona.id, "turn": event.turn_id,
-                          "kind": "error", "source": event.source, "message": event.message})
+        """Audit an error reported on the session's bus (an audit log that fails has logged the record already)."""
+        with contextlib.suppress(AuditUnavailable):
+            self.audit.write({"session": self.session_id, "persona": self.persona.id, "turn": event.turn_id,
+                              "kind": "error", "source": event.source, "message": event.message})

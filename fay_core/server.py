@@ -15,8 +15,9 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
 carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
 finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
-copy ``done`` (until 0.3). If ``server.token`` is set, ``/api/*`` requires exactly ``Authorization: Bearer
-<token>`` (the scheme in any case, one space, nothing after the token).
+copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server shutdown) ends an open stream at once with
+the turn's ``answer`` (``interrupted``). If ``server.token`` is set, ``/api/*`` requires exactly ``Authorization:
+Bearer <token>`` (the scheme in any case, one space, nothing after the token).
 
 Request bodies are read by :mod:`fay_core.http_input` (size, charset, UTF-8, JSON depth, integer size, lone
 surrogates, an object at the top), whose errors are 400, 413 or 415.
@@ -30,6 +31,7 @@ nothing personal beyond what their caller typed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -227,7 +229,8 @@ async def create_session(request: web.Request) -> web.Response:
 
 def _sse(msg: dict[str, Any]) -> bytes:
     """One server-sent event: the message's ``type`` names it, the whole message is its data."""
-    return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode()
+    # a lone surrogate the client sent (and the answer echoes) goes out as its JSON escape, not as an encoding error
+    return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode(errors="backslashreplace")
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
@@ -294,7 +297,12 @@ def create_app(fay: Fay) -> web.Application:
         yield
         await fay.stop()
 
+    async def end_sessions(_app: web.Application) -> None:
+        # on shutdown, before aiohttp waits for open requests: each open answer stream gets its end and closes
+        await asyncio.gather(*(fay.close_session(sid, "server stopping") for sid in list(fay.sessions)))
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_sessions)
     app.router.add_get("/health", health)
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)

@@ -4,6 +4,9 @@ Sessions share only read-only things (engines, the knowledge store, plugins). A 
 reported on its bus as :class:`~fay_core.events.ErrorRaised` and never reaches another session. Sessions are
 built by :class:`fay_core.assembly.Assembly` (through :meth:`fay_core.app.Fay.create_session`), which also tears
 them down: :meth:`Session.close` runs the parts' cleanups in the reverse order of their building.
+
+Closing a session ends every :meth:`Session.ask` in progress: the turn being answered is cancelled, its
+``AgentTurnFinished`` (interrupted) is delivered, and then the stream ends, whatever the persona's parts are.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Session:
         #: the persona's avatar renderer running for this session
         self.avatar: AvatarStream | None = None
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
+        #: the queues of the :meth:`ask` calls in progress; :meth:`close` ends each with ``None``
+        self._asks: set[asyncio.Queue[Event | None]] = set()
 
     @property
     def customer_id(self) -> str | None:
@@ -103,18 +108,24 @@ class Session:
         """Submit ``text`` and yield this turn's answer events, ending with its ``AgentTurnFinished``."""
         if self.closed:
             raise ClosedSession(f"session {self.id} is closed: start a new one")
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         sub = self.bus.subscribe(queue.put_nowait, *ANSWER_EVENTS, name="session.ask", drop_stale=False)
+        self._asks.add(queue)
         try:
             turn = self.submit(text, source)
             while True:
                 event = await queue.get()
+                if event is None:  # closed before the turn's end reached us: end the stream all the same
+                    yield AgentTurnFinished(session_id=self.id, turn_id=turn.id, text=turn.text,
+                                            answered_by=turn.answered_by, interrupted=True, error="session closed")
+                    return
                 if event.turn_id != turn.id:
                     continue
                 yield event
                 if isinstance(event, AgentTurnFinished):
                     return
         finally:
+            self._asks.discard(queue)
             await self.bus.unsubscribe(sub)
 
     async def answer(self, text: str) -> AgentTurnFinished:
@@ -130,13 +141,22 @@ class Session:
         """Run ``callback`` when the session closes (in reverse order of registration)."""
         self._cleanups.append(callback)
 
-    async def close(self, reason: str = "") -> None:
-        """Stop every task of this session and free what it holds. Idempotent; never raises."""
+    async def close(self, reason: str = "", *, turn_timeout_s: float = 5.0) -> None:
+        """Stop every task of this session and free what it holds. Idempotent; never raises.
+
+        The turn in progress is cancelled and given ``turn_timeout_s`` to record and publish its (interrupted)
+        end before the parts are torn down; every :meth:`ask` still waiting is then ended.
+        """
         if self.closed:
             return
         self.closed = True
         self.bus.publish(SessionClosed(session_id=self.id, reason=reason))
         self.agent.cancel("session closed")
+        try:
+            await asyncio.wait_for(self.agent.wait(), turn_timeout_s)
+        except TimeoutError:
+            log.error("session %s: the turn in progress did not end %.1f s after it was cancelled", self.id,
+                      turn_timeout_s)
         for callback in reversed(self._cleanups):
             try:
                 await await_me_maybe(callback())
@@ -144,3 +164,5 @@ class Session:
                 log.exception("session %s: cleanup %r failed", self.id, callback)
         self._cleanups.clear()
         await self.bus.close()
+        for queue in self._asks:
+            queue.put_nowait(None)

@@ -54,6 +54,8 @@ class LLMSettings(_Section):
     temperature: float = Field(0.3, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
     timeout_s: float = Field(30.0, gt=0, description="per request; a dead endpoint fails after this")
+    first_token_timeout_s: float = Field(8.0, gt=0, description="a model with no output this long after the "
+                                         "request has failed: the fallbacks, then the offline answerer speak")
     retries: int = Field(1, ge=0, le=5, description="retries of a failed request (HTTP 5xx, 429) before fallbacks")
     fallbacks: list[str] = Field(default_factory=list, description="models tried in order when the first fails")
     context_tokens: int = Field(8000, gt=256, description="history is trimmed to fit this budget")
@@ -68,6 +70,8 @@ class ServerSettings(_Section):
     max_json_depth: int = Field(32, gt=0, le=200, description="deepest accepted nesting of a JSON request body")
     token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>'")
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="`fay run` exits this long after SIGTERM at the "
+                                      "latest, whatever is still running")
 
 
 class IceServer(_Section):

@@ -3,6 +3,7 @@
 A turn starts with :meth:`Agent.start_turn` (typed text, or a final transcript). Starting a new turn, or an
 :class:`~fay_core.events.Interrupted` event, cancels the turn in progress. What the user said is recorded before
 any answerer runs, so a dead LLM endpoint loses nothing; when the LLM fails the offline answerer stands in.
+If that record cannot be written (:class:`~fay_core.errors.AuditUnavailable`), the turn is not started at all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from typing import Protocol
 
 from ..bus import Bus
+from ..errors import AuditUnavailable
 from ..events import AgentThinking, AgentTurnFinished, ErrorRaised, Interrupted, TranscriptFinal, UserTextReceived
 from .offline import OfflineAnswerer
 from .rag import Retriever
@@ -125,5 +127,8 @@ class Agent:
                 interrupted=interrupted,
                 error=error,
             )
-            self.record.answer(turn, finished)
+            try:
+                self.record.answer(turn, finished)
+            except AuditUnavailable as exc:  # logged by the audit log; the client still gets the turn's end
+                bus.publish(ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source="audit"))
             bus.publish(finished)

@@ -1,4 +1,9 @@
-"""LLM calls through litellm, streamed."""
+"""LLM calls through litellm, streamed.
+
+Two time limits: ``first_token_timeout_s`` from the request to the first chunk with output (text or a tool call),
+so a hung endpoint hands over to the fallbacks (and then the offline answerer) within seconds; and ``timeout_s``
+for the whole request, as litellm applies it.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class LLMConfig:
     temperature: float = 0.3
     max_tokens: int | None = None
     timeout_s: float = 30.0
+    first_token_timeout_s: float = 8.0
     retries: int = 1
     fallbacks: tuple[str, ...] = ()
     context_tokens: int = 8000
@@ -57,6 +63,7 @@ class LLMConfig:
             temperature=p.temperature if p.temperature is not None else settings.temperature,
             max_tokens=p.max_tokens or settings.max_tokens,
             timeout_s=settings.timeout_s,
+            first_token_timeout_s=settings.first_token_timeout_s,
             retries=settings.retries,
             fallbacks=tuple(p.fallbacks if p.fallbacks is not None else settings.fallbacks),
             context_tokens=settings.context_tokens,
@@ -91,9 +98,13 @@ class LLMClient:
     async def stream(
         self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
     ) -> AsyncGenerator[Any, None]:
-        """Yield streamed response chunks, trying each fallback model in turn if a model fails before any output."""
+        """Yield streamed response chunks, trying each fallback model in turn if a model fails before any output.
+
+        A model with no output ``first_token_timeout_s`` after the request counts as failed.
+        """
         litellm = litellm_module()
         errors: list[str] = []
+        first = self.config.first_token_timeout_s
         for model in (self.config.model, *self.config.fallbacks):
             kwargs = self._kwargs(model)
             if tools:
@@ -101,20 +112,36 @@ class LLMClient:
                 # plain function tools: skip litellm's MCP gateway check, which imports the optional `mcp` package
                 kwargs["_skip_mcp_handler"] = True
             started = False
+            response: Any = None
             try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(messages=messages, stream=True, **kwargs), self.config.timeout_s
-                )
-                async for chunk in response:
-                    started = True
+                head: list[Any] = []
+                async with asyncio.timeout(first):  # nothing is yielded inside: the timeout only cancels the request
+                    response = await litellm.acompletion(messages=messages, stream=True, **kwargs)
+                    chunks = aiter(response)
+                    more = True
+                    while more and not (head and _has_output(head[-1])):
+                        try:
+                            head.append(await anext(chunks))
+                        except StopAsyncIteration:
+                            more = False
+                started = True
+                for chunk in head:
                     yield chunk
+                if more:
+                    async for chunk in chunks:
+                        yield chunk
                 return
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                errors.append(f"{model}: no output within llm.first_token_timeout_s ({first:g} s)")
             except Exception as exc:
                 errors.append(f"{model}: {type(exc).__name__}: {_short(exc)}")
                 if started:
                     break  # the answer is partly out: do not restart it with another model
+            finally:
+                if response is not None:
+                    await response.aclose()
         raise EngineError("LLM failed (" + "; ".join(errors) + "). Check FAY_LLM__MODEL / FAY_LLM__API_BASE.")
 
     async def complete(self, messages: list[dict[str, Any]]) -> str:
@@ -125,6 +152,14 @@ class LLMClient:
             if getattr(delta, "content", None):
                 parts.append(delta.content)
         return "".join(parts)
+
+
+def _has_output(chunk: Any) -> bool:
+    """Whether a streamed chunk carries text or a tool call (not only a role, or nothing)."""
+    if not chunk.choices:
+        return False
+    delta = chunk.choices[0].delta
+    return bool(getattr(delta, "content", None) or getattr(delta, "tool_calls", None))
 
 
 def _short(exc: Exception) -> str:

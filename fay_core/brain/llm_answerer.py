@@ -28,7 +28,15 @@ from .guardrails import NumberGate
 from .llm import LLMClient, LLMConfig
 from .offline import decline_text
 from .rag import Retriever, citations_for, excerpt, rules, sources_block
-from .tools import ToolCall, ToolContext, collect_tool_calls, openai_schema, parse_arguments, run_tool
+from .tools import (
+    ToolCall,
+    ToolContext,
+    audited_arguments,
+    collect_tool_calls,
+    openai_schema,
+    parse_arguments,
+    run_tool,
+)
 from .turn import Turn
 
 log = logging.getLogger(__name__)
@@ -156,8 +164,9 @@ class LLMAnswerer:
             turn.tool_returned(call.name, call.id, error=error)
             return "", error
         turn.tool_called(call.name, parse_arguments(call.arguments), call.id)
-        result, error, _given = await run_tool(tool, call, self.tool_context)
-        turn.tool_returned(call.name, call.id, result=result, error=error)
+        result, error, ran_with = await run_tool(tool, call, self.tool_context)
+        turn.tool_returned(call.name, call.id, result=result, error=error,
+                           ran_with=audited_arguments(tool, ran_with))
         return result, error
 
     def safe_reply(self, sources: list[Hit], continuing: bool) -> str:

@@ -4,7 +4,9 @@ Arguments a tool marks with langchain's ``InjectedToolArg`` are never shown to t
 it: the session supplies them (:class:`ToolContext`). Fay injects ``customer_id`` (the session's authenticated
 customer, or ``None``), ``session_id``, ``language`` and ``data_dir`` (where a tool may keep its files). Whatever
 the model puts in an injected argument is thrown away, so a model talked into asking for "customer 42's balance"
-still reads only the signed-in customer's ledger.
+still reads only the signed-in customer's ledger. The audit record of a call shows the arguments the tool ran
+with (:func:`audited_arguments`: the model's allowed ones and the injected ``customer_id``) beside what the model
+asked for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_RESULT_CHARS = 4000
+#: the injected arguments a tool call's audit record shows (the others are the session's own id, language, folder)
+AUDITED_INJECTED = ("customer_id",)
 
 
 @dataclass
@@ -94,7 +98,10 @@ def parse_arguments(raw: str) -> dict[str, Any]:
 
 
 async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str, str, dict[str, Any]]:
-    """Call ``tool`` for ``call``; returns ``(result, error, arguments as given by the model)``."""
+    """Call ``tool`` for ``call``; returns ``(result, error, the arguments it ran with, injected ones included)``.
+
+    Arguments that are not valid JSON run nothing: ``("", error, {})``.
+    """
     try:
         args = json.loads(call.arguments) if call.arguments.strip() else {}
         if not isinstance(args, dict):
@@ -102,7 +109,6 @@ async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str
     except ValueError as exc:
         return "", f"the arguments are not valid JSON ({exc})", {}
     allowed = set(tool.tool_call_schema.model_fields)
-    given = dict(args)
     args = {k: v for k, v in args.items() if k in allowed}  # injected or unknown keys from the model: dropped
     values = context.values()
     for key in injected_args(tool):
@@ -111,8 +117,14 @@ async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str
         result = await tool.ainvoke(args)
     except Exception as exc:
         log.info("tool %s failed: %s", call.name, exc)
-        return "", f"{type(exc).__name__}: {exc}", given
+        return "", f"{type(exc).__name__}: {exc}", args
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + " [truncated]"
-    return text, "", given
+    return text, "", args
+
+
+def audited_arguments(tool: Any, ran_with: dict[str, Any]) -> dict[str, Any]:
+    """What the audit shows of the arguments a tool ran with: the model's allowed ones and the injected customer."""
+    hidden = injected_args(tool) - set(AUDITED_INJECTED)
+    return {k: v for k, v in ran_with.items() if k not in hidden}

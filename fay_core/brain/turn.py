@@ -53,10 +53,16 @@ class Turn:
                             call_id=call_id)
         )
 
-    def tool_returned(self, name: str, call_id: str = "", result: str = "", error: str = "") -> None:
+    def tool_returned(
+        self, name: str, call_id: str = "", result: str = "", error: str = "", ran_with: dict[str, Any] | None = None
+    ) -> None:
+        """Publish a tool's result; ``ran_with``, the arguments it really ran with, replaces in :attr:`tools` the
+        model's, which are kept as ``model_arguments`` (the event still carries what the model asked for)."""
         for call in reversed(self.tools):
             if call["call_id"] == call_id and call["name"] == name:
                 call.update(result=result, error=error)
+                if ran_with is not None:
+                    call.update(model_arguments=call["arguments"], arguments=ran_with)
                 break
         self.bus.publish(
             AgentToolReturned(
