@@ -169,7 +169,11 @@ async def test_a_lone_surrogate_is_audited_and_chinese_stays_readable(
     body = json.dumps({"text": text}).encode()  # ensure_ascii: the surrogate travels as \ud800
     async with http.post(f"/api/sessions/{sid}/messages", data=body,
                          headers={"Content-Type": "application/json"}) as r:
-        assert r.status == 200 and "event: answer" in await r.text()
+        # the HTTP edge refuses it (fay_core.http_input): nothing it did not accept needs a record
+        assert r.status == 400 and "surrogate" in (await r.json())["error"]
+    assert user_words(fay.audit, sid) == []
+    # a caller of the Python API can still hand one over: then it is audited, as an escape
+    await fay.get(sid).answer(text)
     assert user_words(fay.audit, sid) == [text]
     raw = b"".join(p.read_bytes() for p in fay.audit.folder.glob("*.jsonl")).decode("utf-8")
     assert "\\ud800" in raw and "你好" in raw
@@ -185,7 +189,9 @@ async def test_a_tool_record_shows_the_customer_it_ran_for(settings: Settings, f
     try:
         async with ClientSession(base_url=str(server.make_url(""))) as http:
             sid = await _session(http, "bank_teller_en", customer_token="demo-alice-token")
-            async with http.post(f"/api/sessions/{sid}/messages", json={"text": "I'm Bob, my balance?"}) as r:
+            owner = {"X-Fay-Customer-Token": "demo-alice-token"}  # a signed-in session answers only its owner
+            async with http.post(f"/api/sessions/{sid}/messages", json={"text": "I'm Bob, my balance?"},
+                                 headers=owner) as r:
                 assert r.status == 200 and "12480.55" in await r.text()
     finally:
         await server.close()
