@@ -82,7 +82,11 @@ class Fay:
             try:
                 retriever = session.agent.retriever
                 if retriever.enabled:  # ingest if needed, then one search: embedder, index, intent model
-                    await retriever.retrieve(persona.name)
+                    try:
+                        await retriever.retrieve(persona.name)
+                    except Exception as exc:  # sessions decline and hand off meanwhile: warm their voice all the same
+                        log.error("warm-up of persona %s: knowledge unavailable: %s (knowledge base: %s; GET /ready "
+                                  "answers 503 while it is degraded)", persona.id, exc, self.knowledge.status().state)
                 await self.assembly.voice(session.bus, persona).warm_up()
             finally:
                 await session.close("warm-up done")

@@ -19,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import PersonaError, UnknownPersona
 
+#: the longest persona file accepted (the shipped ones are ~2,000 characters; knowledge belongs in knowledge.paths)
+MAX_CHARS = 256_000
+#: the deepest ``[``/``{`` nesting accepted
+MAX_FLOW_DEPTH = 64
+
 
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -177,9 +182,25 @@ def _key_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 def parse_persona(text: str, path: Path | str) -> Persona:
     """Validate persona YAML ``text`` (read from ``path``); raise :class:`PersonaError` with file:line: field."""
     path = Path(path)
+    if len(text) > MAX_CHARS:
+        raise PersonaError(
+            f"{path}:?: (file): {len(text)} characters, over the {MAX_CHARS} a persona file may have: move large "
+            "FAQs into files named by knowledge.paths", [(str(path), None, "(file)", "too large")]
+        )
+    depth, deep_line = _flow_depth(text)
+    if depth > MAX_FLOW_DEPTH:  # PyYAML's scanner takes quadratic time on deep [ { nesting: refuse before it
+        raise PersonaError(f"{path}:{deep_line}: (yaml): brackets nested over {MAX_FLOW_DEPTH} deep",
+                           [(str(path), deep_line, "(yaml)", "nested too deeply")])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise PersonaError(f"{path}:?: (yaml): nested too deeply", [(str(path), None, "(yaml)", "nested too deeply")]
+                           ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -187,6 +208,9 @@ def parse_persona(text: str, path: Path | str) -> Persona:
         raise PersonaError(
             f"{path}:{line or '?'}: (yaml): {problem}", [(str(path), line, "(yaml)", str(problem))]
         ) from None
+    except Exception as exc:  # a tag that does not fit its value (``!!int`` on a mapping) raises the constructor's own
+        raise PersonaError(f"{path}:?: (yaml): a value cannot be read: {exc}",
+                           [(str(path), None, "(yaml)", f"a value cannot be read: {exc}")]) from None
     if not isinstance(data, dict):
         raise PersonaError(
             f"{path}:1: (file): a persona is a YAML mapping of fields (name, language, voice, ...)",
@@ -194,6 +218,9 @@ def parse_persona(text: str, path: Path | str) -> Persona:
         )
     try:
         persona = Persona.model_validate(data)
+    except RecursionError:
+        raise PersonaError(f"{path}:?: (file): nested too deeply", [(str(path), None, "(file)", "nested too deeply")]
+                           ) from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -212,6 +239,28 @@ def parse_persona(text: str, path: Path | str) -> Persona:
     persona._path = path.resolve()
     persona._version = hashlib.sha256(text.encode()).hexdigest()[:12]
     return persona
+
+
+def _flow_depth(text: str) -> tuple[int, int]:
+    """The deepest nesting of flow brackets (``[`` ``{``) outside quotes, and the line where it is reached."""
+    depth = deepest = at = 0
+    quote = ""
+    line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+            quote = ""
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, line
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest, at
 
 
 def _allowed(loc: tuple[Any, ...]) -> list[str]:

@@ -3,7 +3,8 @@
 Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status the error's class carries, see
 :mod:`fay_core.errors`, and ``Retry-After`` on refusals that pass, e.g. 503 too many sessions)::
 
-    GET    /health                          {"status": "ok", "sessions": N, "version": ...}
+    GET    /health                          {"status": "ok", "sessions": N, "version", "knowledge": "ok"|...}
+    GET    /ready                           200, or 503 {"ready": false, "knowledge": "degraded", "reason"}
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
     POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
                                             -> {"session_id", "persona", "greeting", "authenticated",
@@ -183,8 +184,18 @@ def owned_session(request: web.Request) -> Session:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness: always 200 while the process serves; ``knowledge`` says how the knowledge base is."""
     fay = request.app[FAY]
-    return web.json_response({"status": "ok", "sessions": len(fay.sessions), "version": _version()})
+    return web.json_response({"status": "ok", "sessions": len(fay.sessions), "version": _version(),
+                              "knowledge": fay.knowledge.status().state})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200, or 503 with the reason while the knowledge base is degraded (see
+    :meth:`fay_core.knowledge.Knowledge.status`; the warm-up opens and checks it)."""
+    status = request.app[FAY].knowledge.status()
+    body = {"ready": status.ready, "knowledge": status.state, "reason": status.reason}
+    return web.json_response(body, status=200 if status.ready else 503)
 
 
 async def list_personas(request: web.Request) -> web.Response:
@@ -304,6 +315,7 @@ def create_app(fay: Fay) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_sessions)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)
     app.router.add_post("/api/sessions/{session_id}/messages", post_message)

@@ -141,6 +141,8 @@ class KnowledgeSettings(_Section):
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
     auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")
+    integrity_check: bool = Field(True, description="check the store when it opens (SQLite quick_check, Chroma "
+                                  "against the manifest); one that fails is moved aside and rebuilt")
 
 
 class VADSettings(_Section):

@@ -26,7 +26,7 @@ from ..persona import Persona
 from .history import History, estimate_tokens
 from .guardrails import NumberGate
 from .llm import LLMClient, LLMConfig
-from .offline import decline_text
+from .offline import decline_text, knowledge_failed
 from .rag import Retriever, citations_for, excerpt, rules, sources_block
 from .tools import (
     ToolCall,
@@ -105,10 +105,15 @@ class LLMAnswerer:
         turn.answered_by = self.name
         persona = self.persona
         only = persona.knowledge.only
-        hits = await self.retriever.retrieve(turn.question)
+        try:
+            hits = await self.retriever.retrieve(turn.question)
+            failed = False
+        except Exception as exc:  # knowledge-only: decline, even with tools; otherwise answer without sources
+            knowledge_failed(self.bus, turn, exc)
+            hits, failed = [], True
         turn.mark("retrieved")
         sources = self.retriever.good(hits)
-        if only and not sources and not self.tools:
+        if only and not sources and (failed or not self.tools):
             turn.answered_by = "guardrail"
             turn.say(decline_text(persona))
             return

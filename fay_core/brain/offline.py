@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from ..bus import Bus
-from ..errors import FayError
 from ..events import ErrorRaised
 from ..persona import Persona
 from .rag import Retriever, citation, excerpt
@@ -33,9 +32,8 @@ class OfflineAnswerer:
         turn.answered_by = self.name
         try:
             hits = await self.retriever.retrieve(turn.question)
-        except FayError as exc:  # a broken knowledge base: say so on the bus, and decline rather than guess
-            log.warning("session %s: knowledge unavailable: %s", self.bus.session_id, exc)
-            self.bus.publish(ErrorRaised.of(exc, session_id=self.bus.session_id, turn_id=turn.id, source="knowledge"))
+        except Exception as exc:  # a broken knowledge base: say so on the bus, and decline rather than guess
+            knowledge_failed(self.bus, turn, exc)
             hits = []
         turn.mark("retrieved")
         good = self.retriever.good(hits)
@@ -52,6 +50,12 @@ class OfflineAnswerer:
             turn.say(f"\n来源 [1]：{e.source}：{label}")
         else:
             turn.say(f"\nSource [1]: {e.source}: {label}")
+
+
+def knowledge_failed(bus: Bus, turn: Turn, exc: Exception) -> None:
+    """Report a retrieval that raised ``exc`` (any exception: a damaged store raises SQLite's and Chroma's own)."""
+    log.warning("session %s turn %d: knowledge unavailable: %s", bus.session_id, turn.id, exc)
+    bus.publish(ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source="knowledge"))
 
 
 def decline_text(persona: Persona) -> str:

@@ -62,12 +62,21 @@ class Retriever:
         return self._collections or []
 
     async def retrieve(self, question: str) -> list[Hit]:
-        """The persona's best entries for ``question`` (empty if it has no knowledge)."""
+        """The persona's best entries for ``question`` (empty if it has no knowledge).
+
+        Whatever it raises, the knowledge base is told (:meth:`~fay_core.knowledge.Knowledge.failed`: a damaged
+        store is rebuilt for the next question); the answerers then decline or answer without sources.
+        """
         if not self.enabled:
             return []
-        collections = await self.prepare()
-        kb = self.knowledge.base()  # opened by prepare()
-        return await asyncio.to_thread(kb.search, question, collections, self.top_k)
+        try:
+            collections = await self.prepare()
+            kb = self.knowledge.base()  # opened by prepare()
+            return await asyncio.to_thread(kb.search, question, collections, self.top_k)
+        except Exception as exc:
+            self._collections = None  # prepare again: the store may be rebuilt
+            await asyncio.to_thread(self.knowledge.failed, exc)
+            raise
 
     def good(self, hits: list[Hit]) -> list[Hit]:
         """The hits that count as found, or none.

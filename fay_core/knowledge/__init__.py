@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KnowledgeError, PluginError
 from ..persona import Persona
 from ..settings import Settings
 from .documents import Entry, Hit, Reranker
+from .health import StoreStatus, check_store, move_aside, readable_collections
 from .store import CollectionInfo, IngestReport, KnowledgeBase, check_name
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "Knowledge",
     "KnowledgeBase",
     "Reranker",
+    "StoreStatus",
     "has_knowledge",
     "ingest_persona",
     "open_knowledge",
@@ -47,7 +50,11 @@ __all__ = [
 
 
 class Knowledge:
-    """The runtime's knowledge base, opened on first use, and the personas already prepared in it. Thread-safe."""
+    """The runtime's knowledge base, opened on first use, and the personas already prepared in it. Thread-safe.
+
+    Opening checks the store (see :mod:`.health`): a store that fails is moved aside and rebuilt from the
+    personas' files as they are prepared; :meth:`status` says how it is.
+    """
 
     def __init__(self, settings: Settings, plugins: Plugins) -> None:
         self.settings = settings
@@ -56,27 +63,104 @@ class Knowledge:
         self._open_lock = threading.Lock()
         self._prepare_lock = threading.Lock()
         self._prepared: set[tuple[str, str]] = set()
+        self._moved_to: Path | None = None
+        self._lost: dict[str, str] = {}  # collection -> why it is missing since the store was rebuilt
+        self._failure = ""  # why the knowledge base cannot be opened at all, if it cannot
+        self._suspect = False  # a search failed in a way a damaged store explains: check it again when next opened
+
+    @property
+    def root(self) -> Path:
+        return self.settings.data_dir / "knowledge"
 
     def base(self) -> KnowledgeBase:
-        """The knowledge base under ``<data_dir>/knowledge`` (opened once, by the first caller)."""
+        """The knowledge base under ``<data_dir>/knowledge`` (opened once, by the first caller, and checked)."""
         with self._open_lock:
             if self._base is None:
-                self._base = open_knowledge(self.settings, self.plugins)
+                try:
+                    self._base = self._open()
+                except Exception as exc:
+                    self._failure = str(exc) if isinstance(exc, KnowledgeError) else f"{type(exc).__name__}: {exc}"
+                    raise
+                self._failure = ""
             return self._base
+
+    def _open(self) -> KnowledgeBase:
+        check = self.settings.knowledge.integrity_check or self._suspect
+        self._suspect = False
+        problems = check_store(self.root) if check else []
+        if not problems:
+            try:
+                kb = open_knowledge(self.settings, self.plugins)
+            except KnowledgeError:  # the embedder or reranker: a configuration problem, not the store's
+                raise
+            except Exception as exc:
+                problems = [f"cannot open: {type(exc).__name__}: {exc}"]
+            else:
+                try:
+                    problems = kb.check() if check else []
+                except Exception as exc:
+                    problems = [f"cannot open Chroma: {type(exc).__name__}: {exc}"]
+                if not problems:
+                    return kb
+                kb.close()
+        held = readable_collections(self.root)
+        self._moved_to = move_aside(self.root)
+        self._prepared.clear()
+        self._lost = dict.fromkeys(held, "was in the failed store and is not rebuilt yet")
+        log.error("knowledge base %s failed its check (%s): moved it to %s and starting an empty one; personas' "
+                  "knowledge files are ingested again when first needed, collections filled by 'fay kb ingest' "
+                  "must be ingested again", self.root, "; ".join(problems), self._moved_to)
+        return open_knowledge(self.settings, self.plugins)
 
     def prepare(self, persona: Persona) -> list[str]:
         """Make sure the persona's knowledge is ingested (once per persona id and version); its collections.
 
         Ingestion follows ``knowledge.auto_ingest``; sessions (and the warm-up) starting together ingest once, one
-        after the other, not concurrently.
+        after the other, not concurrently. After a rebuild, a collection the persona cannot fill from its own files
+        makes the knowledge base degraded (see :meth:`status`) until it is ingested again.
         """
         collections = [check_name(c) for c in persona_collections(persona)]
         key = (persona.id, persona.version)
         with self._prepare_lock:
             if key not in self._prepared:
-                ingest_persona(self.base(), persona, auto_ingest=self.settings.knowledge.auto_ingest)
+                kb = self.base()
+                try:
+                    ingest_persona(kb, persona, auto_ingest=self.settings.knowledge.auto_ingest)
+                finally:
+                    if self._moved_to is not None:
+                        for c in collections:
+                            if kb.has(c):
+                                self._lost.pop(c, None)
+                            else:
+                                self._lost[c] = (f"needed by persona {persona.id}, lost with the failed store: "
+                                                 f"fay kb ingest PATH --collection {c}")
                 self._prepared.add(key)
         return collections
+
+    def failed(self, exc: BaseException) -> None:
+        """A search raised ``exc``: if the store's files fail their check now, close it, so that the next
+        :meth:`base` moves it aside and starts an empty one. Called by the retriever, in a worker thread."""
+        if isinstance(exc, KnowledgeError) or not self.root.exists():
+            return  # Fay's own refusals (an unknown collection, a failing embedder) say nothing about the store
+        problems = check_store(self.root)
+        if problems:
+            log.error("knowledge base %s: a search failed (%s: %s) and the store fails its check (%s): it is "
+                      "rebuilt on the next question", self.root, type(exc).__name__, exc, "; ".join(problems))
+            self._suspect = True
+            self.close()
+
+    def status(self) -> StoreStatus:
+        """How the knowledge base is now (it is not opened for this)."""
+        if self._failure:
+            return StoreStatus("degraded", f"the knowledge base cannot be opened: {self._failure}", self._moved_to)
+        needed = {c: why for c, why in self._lost.items() if why.startswith("needed")}
+        if needed:
+            return StoreStatus("degraded", "; ".join(f"collection {c} {why}" for c, why in sorted(needed.items())),
+                               self._moved_to, tuple(sorted(self._lost)))
+        if self._moved_to is not None:
+            return StoreStatus("rebuilt", f"a failed store was moved aside to {self._moved_to.name}", self._moved_to,
+                               tuple(sorted(self._lost)))
+        return StoreStatus()
 
     def close(self) -> None:
         """Close the knowledge base if it was opened (a later :meth:`base` opens it again).

@@ -123,6 +123,10 @@ class VectorIndex:
             got = self._counts[collection] = (stamp, col.count())
         return got[1]
 
+    def names(self) -> list[str]:
+        """The Chroma collections on disk (chromadb < 0.6 lists collection objects, later versions names)."""
+        return [c if isinstance(c, str) else str(c.name) for c in self.chroma.list_collections()]
+
     def delete(self, collection: str) -> None:
         if self.collection(collection) is not None:
             self.chroma.delete_collection(collection)
@@ -178,8 +182,13 @@ class VectorIndex:
         return float(np.max(np.asarray(embs, dtype=np.float32) @ qv))
 
     def close(self) -> None:
+        """Forget the collections and release Chroma's client: chromadb keeps one system per path, with its
+        database open, until its last client closes (``close()`` came with chromadb 1.0)."""
         self._collections.clear()
-        self._chroma = None
+        client, self._chroma = self._chroma, None
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
 
     # --- embedding --------------------------------------------------------------------------------------
 

@@ -89,6 +89,9 @@ class Manifest:
         row = self.db.execute("SELECT embedder FROM collections WHERE name=?", (collection,)).fetchone()
         return str(row[0]) if row else None
 
+    def names(self) -> list[str]:
+        return [str(n) for (n,) in self.db.execute("SELECT name FROM collections ORDER BY name").fetchall()]
+
     def has(self, collection: str) -> bool:
         return self.db.execute("SELECT 1 FROM collections WHERE name=?", (collection,)).fetchone() is not None
 

@@ -170,6 +170,18 @@ class KnowledgeBase:
     def entries(self, collection: str, ids: Iterable[str]) -> dict[str, Entry]:
         return self.manifest.entries(collection, ids)
 
+    def check(self) -> list[str]:
+        """What is wrong beyond the SQLite files (see :mod:`.health`): Chroma opened, and the manifest and Chroma
+        holding the same collections. Raises what opening Chroma raises."""
+        with self._lock:
+            listed, held = set(self.manifest.names()), set(self.index.names())
+        problems = []
+        if listed - held:
+            problems.append(f"collections missing from Chroma: {', '.join(sorted(listed - held))}")
+        if held - listed:
+            problems.append(f"collections missing from the manifest: {', '.join(sorted(held - listed))}")
+        return problems
+
     def close(self) -> None:
         with self._lock:
             self.index.close()
