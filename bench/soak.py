@@ -20,8 +20,8 @@ in this process, for ``--minutes``:
 - **flat**: each resource's median over the last fifth of the run after warm-up (``--warmup-s``, default the
   first minute) compared with its median over the first fifth; flat within ``--flat-pct`` (5 %).
 
-Prints a table and writes ``bench/results/soak.json`` and a chart, ``bench/results/soak.svg`` (drawn here:
-matplotlib is not a dependency of Fay).
+Prints a table and writes ``bench/results/soak.json``, a chart ``soak.svg`` (drawn here: matplotlib is not a
+dependency of Fay) and the server's log ``soak.log``.
 
     python bench/soak.py [--minutes 10] [--text-sessions 100] [--voice-sessions 10] [--llm offline|fake]
 """
@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import sys
@@ -99,7 +100,7 @@ def free_port() -> int:
 class Tally:
     """What the clients saw: latencies by kind, answered / lost / wrong turns, errors by source."""
 
-    latency_ms: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
+    latency_ms: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: collections.defaultdict(list))
     answered: collections.Counter[str] = field(default_factory=collections.Counter)
     lost: collections.Counter[str] = field(default_factory=collections.Counter)
     wrong: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -107,9 +108,13 @@ class Tally:
     answered_at: list[float] = field(default_factory=list)  # monotonic times, for the chart
 
     def answer(self, kind: str, ms: float) -> None:
+        """A finished answer ``ms`` after the question (kept with when it came, to leave out the warm-up)."""
         self.answered[kind] += 1
-        self.latency_ms[kind].append(ms)
+        self.latency_ms[kind].append((time.monotonic(), ms))
         self.answered_at.append(time.monotonic())
+
+    def latency(self, kind: str, after: float) -> list[float]:
+        return [ms for at, ms in self.latency_ms[kind] if at >= after]
 
     def lose(self, kind: str, source: str) -> None:
         self.lost[kind] += 1
@@ -269,8 +274,7 @@ async def text_turn(http: aiohttp.ClientSession, url: str, question: str, expect
                 if msg["type"] == "error":
                     tally.errors[f"sse error {msg.get('source', '?')}"] += 1
                 elif msg["type"] == "answer":
-                    answer = msg
-                    break
+                    answer = msg  # read on to the end of the stream, as a browser does
     except TimeoutError:
         tally.lose("text", "no answer in time (text)")
         return
@@ -407,6 +411,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         if llm is not None:
             await llm.stop()
     tally.errors.update(server_errors(work / "server.log"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "server.log", args.out.with_suffix(".log"))
+    shutil.rmtree(work, ignore_errors=True)
     cpu = [(b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"]) * 100 for a, b in zip(samples, samples[1:], strict=False)]
     for s, c in zip(samples[1:], cpu, strict=True):
         s["cpu_pct"] = round(c, 1)
@@ -417,9 +424,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "voice_sessions": args.voice_sessions, "turns_per_session": args.turns_per_session,
         "lost_after_s": args.lost_after_s, "warmup_s": args.warmup_s,
         "turns": {k: {"answered": tally.answered[k], "lost": tally.lost[k], "wrong": tally.wrong[k],
-                      "latency_ms_p50": round(pct(tally.latency_ms[k], 0.5), 1),
-                      "latency_ms_p95": round(pct(tally.latency_ms[k], 0.95), 1),
-                      "latency_ms_max": round(max(tally.latency_ms[k], default=float("nan")), 1)} for k in kinds},
+                      "latency_ms_p50": round(pct(tally.latency(k, t0 + args.warmup_s), 0.5), 1),
+                      "latency_ms_p95": round(pct(tally.latency(k, t0 + args.warmup_s), 0.95), 1),
+                      "latency_ms_max": round(max(tally.latency(k, t0), default=float("nan")), 1)} for k in kinds},
         "errors": dict(tally.errors.most_common()),
         "flat": flatness(samples, args.warmup_s, args.flat_pct),
         "samples": samples,
@@ -430,6 +437,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 def report(result: dict[str, Any], flat_pct: float) -> None:
     print(f"\nsoak: {result['text_sessions']} text + {result['voice_sessions']} voice sessions for "
           f"{result['wall_s']:.0f} s, {result['llm']} answerer ({result['cores']} cores, {result['python']})")
+    print("latency: question sent -> finished answer; p50/p95 after warm-up, max over the whole run")
     header = f"{'kind':>6} {'answered':>9} {'lost':>5} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
     print(header)
     print("-" * len(header))
@@ -474,11 +482,10 @@ async def main() -> None:
         sys.exit(f"recorded speech not found at {DATA}: the bench expects ../shared/data beside the checkout")
     result = await soak(args)
     report(result, args.flat_pct)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     chart = args.out.with_suffix(".svg")
     svg_chart(result["samples"], result.pop("_answered_at"), args.warmup_s, chart)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    print(f"wrote {args.out} and {chart}")
+    print(f"wrote {args.out}, {chart} and the server's log {args.out.with_suffix('.log')}")
 
 
 if __name__ == "__main__":
