@@ -317,6 +317,9 @@ async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args
             for _ in range(args.turns_per_session):
                 if time.monotonic() >= until:
                     break
+                if c.pc is None or c.pc.connectionState != "connected":  # lost by the server: connect again
+                    tally.errors[f"peer {c.pc.connectionState if c.pc else 'gone'} between turns"] += 1
+                    break
                 await voice_turn(c, rng.choice(mine), args, tally)
                 await asyncio.sleep(rng.uniform(0.5, 1.5) * args.think_s)
         finally:
@@ -325,9 +328,6 @@ async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args
 
 async def voice_turn(c: FayClient, pcm: bytes, args: argparse.Namespace, tally: Tally) -> None:
     c.messages.clear()
-    if c.pc is None or c.pc.connectionState != "connected":
-        tally.lose("voice", "peer not connected")
-        return
     duration = c.say(pcm, 16000)
     assert c.mic is not None
     try:
