@@ -46,7 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import Fay
+from .app import Fay, log_tag
 from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, SessionForbidden
 from .events import AgentTurnFinished, Event
 from .http_input import bearer_token, check_persona_id, plausible_file_path, read_json_object
@@ -255,16 +255,20 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     event: Event = first
-    while True:
-        msg = message(event)
-        if msg is not None:
-            old = deprecated_copy(msg, SSE_DEPRECATED)
-            await resp.write(_sse(msg) + (_sse(old) if old is not None else b""))
-        if isinstance(event, AgentTurnFinished):
-            break
-        event = await anext(stream)
-    await stream.aclose()  # type: ignore[attr-defined]
-    await resp.write_eof()
+    try:
+        while True:
+            msg = message(event)
+            if msg is not None:
+                old = deprecated_copy(msg, SSE_DEPRECATED)
+                await resp.write(_sse(msg) + (_sse(old) if old is not None else b""))
+            if isinstance(event, AgentTurnFinished):
+                break
+            event = await anext(stream)
+        await resp.write_eof()
+    except ConnectionResetError:  # the client went away: the turn goes on and is recorded, nobody is told
+        log.debug("session %s: the client closed its answer stream", log_tag(session.id))
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
     return resp
 
 

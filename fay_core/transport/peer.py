@@ -235,8 +235,8 @@ class Peer:
     def send(self, message: dict[str, Any]) -> None:
         """Send a JSON message on the data channel if it is open (dropped otherwise)."""
         ch = self.channel
-        if ch is None or ch.readyState != "open":
-            return
+        if ch is None or ch.readyState != "open" or self.pc.connectionState != "connected":
+            return  # (aiortc's send to a peer that lost its connection fails in a task nobody awaits)
         try:
             ch.send(json.dumps(message, ensure_ascii=False))
         except Exception as exc:  # the channel closed under us: the close handler cleans up
@@ -266,8 +266,8 @@ class Peer:
     def send_avatar(self, payload: bytes, pts: float, turn_id: int) -> None:
         """The avatar stream's listener: send a binary frame, or skip it while the channel is backed up."""
         ch = self.channel
-        if ch is None or ch.readyState != "open":
-            return
+        if ch is None or ch.readyState != "open" or self.pc.connectionState != "connected":
+            return  # (aiortc's send to a peer that lost its connection fails in a task nobody awaits)
         if ch.bufferedAmount > AVATAR_BACKLOG_BYTES:
             self.avatar_skipped += 1
             return
