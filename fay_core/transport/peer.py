@@ -43,6 +43,8 @@ from .tracks import PlayoutTrack, pump_audio
 
 log = logging.getLogger(__name__)
 
+#: connection states in which nothing is sent any more
+_GONE = frozenset({"failed", "closed"})
 #: avatar frames are skipped while this much data waits in the data channel's send buffer
 AVATAR_BACKLOG_BYTES = 256 * 1024
 
@@ -235,7 +237,7 @@ class Peer:
     def send(self, message: dict[str, Any]) -> None:
         """Send a JSON message on the data channel if it is open (dropped otherwise)."""
         ch = self.channel
-        if ch is None or ch.readyState != "open" or self.pc.connectionState != "connected":
+        if ch is None or ch.readyState != "open" or self.pc.connectionState in _GONE:
             return  # (aiortc's send to a peer that lost its connection fails in a task nobody awaits)
         try:
             ch.send(json.dumps(message, ensure_ascii=False))
@@ -266,7 +268,7 @@ class Peer:
     def send_avatar(self, payload: bytes, pts: float, turn_id: int) -> None:
         """The avatar stream's listener: send a binary frame, or skip it while the channel is backed up."""
         ch = self.channel
-        if ch is None or ch.readyState != "open" or self.pc.connectionState != "connected":
+        if ch is None or ch.readyState != "open" or self.pc.connectionState in _GONE:
             return  # (aiortc's send to a peer that lost its connection fails in a task nobody awaits)
         if ch.bufferedAmount > AVATAR_BACKLOG_BYTES:
             self.avatar_skipped += 1
