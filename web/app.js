@@ -14,7 +14,7 @@
 //   container  the <div id="avatar"> element (the viewer owns its content; the "AI-generated" label stays on top)
 //   ctx = {
 //     onBinary(cb)   register cb(data: ArrayBuffer) for every binary data-channel message (avatar frames, sent
-//                    unchanged from AvatarFrame.payload); returns a function that unregisters cb
+//                    unchanged from the server's avatar stream); returns a function that unregisters cb
 //     videoStream    MediaStream of the server's video track (video renderers), or null; it also holds the
 //                    answer audio track (one stream id), so the browser keeps them in sync
 //     audioElement   the <audio> element playing the answer audio (for lip-sync against audio time)

@@ -1,5 +1,7 @@
-"""The voice pipeline: Silero VAD, faster-whisper ASR, streamed TTS, the playout clock and barge-in.
+"""The voice pipeline: VAD segmentation, ASR, streamed TTS, the playout clock and barge-in.
 
-``await attach_voice(session)`` (in :mod:`fay_core.voice.pipeline`) gives a session ears and a voice. Nothing
-heavy is imported or loaded until a session needs it.
+The engines themselves are plugins (``fay_silero``, ``fay_whisper``, ``fay_piper``, ...), chosen through the
+registry. The session's assembly gives a session ears and a voice
+(:meth:`fay_core.assembly.Assembly.add_voice`, :mod:`fay_core.voice.pipeline`). Nothing heavy is imported or
+loaded until a session needs it.
 """
