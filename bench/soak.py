@@ -55,6 +55,7 @@ from fay_core.settings import WebRTCSettings  # noqa: E402
 from fay_core.testing import FakeLLM  # noqa: E402
 from fay_core.transport.client import FayClient  # noqa: E402
 from fay_core.voice.audio import load_audio  # noqa: E402
+from serve import fay_env, start_fay  # noqa: E402 (bench/serve.py)
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
@@ -131,37 +132,10 @@ class Tally:
 
 
 async def start_server(work: Path, port: int, max_sessions: int, llm: FakeLLM | None) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(
-        FAY_CONFIG=str(work / "none.yaml"), FAY_DATA_DIR=str(work / "data"), FAY_LOG_LEVEL="WARNING",
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        FAY_SERVER__MAX_SESSIONS=str(max_sessions), FAY_WEBRTC__MAX_PEERS=str(max_sessions),
-        FAY_WEBRTC__HOST_ADDRESSES='["127.0.0.1"]', FAY_WEBRTC__REMOTE_NETWORKS='["127.0.0.0/8"]',
-        FAY_VOICE__TTS__ONLINE="never",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH", "")]),
-    )
+    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never")
     if llm is not None:
         env.update(FAY_LLM__MODEL=llm.model, FAY_LLM__API_BASE=llm.url, FAY_LLM__API_KEY="sk-fake")
-    with (work / "server.log").open("wb") as log:  # noqa: ASYNC230 - a local file, before anything runs
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fay_core", "run", "--host", "127.0.0.1", "--port", str(port),
-            cwd=work, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )
-    deadline = time.monotonic() + 90
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                raise RuntimeError(f"the server exited: {(work / 'server.log').read_text()[-2000:]}")
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/health") as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    proc.kill()
-    await proc.wait()
-    raise RuntimeError("the server did not start in 90 s")
+    return await start_fay(work, port, env, timeout_s=90)
 
 
 async def stop_server(proc: asyncio.subprocess.Process) -> None:

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from fay_core.settings import WebRTCSettings  # noqa: E402
 from fay_core.transport.client import FayClient  # noqa: E402
+from serve import fay_env, start_fay  # noqa: E402 (bench/serve.py)
 
 RESULTS = ROOT / "bench" / "results"
 QUESTION = "What are your opening hours?"
@@ -91,36 +92,11 @@ async def start_server(work: Path, port: int, max_sessions: int) -> asyncio.subp
     personas = work / "personas"
     personas.mkdir(exist_ok=True)
     (personas / "bench_teller.yaml").write_text(PERSONA)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(
-        FAY_CONFIG=str(work / "none.yaml"), FAY_DATA_DIR=str(work / "data"), FAY_PERSONAS_DIR=str(personas),
-        FAY_DEFAULT_PERSONA="bench_teller", FAY_LOG_LEVEL="WARNING", LITELLM_LOCAL_MODEL_COST_MAP="True",
-        FAY_SERVER__MAX_SESSIONS=str(max_sessions), FAY_WEBRTC__MAX_PEERS=str(max_sessions),
-        FAY_WEBRTC__HOST_ADDRESSES='["127.0.0.1"]', FAY_WEBRTC__REMOTE_NETWORKS='["127.0.0.0/8"]',
-        PYTHONPATH=str(ROOT),
-    )
-    with (work / "server.log").open("wb") as log:  # noqa: ASYNC230 - a local file, before anything runs
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fay_core", "run", "--host", "127.0.0.1", "--port", str(port),
-            cwd=work, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )
-    import aiohttp
-
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                sys.exit(f"the server exited: {(work / 'server.log').read_text()[-2000:]}")
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/health") as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    proc.kill()
-    await proc.wait()
-    sys.exit("the server did not start in 60 s")
+    env = fay_env(work, max_sessions, FAY_PERSONAS_DIR=str(personas), FAY_DEFAULT_PERSONA="bench_teller")
+    try:
+        return await start_fay(work, port, env, timeout_s=60)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 STAGES = ("vad_end", "asr_final", "tts_first_audio", "first_audio_out")
