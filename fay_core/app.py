@@ -32,7 +32,7 @@ class Fay:
         self.plugins = plugins or Plugins(self.settings).load()
         self.plugins.check_settings()
         self.personas = PersonaStore(self.settings.personas_dir)
-        self.audit = AuditLog(self.settings.data_dir / "audit")
+        self.audit = AuditLog(self.settings.data_dir / "audit", self.settings.audit)
         self.knowledge = Knowledge(self.settings, self.plugins)
         self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit)
         self.sessions: dict[str, Session] = {}

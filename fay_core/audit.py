@@ -1,54 +1,155 @@
-"""The audit log: an append-only JSON-lines record of every turn.
+"""The audit log: an append-only, hash-chained, fsynced JSON-lines record of every turn.
 
 One file per day under ``<data_dir>/audit/``. The user's words are written when the turn starts, before any
 answerer runs, and the answer (text, sources, tools, timings, persona version) when it ends, so a failing LLM or
-a crash mid-answer still leaves what the user said on record: each record is written and the file closed (in the
-operating system's hands, so a killed server keeps it) before :meth:`AuditLog.write` returns.
+a crash mid-answer still leaves what the user said on record: each record is written, flushed and ``fsync``-ed
+(``audit.fsync``, on by default) before :meth:`AuditLog.write` returns, so it survives a killed server and a power
+cut alike.
 
-When a record cannot be written, :meth:`AuditLog.write` raises :class:`~fay_core.errors.AuditUnavailable` (and
-logs the record, so it is not lost) rather than spooling it: a spool on the same full or read-only disk fails
+**The chain.** Each record carries ``seq`` (1, 2, ... across all day files), ``prev`` (the previous record's
+hash) and ``hash`` (SHA-256 of the exact bytes of the line without its hash, see :mod:`fay_core.audit_chain`),
+so ``fay audit verify`` finds a changed, deleted, inserted or reordered line, and a deleted day file, at its
+``FILE:LINE``. The chain runs across day files and across restarts: the writer takes the last record of the
+newest file as its ``prev``. Several processes may share one folder: reading that tail and appending happen
+under an exclusive ``flock`` on ``<folder>/.lock``, so their records form one chain.
+
+**The anchor.** ``<folder>/HEAD`` holds the seq and hash of the last record written (replaced atomically and
+fsynced after every record). A log that ends before HEAD's seq was cut short (a truncated file, lost last lines,
+a deleted newest file), which the chain alone cannot see: nothing follows the last line to break. HEAD proves the
+log reached *at least* that record; it lags one record behind after a crash between the two writes, which
+verification accepts. It does not prove more: whoever can write the folder can also rewrite HEAD.
+
+**What a plain hash chain does not protect against.** Anyone who can write the folder can change a record and
+recompute every later hash (and HEAD): the chain then verifies. It detects accidents and careless edits, not a
+deliberate forger. Two fixes, which combine: set ``audit.signing_key`` (a secret kept away from the folder's
+writers, e.g. in the server's environment only): ``hash`` is then an HMAC-SHA256 under that key, and a chain
+recomputed without the key fails verification; and copy the end of the chain (``fay audit verify`` prints the last
+seq and hash) somewhere the server cannot rewrite (a WORM store, a ticket, a syslog host), so even a key holder
+cannot rewrite what came before a copied hash. Verify a signed log with the same key (``FAY_AUDIT__SIGNING_KEY``);
+a log that was unsigned before the key was set verifies only up to that point (start a new folder when enabling it).
+
+**Retention.** With ``audit.retention_days``, whole day files older than that are deleted, at the first write and
+then once a day (never the newest file). The deletion is first recorded in the chain (``kind: "retention"``, the
+file names and the seq and hash of their last record), so verification accepts a chain that starts where a
+retention record says, and still reports a file deleted by anyone else.
+
+**When a record cannot be written**, :meth:`AuditLog.write` raises :class:`~fay_core.errors.AuditUnavailable`
+(and logs the record, so it is not lost) rather than spooling it: a spool on the same full or read-only disk fails
 the same way, and one in memory dies with the process. A bank must not answer what it cannot put on record, so
 the turn is refused (HTTP 503) until the audit folder is writable again, and the log's error is the alarm.
 
 Every text the server accepted can be recorded: the JSON lines keep Chinese and other text readable (UTF-8,
-``ensure_ascii=False``), and a lone surrogate (``"\ud800"``, which UTF-8 cannot encode) is written as its JSON
-escape ``\ud800`` (``backslashreplace``), so the line stays valid JSON and reads back as the same string.
+``ensure_ascii=False``), and a lone surrogate (``"\\ud800"``, which UTF-8 cannot encode) is written as its JSON
+escape ``\\ud800`` (``backslashreplace``), so the line stays valid JSON and reads back as the same string; the hash
+covers those bytes.
+
+**Cost.** ``bench/audit.py`` measures a write (two fsyncs: the record and HEAD). On a disk with a volatile write
+cache that is well under a millisecond; on a disk that honours every flush it is a few milliseconds, paid on the
+event loop once per record (two or three records a turn).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from .audit_chain import CHAIN_FIELDS, GENESIS, HEAD_NAME, file_names, read_head, seal
 from .errors import AuditUnavailable
+from .settings import AuditSettings
 
 log = logging.getLogger(__name__)
 
+_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Tail:
+    """The last record of the chain: its seq and hash, and the file (name, inode, size) it ends."""
+
+    seq: int
+    hash: str
+    file: str
+    ino: int
+    size: int
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _last_line(f: BinaryIO, size: int) -> tuple[bytes | None, bool]:
+    """The last line of an open file (without its newline; ``None`` if empty), and whether it is torn (no
+    newline: a write cut short)."""
+    if size == 0:
+        return None, False
+    chunk = _TAIL_BYTES
+    while True:
+        start = max(0, size - chunk)
+        f.seek(start)
+        data = f.read(size - start)
+        torn = not data.endswith(b"\n")
+        body = data if torn else data[:-1]
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return body[cut + 1:], torn
+        chunk *= 4
+
 
 class AuditLog:
-    """Appends records to ``<folder>/YYYY-MM-DD.jsonl``; safe to share between sessions and threads."""
+    """Appends chained records to ``<folder>/YYYY-MM-DD.jsonl``; safe to share between sessions, threads and
+    processes.
 
-    def __init__(self, folder: Path) -> None:
+    :param folder: the audit folder (created on the first write).
+    :param settings: fsync, retention and signing (defaults: fsync on, keep everything, unsigned).
+    :param now: the clock that stamps records and picks the day file (UTC ``datetime``).
+    """
+
+    def __init__(self, folder: Path, settings: AuditSettings | None = None,
+                 now: Callable[[], dt.datetime] | None = None) -> None:
         self.folder = Path(folder)
+        self.settings = settings or AuditSettings()
+        self._key = (self.settings.signing_key.get_secret_value().encode("utf-8")
+                     if self.settings.signing_key is not None else None)
+        self._now = now or _utc_now
         self._lock = threading.Lock()
+        self._tail: _Tail | None = None  # a cache, trusted only while the file it names is unchanged
+        self._retention_day: dt.date | None = None
 
     def path_for(self, day: dt.date) -> Path:
         return self.folder / f"{day.isoformat()}.jsonl"
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` (with the time); raises :class:`AuditUnavailable` if it cannot be written."""
-        now = dt.datetime.now(dt.UTC)
-        line = json.dumps({"time": now.isoformat(timespec="milliseconds"), **record}, ensure_ascii=False, default=str)
+        """Append ``record`` (with the time) to the chain, on disk before it returns.
+
+        Raises :class:`AuditUnavailable` if it cannot be written, ``ValueError`` if ``record`` carries a chain
+        field (``seq``, ``prev``, ``hash``).
+        """
+        clash = [k for k in CHAIN_FIELDS if k in record]
+        if clash:
+            raise ValueError(f"an audit record may not carry {', '.join(clash)}: the audit log sets them")
+        now = self._now()
+        stamped = {"time": now.isoformat(timespec="milliseconds"), **record}
         try:
-            with self._lock:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                with self.path_for(now.date()).open("a", encoding="utf-8", errors="backslashreplace") as f:
-                    f.write(line + "\n")
+            with self._lock, self._locked():
+                self._append(stamped, now.date())
+                if self.settings.retention_days is not None and self._retention_day != now.date():
+                    self._retention_day = now.date()
+                    try:
+                        self._retain(now)
+                    except OSError as exc:  # the record is written: retention waits for tomorrow's pass
+                        log.error("audit retention in %s failed: %s", self.folder, exc)
         except OSError as exc:
+            self._tail = None
+            line = json.dumps(stamped, ensure_ascii=False, default=str)
             log.error("audit log %s not writable: %s; record: %s", self.folder, exc, line)
             raise AuditUnavailable(f"audit log {self.folder} is not writable ({exc}): fix its folder's permissions "
                                    "or space; turns are refused until then") from exc
@@ -56,9 +157,151 @@ class AuditLog:
     def read(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """All records (of one session, if given), oldest first."""
         out = []
-        for path in sorted(self.folder.glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
+        for name in file_names(self.folder):
+            for line in (self.folder / name).read_text(encoding="utf-8").splitlines():
                 rec = json.loads(line)
                 if session_id is None or rec.get("session") == session_id:
                     out.append(rec)
         return out
+
+    def apply_retention(self) -> list[str]:
+        """Delete the day files older than ``audit.retention_days`` now (recorded first); returns their names."""
+        if self.settings.retention_days is None:
+            return []
+        with self._lock, self._locked():
+            return self._retain(self._now())
+
+    # --- under the locks -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _append(self, record: dict[str, Any], day: dt.date) -> None:
+        names = file_names(self.folder)
+        tail = self._current_tail(names)
+        # never append to a file older than the newest one (a clock set back): the chain runs in file order
+        name = max(self.path_for(day).name, names[-1]) if names else self.path_for(day).name
+        seq, prev = (tail.seq + 1, tail.hash) if tail else (1, GENESIS)
+        line, h = seal(record, seq, prev, self._key)
+        path = self.folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.settings.fsync:
+                os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if self.settings.fsync and name not in names:
+            self._sync_folder()  # the new file's name is on disk too
+        self._write_head(seq, h, name)
+        self._tail = _Tail(seq, h, name, st.st_ino, st.st_size)
+
+    def _current_tail(self, names: list[str]) -> _Tail | None:
+        """The last record of the chain: from the cache if the newest file is the one it ends, unchanged."""
+        cached = self._tail
+        if cached is not None and names and names[-1] == cached.file:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(self.folder / cached.file)
+                if st.st_ino == cached.ino and st.st_size == cached.size:
+                    return cached
+        return self._read_tail(names)
+
+    def _read_tail(self, names: list[str]) -> _Tail | None:
+        """The last record of the newest file that has one (another process may have appended since)."""
+        for name in reversed(names):
+            path = self.folder / name
+            with path.open("rb") as f:
+                st = os.fstat(f.fileno())
+                last, torn = _last_line(f, st.st_size)
+            if torn:
+                self._repair_torn(path, last, st.st_size)
+                return self._read_tail(names)
+            if last is None:
+                continue  # an empty file (created, then a crash before its first record)
+            try:
+                rec = json.loads(last)
+                return _Tail(int(rec["seq"]), str(rec["hash"]), name, st.st_ino, st.st_size)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("audit file %s ends with a line outside the hash chain (%s): the chain goes on from HEAD; "
+                          "`fay audit verify` names the line", path, exc)
+                break
+        try:
+            head = read_head(self.folder)
+        except ValueError as exc:
+            log.error("audit HEAD in %s unreadable (%s): a new chain starts", self.folder, exc)
+            return None
+        if head is not None:  # no usable last record: go on from HEAD, so verification shows what is missing
+            if not names:
+                log.error("audit folder %s has no day files but HEAD names seq %s: were they deleted?", self.folder,
+                          head["seq"])
+            return _Tail(head["seq"], head["hash"], "", 0, 0)
+        return None
+
+    def _repair_torn(self, path: Path, fragment: bytes, size: int) -> None:
+        """Cut a torn last line (a write that never returned: power lost mid-write), keeping it in the log."""
+        log.error("audit file %s ends with a torn line (%d bytes, a write interrupted by a crash): moved into a "
+                  "'torn' record", path, len(fragment))
+        with path.open("r+b") as f:
+            f.truncate(size - len(fragment))
+            os.fsync(f.fileno())
+        self._tail = None
+        tail = self._read_tail(file_names(self.folder))
+        torn = {"time": self._now().isoformat(timespec="milliseconds"), "kind": "torn",
+                "file": path.name, "text": fragment.decode("utf-8", "backslashreplace")}
+        seq, prev = (tail.seq + 1, tail.hash) if tail else (1, GENESIS)
+        line, h = seal(torn, seq, prev, self._key)
+        with path.open("ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self._write_head(seq, h, path.name)
+
+    def _write_head(self, seq: int, h: str, name: str) -> None:
+        tmp = self.folder / f".{HEAD_NAME}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, json.dumps({"seq": seq, "hash": h, "file": name}).encode("ascii") + b"\n")
+            if self.settings.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.folder / HEAD_NAME)
+
+    def _sync_folder(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _retain(self, now: dt.datetime) -> list[str]:
+        """Record, then delete, the day files older than ``retention_days`` (never the newest)."""
+        assert self.settings.retention_days is not None
+        cutoff = self.path_for(now.date() - dt.timedelta(days=self.settings.retention_days)).name
+        names = file_names(self.folder)
+        expired = [n for n in names[:-1] if n < cutoff]
+        if not expired:
+            return []
+        last = self._read_tail(expired)  # the last record of the deleted part: where the kept chain starts
+        record = {"time": now.isoformat(timespec="milliseconds"), "kind": "retention", "deleted": expired,
+                  "retention_days": self.settings.retention_days,
+                  "last_seq": last.seq if last else 0, "last_hash": last.hash if last else GENESIS}
+        self._append(record, now.date())
+        for name in expired:
+            try:
+                (self.folder / name).unlink()
+            except OSError as exc:  # recorded as deleted; the next pass tries again
+                log.error("audit retention could not delete %s: %s", self.folder / name, exc)
+        log.info("audit retention deleted %d day file(s) older than %d days: %s", len(expired),
+                 self.settings.retention_days, ", ".join(expired))
+        return expired

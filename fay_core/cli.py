@@ -1,4 +1,4 @@
-"""The ``fay`` command line: ``run``, ``chat``, ``persona``, ``plugins`` (and plugin commands)."""
+"""The ``fay`` command line: ``run``, ``chat``, ``persona``, ``plugins``, ``kb``, ``audit`` (and plugin commands)."""
 
 from __future__ import annotations
 
@@ -206,9 +206,11 @@ def plugins() -> None:
         sys.exit(1)
 
 
+from .audit_cli import audit  # noqa: E402
 from .knowledge.cli import kb  # noqa: E402
 
 cli.add_command(kb)
+cli.add_command(audit)
 
 
 def _add_plugin_commands() -> None:

@@ -189,6 +189,18 @@ class VoiceSettings(_Section):
     tts: TTSSettings = Field(default_factory=TTSSettings)
 
 
+class AuditSettings(_Section):
+    """The audit log under ``<data_dir>/audit`` (see :mod:`fay_core.audit`): durability, retention, signing."""
+
+    fsync: bool = Field(True, description="each record is on disk (fsync) before the turn goes on; off: a power "
+                        "cut can lose the last seconds of records (a killed server loses nothing either way)")
+    retention_days: int | None = Field(None, ge=1, description="day files older than this are deleted (the "
+                                       "deletion is itself recorded in the chain); none: keep everything")
+    signing_key: SecretStr | None = Field(None, description="makes each record's hash an HMAC-SHA256 under this "
+                                          "key, so a rewritten log cannot be re-chained without it; verify with "
+                                          "the same key")
+
+
 class Settings(BaseSettings):
     """All of Fay's settings. Build with :func:`load_settings` to get readable errors."""
 
@@ -211,6 +223,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

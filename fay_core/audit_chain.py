@@ -1,0 +1,227 @@
+"""The audit log's hash chain: how a record line is sealed, and how a folder of them is verified.
+
+A line is one JSON object whose chain fields come first and whose hash comes last::
+
+    {"seq": 7, "prev": "<hash of record 6>", "time": "...", "session": "...", ..., "hash": "<64 hex>"}
+
+``hash`` is SHA-256 (or, with ``audit.signing_key``, HMAC-SHA256 under that key) of the exact UTF-8 bytes of the
+line without its hash: everything before ``, "hash": "`` plus the closing ``}``. The writer serializes once and
+the verifier hashes those same bytes back from the file, so no re-serialization (key order, escapes, the
+``backslashreplace`` escape of a lone surrogate) can make an untouched line fail or a changed one pass.
+
+``seq`` counts records from 1 across every day file and ``prev`` is the previous record's hash (64 zeros before the
+first), so a changed, deleted, inserted or reordered line breaks the chain at that line, and a deleted day file
+breaks it at the first line of the next one. The end of the chain is anchored by the ``HEAD`` file (see
+:mod:`fay_core.audit`), which catches a log cut short. Files deleted by retention are accounted for by a chained
+``retention`` record naming them and the seq and hash of their last record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: the ``prev`` of the first record of a chain
+GENESIS = "0" * 64
+#: the file that anchors the end of the chain: the seq and hash of the last record written
+HEAD_NAME = "HEAD"
+#: the fields the chain adds to a record (a record handed to the log may not carry them)
+CHAIN_FIELDS = ("seq", "prev", "hash")
+
+_SEAL = re.compile(rb'^(\{.*), "hash": "([0-9a-f]{64})"\}$', re.DOTALL)
+
+
+def digest(body: bytes, key: bytes | None) -> str:
+    """The hash of a line's ``body`` bytes: HMAC-SHA256 under ``key`` if given, else SHA-256."""
+    if key is not None:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
+
+
+def seal(record: dict[str, Any], seq: int, prev: str, key: bytes | None) -> tuple[bytes, str]:
+    """The line (with its newline) that records ``record`` as number ``seq`` after ``prev``, and its hash.
+
+    Text stays readable (``ensure_ascii=False``); a lone surrogate is written as its JSON escape
+    (``backslashreplace``), so the line is valid JSON and its bytes are what the hash covers.
+    """
+    text = json.dumps({"seq": seq, "prev": prev, **record}, ensure_ascii=False, default=str)
+    body = text.encode("utf-8", "backslashreplace")
+    h = digest(body, key)
+    return body[:-1] + b', "hash": "' + h.encode("ascii") + b'"}\n', h
+
+
+def file_names(folder: Path) -> list[str]:
+    """The day files of ``folder`` (``YYYY-MM-DD.jsonl``), oldest first."""
+    try:
+        names = [e.name for e in folder.iterdir() if e.name.endswith(".jsonl") and e.is_file()]
+    except FileNotFoundError:
+        return []
+    return sorted(names)
+
+
+def read_head(folder: Path) -> dict[str, Any] | None:
+    """The ``HEAD`` anchor (``{"seq", "hash", "file"}``), or ``None`` if there is none; raises ``ValueError``
+    if it cannot be read as one."""
+    try:
+        raw = (folder / HEAD_NAME).read_bytes()
+    except FileNotFoundError:
+        return None
+    head = json.loads(raw)
+    if not isinstance(head, dict) or not isinstance(head.get("seq"), int) or not isinstance(head.get("hash"), str):
+        raise ValueError("HEAD is not {seq, hash, file}")
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The first place the chain breaks: ``file:line`` (1-based) and why."""
+
+    file: str
+    line: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What :func:`verify` found: the files and records read, the last record, and the first problem if any."""
+
+    files: int
+    records: int
+    first_seq: int
+    last_seq: int
+    last_hash: str
+    problem: Problem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def summary(self) -> str:
+        if self.problem is not None:
+            return f"BROKEN {self.problem}"
+        if not self.records:
+            return f"ok: {self.files} files, no records"
+        return (f"ok: {self.files} files, {self.records} records (seq {self.first_seq}..{self.last_seq}, "
+                f"last hash {self.last_hash})")
+
+
+class _Broken(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def parse_line(raw: bytes, key: bytes | None) -> tuple[dict[str, Any], str | None]:
+    """The record of one line (without its newline) and, if its hash is wrong, why."""
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
+        return {}, f"bad JSON ({exc})"
+    match = _SEAL.match(raw)
+    if not isinstance(record, dict) or match is None:
+        return {}, 'bad JSON (not a sealed record: no trailing "hash")'
+    if not isinstance(record.get("seq"), int) or not isinstance(record.get("prev"), str):
+        return {}, "bad JSON (no seq or prev)"
+    body = match.group(1) + b"}"
+    stored = match.group(2).decode("ascii")
+    if hmac.compare_digest(digest(body, key), stored):
+        return record, None
+    if key is None:
+        return record, "hash mismatch (the line was changed, or the log is signed: set audit.signing_key)"
+    if hmac.compare_digest(digest(body, None), stored):
+        return record, "hash mismatch (a plain SHA-256, not the HMAC of audit.signing_key: recomputed without the key?)"
+    return record, "hash mismatch (the line was changed, or signed with another key)"
+
+
+def _lines(folder: Path, names: list[str]) -> Iterator[tuple[str, int, bytes]]:
+    for name in names:
+        data = (folder / name).read_bytes()
+        if data and not data.endswith(b"\n"):
+            data += b"\n"  # a torn last line: reported as bad JSON
+        for i, raw in enumerate(data.split(b"\n")[:-1], 1):
+            yield name, i, raw
+
+
+def verify(folder: Path, key: bytes | None = None) -> Verified:
+    """Check every record of ``folder`` against the chain and ``HEAD``; the first break is ``problem``.
+
+    A chain may start after deleted files only where a ``retention`` record of the same chain names that start
+    (the seq and hash of the last deleted record); anything else missing at the start is reported too.
+    """
+    names = file_names(folder)
+    count, first_seq, first_prev, first_at = 0, 0, GENESIS, ("", 0)
+    seq, prev, where = 0, GENESIS, ("", 0)
+    at_seq: dict[int, tuple[str, str, int]] = {}  # seq -> hash, file, line: only for HEAD (kept small below)
+    retention: list[dict[str, Any]] = []
+    try:
+        for name, lineno, raw in _lines(folder, names):
+            record, bad = parse_line(raw, key)
+            if bad is not None:
+                raise _Broken(Problem(name, lineno, bad))
+            if count == 0:
+                first_seq, first_prev, first_at = record["seq"], record["prev"], (name, lineno)
+            else:
+                if record["seq"] != seq + 1:
+                    kind = "missing records before this file (a deleted file?)" if lineno == 1 else "seq gap"
+                    raise _Broken(Problem(name, lineno, f"{kind}: seq {record['seq']} follows {seq} "
+                                                        f"({where[0]}:{where[1]})"))
+                if record["prev"] != prev:
+                    raise _Broken(Problem(name, lineno, f"prev mismatch: not the hash of seq {seq} "
+                                                        f"({where[0]}:{where[1]})"))
+            if record.get("kind") == "retention":
+                retention.append(record)
+            count += 1
+            seq, prev, where = record["seq"], record["hash"], (name, lineno)
+            at_seq[seq] = (prev, name, lineno)
+            if len(at_seq) > 4096:
+                at_seq.pop(next(iter(at_seq)))
+        if count:
+            _check_start(first_seq, first_prev, first_at, names, retention)
+        _check_head(folder, count, seq, prev, where, at_seq, names)
+    except _Broken as broken:
+        return Verified(len(names), count, first_seq, seq, prev, broken.problem)
+    except OSError as exc:
+        return Verified(len(names), count, first_seq, seq, prev, Problem(str(folder), 0, f"unreadable: {exc}"))
+    return Verified(len(names), count, first_seq, seq, prev, None)
+
+
+def _check_start(first_seq: int, first_prev: str, at: tuple[str, int], names: list[str],
+                 retention: list[dict[str, Any]]) -> None:
+    if first_prev == GENESIS:
+        if first_seq != 1:
+            raise _Broken(Problem(*at, f"seq gap: the chain starts at seq {first_seq}, not 1"))
+        return
+    for r in retention:
+        if r.get("last_seq") == first_seq - 1 and r.get("last_hash") == first_prev:
+            deleted = r.get("deleted") or []
+            if all(isinstance(n, str) and n < at[0] for n in deleted):
+                return
+    raise _Broken(Problem(*at, f"missing file: the chain starts at seq {first_seq} after records no retention "
+                               "record accounts for (a file deleted by hand?)"))
+
+
+def _check_head(folder: Path, count: int, seq: int, last: str, where: tuple[str, int],
+                at_seq: dict[int, tuple[str, str, int]], names: list[str]) -> None:
+    end = where if count else (names[-1] if names else HEAD_NAME, 0)
+    try:
+        head = read_head(folder)
+    except ValueError as exc:
+        raise _Broken(Problem(HEAD_NAME, 1, f"bad HEAD ({exc})")) from None
+    if head is None:
+        if count:
+            raise _Broken(Problem(*end, "HEAD missing: the end of the log cannot be checked (deleted?)"))
+        return
+    if head["seq"] > seq:
+        raise _Broken(Problem(end[0], end[1] + 1 if count else 0,
+                              f"truncated tail vs HEAD: HEAD names seq {head['seq']}, the log ends at seq {seq}"))
+    known = at_seq.get(head["seq"])
+    if known is not None and known[0] != head["hash"]:
+        raise _Broken(Problem(known[1], known[2], f"HEAD mismatch: HEAD holds another hash for seq {head['seq']}"))

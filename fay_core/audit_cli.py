@@ -1,0 +1,132 @@
+"""``fay audit``: verify the audit log's hash chain and export a session's records for an auditor.
+
+::
+
+    fay audit verify [PATH]                          # exit 0: "ok: N files, M records ..."; 1: "FILE:LINE: why"
+    fay audit export --session ID [--format jsonl|csv] [--out FILE]
+
+``PATH`` defaults to ``<data_dir>/audit``. A signed log (``audit.signing_key``) is verified with the key from
+the settings, e.g. ``FAY_AUDIT__SIGNING_KEY``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+#: the CSV columns, in order; any other field of a record goes into ``other`` as a JSON object
+CSV_COLUMNS = ("seq", "time", "session", "turn", "kind", "persona", "persona_version", "source", "text", "heard",
+               "answered_by", "interrupted", "error", "message", "citations", "tools", "latency_ms", "other",
+               "prev", "hash")
+
+
+def _settings() -> Any:
+    from .settings import load_settings
+
+    return load_settings()
+
+
+def _key(settings: Any) -> bytes | None:
+    key = settings.audit.signing_key
+    return key.get_secret_value().encode("utf-8") if key is not None else None
+
+
+@click.group()
+def audit() -> None:
+    """The audit log under <data_dir>/audit: check its hash chain, export a session's records."""
+
+
+@audit.command("verify")
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+def verify_cmd(path: Path | None) -> None:
+    """Check every record against the hash chain and HEAD; name the first broken one as FILE:LINE."""
+    from .audit_chain import verify
+
+    settings = _settings()
+    folder = path or settings.data_dir / "audit"
+    if not folder.is_dir():
+        raise click.ClickException(f"no audit folder at {folder}")
+    result = verify(folder, _key(settings))
+    if result.problem is not None:
+        p = result.problem
+        click.echo(f"{folder / p.file}:{p.line}: {p.why}", err=True)
+        click.echo(f"audit log BROKEN after {result.records} good records in {result.files} files", err=True)
+        sys.exit(1)
+    click.echo(result.summary())
+
+
+def _records(folder: Path, session_id: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    from .audit_chain import file_names
+
+    for name in file_names(folder):
+        for raw in (folder / name).read_bytes().splitlines():
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError as exc:
+                raise click.ClickException(f"{folder / name}: a line is not JSON ({exc}): run fay audit verify")
+            if isinstance(rec, dict) and rec.get("session") == session_id:
+                yield raw, rec
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def csv_row(record: dict[str, Any]) -> list[str]:
+    """One record as the cells of :data:`CSV_COLUMNS` (nested values and ``other`` as JSON)."""
+    other = {k: v for k, v in record.items() if k not in CSV_COLUMNS}
+    return [_cell(other or None) if c == "other" else _cell(record.get(c)) for c in CSV_COLUMNS]
+
+
+@audit.command("export")
+@click.option("--session", "session_id", required=True, help="the session id whose records to export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
+              help="jsonl: the records' lines exactly as written (hashes verifiable); csv: one row per record")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="file (default: stdout)")
+@click.option("--path", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the audit folder (default: <data_dir>/audit)")
+def export_cmd(session_id: str, fmt: str, out: Path | None, folder: Path | None) -> None:
+    """Export one session's records, oldest first."""
+    folder = folder or _settings().data_dir / "audit"
+    if not folder.is_dir():
+        raise click.ClickException(f"no audit folder at {folder}")
+    with (out.open("wb") if out is not None else _stdout()) as sink:
+        count = _export(folder, session_id, fmt, sink)
+    if count == 0:
+        click.echo(f"no records of session {session_id!r} in {folder}", err=True)
+
+
+def _stdout() -> IO[bytes]:
+    return open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - closed by the caller's with
+
+
+def _export(folder: Path, session_id: str, fmt: str, sink: IO[bytes]) -> int:
+    count = 0
+    if fmt == "jsonl":
+        for raw, _rec in _records(folder, session_id):
+            sink.write(raw + b"\n")
+            count += 1
+        return count
+    text = io.TextIOWrapper(sink, encoding="utf-8", errors="backslashreplace", newline="", write_through=True)
+    try:
+        writer = csv.writer(text)
+        writer.writerow(CSV_COLUMNS)
+        for _raw, rec in _records(folder, session_id):
+            writer.writerow(csv_row(rec))
+            count += 1
+    finally:
+        text.detach()
+    return count
