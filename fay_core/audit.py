@@ -223,7 +223,7 @@ class AuditLog:
             with path.open("rb") as f:
                 st = os.fstat(f.fileno())
                 last, torn = _last_line(f, st.st_size)
-            if torn:
+            if torn and last is not None:
                 self._repair_torn(path, last, st.st_size)
                 return self._read_tail(names)
             if last is None:

@@ -72,7 +72,8 @@ def _records(folder: Path, session_id: str) -> Iterator[tuple[bytes, dict[str, A
             try:
                 rec = json.loads(raw)
             except ValueError as exc:
-                raise click.ClickException(f"{folder / name}: a line is not JSON ({exc}): run fay audit verify")
+                why = f"{folder / name}: a line is not JSON ({exc}): run fay audit verify"
+                raise click.ClickException(why) from None
             if isinstance(rec, dict) and rec.get("session") == session_id:
                 yield raw, rec
 
@@ -103,14 +104,15 @@ def export_cmd(session_id: str, fmt: str, out: Path | None, folder: Path | None)
     folder = folder or _settings().data_dir / "audit"
     if not folder.is_dir():
         raise click.ClickException(f"no audit folder at {folder}")
-    with (out.open("wb") if out is not None else _stdout()) as sink:
-        count = _export(folder, session_id, fmt, sink)
+    if out is None:
+        stream = sys.stdout.buffer
+        count = _export(folder, session_id, fmt, stream)
+        stream.flush()
+    else:
+        with out.open("wb") as f:
+            count = _export(folder, session_id, fmt, f)
     if count == 0:
         click.echo(f"no records of session {session_id!r} in {folder}", err=True)
-
-
-def _stdout() -> IO[bytes]:
-    return open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - closed by the caller's with
 
 
 def _export(folder: Path, session_id: str, fmt: str, sink: IO[bytes]) -> int:
