@@ -18,9 +18,11 @@ breaks it at the first line of the next one. The end of the chain is anchored by
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,12 +68,16 @@ def file_names(folder: Path) -> list[str]:
 
 
 def read_head(folder: Path) -> dict[str, Any] | None:
-    """The ``HEAD`` anchor (``{"seq", "hash", "file"}``), or ``None`` if there is none; raises ``ValueError``
-    if it cannot be read as one."""
+    """The ``HEAD`` anchor of ``folder`` (see :func:`parse_head`), or ``None`` if there is none."""
     try:
         raw = (folder / HEAD_NAME).read_bytes()
     except FileNotFoundError:
         return None
+    return parse_head(raw)
+
+
+def parse_head(raw: bytes) -> dict[str, Any]:
+    """``{"seq", "hash", "file"}`` from HEAD's bytes; raises ``ValueError`` if they are not that."""
     head = json.loads(raw)
     if not isinstance(head, dict) or not isinstance(head.get("seq"), int) or not isinstance(head.get("hash"), str):
         raise ValueError("HEAD is not {seq, hash, file}")
@@ -141,9 +147,38 @@ def parse_line(raw: bytes, key: bytes | None) -> tuple[dict[str, Any], str | Non
     return record, "hash mismatch (the line was changed, or signed with another key)"
 
 
-def _lines(folder: Path, names: list[str]) -> Iterator[tuple[str, int, bytes]]:
-    for name in names:
-        data = (folder / name).read_bytes()
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    sizes: dict[str, int]  # day file -> bytes written when the snapshot was taken
+    head: bytes | None
+
+
+def _snapshot(folder: Path) -> _Snapshot:
+    """The day files' sizes and HEAD at one moment: under a shared lock if the folder has a writer's lock file,
+    so a record being appended is neither half-read nor counted before HEAD names it."""
+    lock = folder / ".lock"
+    fd = os.open(lock, os.O_RDONLY) if lock.exists() else None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        sizes = {name: (folder / name).stat().st_size for name in file_names(folder)}
+        try:
+            head = (folder / HEAD_NAME).read_bytes()
+        except FileNotFoundError:
+            head = None
+        return _Snapshot(sizes, head)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _lines(folder: Path, sizes: dict[str, int]) -> Iterator[tuple[str, int, bytes]]:
+    for name, size in sizes.items():
+        try:
+            with (folder / name).open("rb") as f:
+                data = f.read(size)
+        except FileNotFoundError:
+            raise _Broken(Problem(name, 0, "file deleted while it was verified (retention?): verify again")) from None
         if data and not data.endswith(b"\n"):
             data += b"\n"  # a torn last line: reported as bad JSON
         for i, raw in enumerate(data.split(b"\n")[:-1], 1):
@@ -156,13 +191,14 @@ def verify(folder: Path, key: bytes | None = None) -> Verified:
     A chain may start after deleted files only where a ``retention`` record of the same chain names that start
     (the seq and hash of the last deleted record); anything else missing at the start is reported too.
     """
-    names = file_names(folder)
+    snap = _snapshot(folder)
+    names = list(snap.sizes)
     count, first_seq, first_prev, first_at = 0, 0, GENESIS, ("", 0)
     seq, prev, where = 0, GENESIS, ("", 0)
     at_seq: dict[int, tuple[str, str, int]] = {}  # seq -> hash, file, line: only for HEAD (kept small below)
     retention: list[dict[str, Any]] = []
     try:
-        for name, lineno, raw in _lines(folder, names):
+        for name, lineno, raw in _lines(folder, snap.sizes):
             record, bad = parse_line(raw, key)
             if bad is not None:
                 raise _Broken(Problem(name, lineno, bad))
@@ -185,7 +221,7 @@ def verify(folder: Path, key: bytes | None = None) -> Verified:
                 at_seq.pop(next(iter(at_seq)))
         if count:
             _check_start(first_seq, first_prev, first_at, names, retention)
-        _check_head(folder, count, seq, prev, where, at_seq, names)
+        _check_head(snap.head, count, seq, where, at_seq, names)
     except _Broken as broken:
         return Verified(len(names), count, first_seq, seq, prev, broken.problem)
     except OSError as exc:
@@ -208,11 +244,11 @@ def _check_start(first_seq: int, first_prev: str, at: tuple[str, int], names: li
                                "record accounts for (a file deleted by hand?)"))
 
 
-def _check_head(folder: Path, count: int, seq: int, last: str, where: tuple[str, int],
+def _check_head(raw: bytes | None, count: int, seq: int, where: tuple[str, int],
                 at_seq: dict[int, tuple[str, str, int]], names: list[str]) -> None:
     end = where if count else (names[-1] if names else HEAD_NAME, 0)
     try:
-        head = read_head(folder)
+        head = parse_head(raw) if raw is not None else None
     except ValueError as exc:
         raise _Broken(Problem(HEAD_NAME, 1, f"bad HEAD ({exc})")) from None
     if head is None:

@@ -22,9 +22,9 @@ from typing import IO, Any
 import click
 
 #: the CSV columns, in order; any other field of a record goes into ``other`` as a JSON object
-CSV_COLUMNS = ("seq", "time", "session", "turn", "kind", "persona", "persona_version", "source", "text", "heard",
-               "answered_by", "interrupted", "error", "message", "citations", "tools", "latency_ms", "other",
-               "prev", "hash")
+CSV_COLUMNS = ("seq", "time", "session", "tenant", "turn", "kind", "persona", "persona_version", "source", "text",
+               "heard", "answered_by", "interrupted", "error", "message", "citations", "tools", "latency_ms",
+               "other", "prev", "hash")
 
 
 def _settings() -> Any:

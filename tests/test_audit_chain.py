@@ -99,6 +99,26 @@ def test_threads_across_midnight_make_one_chain(tmp_path: Path) -> None:
     assert len(log.read("t2")) == 50
 
 
+def test_verify_while_records_are_written_sees_a_whole_chain(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path)
+    log.write({"kind": "user", "text": "first"})
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(300):
+            log.write({"kind": "answer", "text": "x" * (i * 37 % 5000)})  # long lines: an append takes a while
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    checks = []
+    while not done.is_set():
+        checks.append(verify(tmp_path))
+    thread.join()
+    assert checks and all(c.ok for c in checks), [c.summary() for c in checks if not c.ok][:1]
+    assert verify(tmp_path).records == 301
+
+
 def test_a_restarted_log_continues_the_chain(tmp_path: Path) -> None:
     clock = Clock(DAY1)
     AuditLog(tmp_path, now=clock).write({"kind": "user", "text": "before the restart"})
@@ -226,6 +246,10 @@ def test_a_truncated_tail_is_caught_by_head(tmp_path: Path) -> None:
     path.write_bytes(b"".join(_lines(path)[:8]))  # the last two records gone: the chain itself still holds
     file, line, why = _broken(tmp_path)
     assert (file, line) == ("2026-03-03.jsonl", 9) and "truncated tail vs HEAD" in why and "seq 30" in why
+    # a restarted server goes on from HEAD: the cut stays visible instead of being covered by new records
+    AuditLog(tmp_path, now=lambda: DAY1 + dt.timedelta(days=2, hours=1)).write({"kind": "user", "text": "later"})
+    file, line, why = _broken(tmp_path)
+    assert (file, line) == ("2026-03-03.jsonl", 9) and "seq 31 follows 28" in why
 
 
 def test_a_deleted_newest_file_is_caught_by_head(tmp_path: Path) -> None:
@@ -351,7 +375,7 @@ def test_cli_export_jsonl_and_csv(tmp_path: Path, runner: CliRunner) -> None:
     folder = tmp_path / "data" / "audit"
     log = _three_days(folder, per_day=4)
     log.write({"session": "s1", "kind": "answer", "text": "您好 \ud800", "citations": [{"source": "faq.md"}],
-               "interrupted": False, "tenant": "acme"})
+               "interrupted": False, "tenant": "acme", "channel": "kiosk"})
     jsonl = runner.invoke(audit, ["export", "--session", "s1", "--format", "jsonl"])
     assert jsonl.exit_code == 0, jsonl.output
     want = [raw for p in sorted(folder.glob("*.jsonl")) for raw in p.read_bytes().splitlines()
@@ -363,7 +387,8 @@ def test_cli_export_jsonl_and_csv(tmp_path: Path, runner: CliRunner) -> None:
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 8
     last = dict(zip(rows[0], rows[-1], strict=True))
     assert last["text"] == "您好 \\ud800" and json.loads(last["citations"]) == [{"source": "faq.md"}]
-    assert last["interrupted"] == "false" and json.loads(last["other"]) == {"tenant": "acme"}
+    assert last["interrupted"] == "false" and last["tenant"] == "acme" and last["turn"] == ""
+    assert json.loads(last["other"]) == {"channel": "kiosk"}  # fields without a column of their own
     assert [r[CSV_COLUMNS.index("session")] for r in rows[1:]] == ["s1"] * 7
     none = runner.invoke(audit, ["export", "--session", "nobody"])
     assert none.exit_code == 0 and none.stdout_bytes == b""
