@@ -112,6 +112,8 @@ class Fay:
         idle = self.settings.server.session_idle_s
         while True:
             await asyncio.sleep(min(60.0, idle / 2))
+            if self.settings.audit.retention_days is not None:  # once a day, so files expire on an idle server too
+                await asyncio.to_thread(self.audit.apply_retention, daily=True)
             now = time.monotonic()
             for sid, s in list(self.sessions.items()):
                 if now - s.last_active > idle:

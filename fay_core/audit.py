@@ -31,9 +31,9 @@ cannot rewrite what came before a copied hash. Verify a signed log with the same
 a log that was unsigned before the key was set verifies only up to that point (start a new folder when enabling it).
 
 **Retention.** With ``audit.retention_days``, whole day files older than that are deleted, at the first write and
-then once a day (never the newest file). The deletion is first recorded in the chain (``kind: "retention"``, the
-file names and the seq and hash of their last record), so verification accepts a chain that starts where a
-retention record says, and still reports a file deleted by anyone else.
+then once a day, also on an idle server (never the newest file). The deletion is first recorded in the chain
+(``kind: "retention"``, the file names and the seq and hash of their last record), so verification accepts a chain
+that starts where a retention record says, and still reports a file deleted by anyone else.
 
 **When a record cannot be written**, :meth:`AuditLog.write` raises :class:`~fay_core.errors.AuditUnavailable`
 (and logs the record, so it is not lost) rather than spooling it: a spool on the same full or read-only disk fails
@@ -170,12 +170,22 @@ class AuditLog:
                     out.append(rec)
         return out
 
-    def apply_retention(self) -> list[str]:
-        """Delete the day files older than ``audit.retention_days`` now (recorded first); returns their names."""
-        if self.settings.retention_days is None:
+    def apply_retention(self, daily: bool = False) -> list[str]:
+        """Delete the day files older than ``audit.retention_days`` (recorded first); returns their names.
+
+        ``daily``: only if no pass ran yet today (cheap to call often: the server calls it every minute, so files
+        expire on an idle server too). Never raises: a failure is logged and the next pass tries again.
+        """
+        now = self._now()
+        if self.settings.retention_days is None or (daily and self._retention_day == now.date()):
             return []
-        with self._lock, self._locked():
-            return self._retain(self._now())
+        try:
+            with self._lock, self._locked():
+                self._retention_day = now.date()
+                return self._retain(now)
+        except OSError as exc:
+            log.error("audit retention in %s failed: %s", self.folder, exc)
+            return []
 
     # --- under the locks -----------------------------------------------------------------------------------
 

@@ -61,10 +61,10 @@ def seal(record: dict[str, Any], seq: int, prev: str, key: bytes | None) -> tupl
 def file_names(folder: Path) -> list[str]:
     """The day files of ``folder`` (``YYYY-MM-DD.jsonl``), oldest first."""
     try:
-        names = [e.name for e in folder.iterdir() if e.name.endswith(".jsonl") and e.is_file()]
+        with os.scandir(folder) as entries:  # a DirEntry knows its type without a stat per file
+            return sorted(e.name for e in entries if e.name.endswith(".jsonl") and e.is_file())
     except FileNotFoundError:
         return []
-    return sorted(names)
 
 
 def read_head(folder: Path) -> dict[str, Any] | None:

@@ -290,11 +290,16 @@ def test_retention_deletes_old_files_on_record_and_verify_still_passes(tmp_path:
     assert (file, line) == ("2026-03-04.jsonl", 1) and "missing file" in why
 
 
-def test_apply_retention_now(tmp_path: Path) -> None:
+def test_retention_on_an_idle_log_once_a_day(tmp_path: Path) -> None:
     _three_days(tmp_path)
-    log = AuditLog(tmp_path, AuditSettings(retention_days=1), now=lambda: DAY1 + dt.timedelta(days=2, hours=1))
-    assert log.apply_retention() == ["2026-03-01.jsonl"]
-    assert log.apply_retention() == []
+    clock = Clock(DAY1 + dt.timedelta(days=2, hours=1))
+    log = AuditLog(tmp_path, AuditSettings(retention_days=1), now=clock)
+    assert log.apply_retention(daily=True) == ["2026-03-01.jsonl"]
+    assert log.apply_retention(daily=True) == []  # today's pass has run
+    clock.jump(days=1)  # 03-04, no record written meanwhile: 03-02 has expired
+    assert log.apply_retention(daily=True) == ["2026-03-02.jsonl"]
+    # the retention records went to the day they ran
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["2026-03-03.jsonl", "2026-03-04.jsonl"]
     assert verify(tmp_path).ok
 
 
