@@ -156,8 +156,10 @@ class _Snapshot:
 def _snapshot(folder: Path) -> _Snapshot:
     """The day files' sizes and HEAD at one moment: under a shared lock if the folder has a writer's lock file,
     so a record being appended is neither half-read nor counted before HEAD names it."""
-    lock = folder / ".lock"
-    fd = os.open(lock, os.O_RDONLY) if lock.exists() else None
+    try:
+        fd: int | None = os.open(folder / ".lock", os.O_RDONLY)
+    except OSError:  # a copied folder, or a reader without access to the lock: no writer to wait for
+        fd = None
     try:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_SH)
