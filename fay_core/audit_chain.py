@@ -132,8 +132,10 @@ def parse_line(raw: bytes, key: bytes | None) -> tuple[dict[str, Any], str | Non
     except ValueError as exc:
         return {}, f"bad JSON ({exc})"
     match = _SEAL.match(raw)
+    if isinstance(record, dict) and "hash" not in record:
+        return {}, "not chained (no seq, prev, hash: written before the hash chain, or added by hand)"
     if not isinstance(record, dict) or match is None:
-        return {}, 'bad JSON (not a sealed record: no trailing "hash")'
+        return {}, 'bad JSON (not a sealed record: "hash" is not its last field)'
     if not isinstance(record.get("seq"), int) or not isinstance(record.get("prev"), str):
         return {}, "bad JSON (no seq or prev)"
     body = match.group(1) + b"}"

@@ -66,7 +66,8 @@ def _records(folder: Path, session_id: str) -> Iterator[tuple[bytes, dict[str, A
     from .audit_chain import file_names
 
     for name in file_names(folder):
-        for raw in (folder / name).read_bytes().splitlines():
+        # complete lines only: a last line without its newline is being written (or torn: verify reports it)
+        for raw in (folder / name).read_bytes().split(b"\n")[:-1]:
             if not raw.strip():
                 continue
             try:

@@ -266,6 +266,15 @@ def test_bad_json_is_named(tmp_path: Path) -> None:
     assert (file, line) == ("2026-03-01.jsonl", 7) and "bad JSON" in why
 
 
+def test_an_unchained_line_is_named(tmp_path: Path) -> None:
+    _three_days(tmp_path)
+    path = tmp_path / "2026-03-02.jsonl"
+    lines = _lines(path)
+    path.write_bytes(b"".join(lines[:7] + [b'{"session": "s0", "kind": "user", "text": "added"}\n'] + lines[7:]))
+    file, line, why = _broken(tmp_path)
+    assert (file, line) == ("2026-03-02.jsonl", 8) and "not chained" in why
+
+
 # --- retention ----------------------------------------------------------------------------------------------
 
 
