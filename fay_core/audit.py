@@ -46,11 +46,12 @@ escape ``\\ud800`` (``backslashreplace``), so the line stays valid JSON and read
 covers those bytes.
 
 **Cost.** One fsync per record, paid on the caller's thread (the event loop: two or three records a turn).
-``python bench/audit.py`` measured here p50 0.65 ms / p95 0.8 ms on an idle disk, and p50 12-16 ms / p95 16-23 ms
-while other jobs loaded the same disk and both cores (where a write without fsync took up to 4 ms too). Group
-commit would not help that: a server's records come one at a time from one event loop, so there is nothing to
-batch unless ``write`` returns before the fsync, which is exactly what ``audit.fsync: false`` does (a killed
-server still loses nothing, the page cache holds its records; a power cut loses the last seconds).
+``python bench/audit.py`` (1.2 KB records) measured on the development machine, a shared virtual disk: p50
+0.2-0.3 ms, p95 0.3-1.7 ms when the disk was quiet; p50 2.5-4 ms, p95 4.7-8 ms while other jobs loaded it; without
+fsync p50 0.12 ms, p95 0.16 ms. Group commit would not lower that: a server's records come one at a time from one
+event loop, so there is nothing to batch unless ``write`` returns before its fsync, which is what
+``audit.fsync: false`` does: a killed server still loses nothing (the page cache holds the records), a power cut
+or kernel crash loses what the kernel had not yet written back (by default up to about 30 s of records).
 """
 
 from __future__ import annotations
