@@ -46,7 +46,7 @@ def audit() -> None:
 @audit.command("verify")
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 def verify_cmd(path: Path | None) -> None:
-    """Check every record against the hash chain and HEAD; name the first broken one as FILE:LINE."""
+    """Check the hash chain and HEAD; name the first broken record as FILE:LINE and why (exit 1)."""
     from .audit_chain import verify
 
     settings = _settings()
