@@ -36,6 +36,7 @@ class Fay:
         self.knowledge = Knowledge(self.settings, self.plugins)
         self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit)
         self.sessions: dict[str, Session] = {}
+        self.warming = False  #: while :meth:`warm_up` runs (``GET /ready`` answers 503)
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +77,7 @@ class Fay:
         paths run.
         """
         started = time.monotonic()
+        self.warming = True
         try:
             persona = self.personas.get(persona_id or self.settings.default_persona)
             session = await self.assembly.build(persona, session_id="warm-up")
@@ -92,6 +94,8 @@ class Fay:
                 await session.close("warm-up done")
         except Exception as exc:  # the first real session will report the same problem where it matters
             log.warning("warm-up of persona %s failed: %s", persona_id or self.settings.default_persona, exc)
+        finally:
+            self.warming = False
         took = time.monotonic() - started
         log.info("warm-up done in %.1f s", took)
         return took

@@ -4,7 +4,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 :mod:`fay_core.errors`, and ``Retry-After`` on refusals that pass, e.g. 503 too many sessions)::
 
     GET    /health                          {"status": "ok", "sessions": N, "version", "knowledge": "ok"|...}
-    GET    /ready                           200, or 503 {"ready": false, "knowledge": "degraded", "reason"}
+    GET    /ready                           200, or 503 {"ready": false, "knowledge", "reason"} (warming up,
+                                            or the knowledge base degraded)
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
     POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
                                             -> {"session_id", "persona", "greeting", "authenticated",
@@ -33,6 +34,7 @@ nothing personal beyond what their caller typed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -191,9 +193,20 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200, or 503 with the reason while the knowledge base is degraded (see
-    :meth:`fay_core.knowledge.Knowledge.status`; the warm-up opens and checks it)."""
-    status = request.app[FAY].knowledge.status()
+    """Readiness: 200, or 503 with the reason while the warm-up runs or the knowledge base is degraded (see
+    :meth:`fay_core.knowledge.Knowledge.status`). A knowledge base nobody has opened yet is opened (and so
+    checked) here first, with the default persona's collections: readiness is never reported for a store nobody
+    looked at."""
+    fay = request.app[FAY]
+    if fay.warming:
+        return web.json_response({"ready": False, "knowledge": fay.knowledge.status().state,
+                                  "reason": "warming up: loading the knowledge index and the speech models"},
+                                 status=503, headers={"Retry-After": "2"})
+    if not fay.knowledge.opened:
+        with contextlib.suppress(Exception):  # a failure is what status() reports next
+            persona = fay.personas.get(fay.settings.default_persona)
+            await asyncio.to_thread(fay.knowledge.prepare, persona)
+    status = fay.knowledge.status()
     body = {"ready": status.ready, "knowledge": status.state, "reason": status.reason}
     return web.json_response(body, status=200 if status.ready else 503)
 

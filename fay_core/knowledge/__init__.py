@@ -72,6 +72,11 @@ class Knowledge:
     def root(self) -> Path:
         return self.settings.data_dir / "knowledge"
 
+    @property
+    def opened(self) -> bool:
+        """Whether the knowledge base is open (and so has been checked): :meth:`status` is only news after that."""
+        return self._base is not None
+
     def base(self) -> KnowledgeBase:
         """The knowledge base under ``<data_dir>/knowledge`` (opened once, by the first caller, and checked)."""
         with self._open_lock:
