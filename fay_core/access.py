@@ -159,8 +159,8 @@ class Access:
             raise Unauthenticated("wrong API key (unknown or mistyped): send 'Authorization: Bearer <your key>' "
                                   "exactly as `fay keys create` printed it")
         if not record.active:
-            raise Unauthenticated(f"API key {record.id} was revoked on {record.revoked}: ask the operator for a "
-                                  "new one")
+            raise Unauthenticated(f"API key {record.id} was revoked on {record.revoked}: send another one as "
+                                  "'Authorization: Bearer <key>' (the operator creates keys with `fay keys create`)")
         return record.principal()
 
     def admit(self, request: web.Request) -> Principal:
