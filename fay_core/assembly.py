@@ -64,6 +64,7 @@ class Assembly:
         tools = ToolContext(sid, persona.language, str(self.settings.data_dir))
         session = Session(persona, bus, record, self.agent(bus, persona, record, tools), tools,
                           max_message_chars=self.settings.server.max_message_chars)
+        session.tenant = persona.tenant
         session.on_close(lambda: self._ended(session))  # first registered: runs last
         try:
             bus.subscribe(record.error, ErrorRaised, name="session.errors", drop_stale=False)

@@ -207,8 +207,10 @@ def plugins() -> None:
 
 
 from .knowledge.cli import kb  # noqa: E402
+from .keys_cli import keys  # noqa: E402
 
 cli.add_command(kb)
+cli.add_command(keys)
 
 
 def _add_plugin_commands() -> None:

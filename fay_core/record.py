@@ -33,6 +33,7 @@ class SessionRecord:
     def _base(self, turn_id: int) -> dict[str, Any]:
         return {
             "session": self.session_id,
+            "tenant": self.persona.tenant,
             "persona": self.persona.id,
             "persona_version": self.persona.version,
             "turn": turn_id,

@@ -68,10 +68,19 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(256 * 1024, gt=0, description="largest accepted HTTP request body")
     max_message_chars: int = Field(4000, gt=0, description="longest accepted user message")
     max_json_depth: int = Field(32, gt=0, le=200, description="deepest accepted nesting of a JSON request body")
-    token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>'")
+    token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>' "
+                                    "(or, once keys exist, an API key: see `fay keys`); it acts for tenant 'default'")
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="`fay run` exits this long after SIGTERM at the "
                                       "latest, whatever is still running")
+
+
+class KeysSettings(_Section):
+    """Default per-key rate limits of API keys (``fay keys create`` may set others for one key)."""
+
+    sessions_per_minute: int = Field(30, gt=0, description="sessions one key may start per minute (HTTP and "
+                                     "WebRTC), in bursts of up to this many; more get HTTP 429 with Retry-After")
+    messages_per_minute: int = Field(120, gt=0, description="messages one key may send per minute over HTTP")
 
 
 class IceServer(_Section):
@@ -208,6 +217,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
