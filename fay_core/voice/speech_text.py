@@ -72,7 +72,7 @@ _CURRENCY = {"¥": "元", "￥": "元", "RMB": "元", "CNY": "元", "人民币":
 
 _NUM = r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?"
 _TIME = r"(?<![0-9:])(?:[01]?[0-9]|2[0-4]):[0-5][0-9](?::[0-5][0-9])?(?![0-9:])"
-_CUR = r"US\$|HK\$|[¥￥$€£]|(?:RMB|CNY|USD|EUR|HKD|GBP)(?![A-Za-z])|人民币"
+_CUR = r"(?<![A-Za-z])(?:US\$|HK\$|(?:RMB|CNY|USD|EUR|HKD|GBP)(?![A-Za-z]))|[¥￥$€£]|人民币"
 _PATTERN = re.compile(
     r"(?=[0-9A-Z¥￥$€£人/\s\-–~～])(?:"  # where a rule can start: most characters are passed over at once
     + "|".join(
@@ -85,7 +85,7 @@ _PATTERN = re.compile(
             r"(?![0-9]))",
             rf"(?P<money>(?P<cur>{_CUR})\s?(?P<amount>-?(?:{_NUM}))(?P<big>万亿|万|亿)?(?P<unit>元|美元|欧元|港元|港币)?)",
             rf"(?P<money2>(?P<amount2>{_NUM})\s?(?P<cur2>RMB|CNY|USD|EUR|HKD|GBP)(?![A-Za-z]))",
-            r"(?P<code>(?<![A-Za-z0-9-])(?:[A-Z]+(?:-[A-Z0-9]+)+|[A-Z]+[0-9][A-Z0-9]*|[0-9]+[A-Z][A-Z0-9]*)"
+            r"(?P<code>(?<![A-Za-z0-9-])(?:[A-Z]{2,}[0-9]*(?:-[A-Z0-9]+)+|[A-Z]+[0-9][A-Z0-9]*|[0-9]+[A-Z][A-Z0-9]*)"
             r"(?![A-Za-z0-9]))",
             rf"(?P<number>(?P<neg>(?<![0-9A-Za-z.%])-)?(?P<value>{_NUM})(?:(?P<pct>%|‰)|(?P<yuan>元))?)",
             r"(?P<range>(?<=[0-9%‰])\s*[-–~～]\s*(?=[0-9]))",
