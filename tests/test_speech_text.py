@@ -174,6 +174,10 @@ def test_product_codes_are_spelled(text: str, said: str) -> None:
         ("1010元", "一千零一十元"),
         ("100010000元", "一亿零一万元"),
         ("12000元", "一万两千元"),
+        ("3-5个工作日", "三到五个工作日"),
+        ("T+1到账", "T加一到账"),
+        ("1/3的额度", "三分之一的额度"),
+        ("第1、2步", "第一、二步"),
     ],
 )
 def test_counts_ordinals_decimals_and_negatives(text: str, said: str) -> None:

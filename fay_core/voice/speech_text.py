@@ -27,8 +27,8 @@ How ``zh`` text is read (what a bank teller says), in the order the rules are tr
 - **Codes**: capitals with digits or dashes are spelled: letters apart, digits one by one (幺), ``-`` read 杠:
   ``HB-TD-12M`` → H B 杠 T D 杠 幺二 M.
 - **Numbers**: ``3个工作日`` → 三个工作日, ``-3.5`` → 负三点五, ``1至5年`` → 一至五年, ``3%-5%`` → 百分之三到百分之五,
-  ``30元/月`` → 三十元每月. 2 is 两 before a measure word (两个, 两天, 两年, 两万) and before 百 千 万 亿 (两百,
-  一万两千), else 二 (二月, 第二个, 二十).
+  ``30元/月`` → 三十元每月, ``1/3`` → 三分之一, ``T+1`` → T加一. 2 is 两 before a measure word (两个, 两天,
+  两年, 两万) and before 百 千 万 亿 (两百, 一万两千), else 二 (二月, 第二个, 二十).
 - **English**: capitals of 2 to 5 letters are spelled (``ATM`` → A T M, ``VIP``, ``USD``, ``PDF``): Mandarin voices
   read a spaced letter as its name but may try an acronym as a word. Words in lower or mixed case (``App``,
   ``iPhone``, ``e-mail``) are left to the voice.
@@ -74,7 +74,7 @@ _NUM = r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?"
 _TIME = r"(?<![0-9:])(?:[01]?[0-9]|2[0-4]):[0-5][0-9](?::[0-5][0-9])?(?![0-9:])"
 _CUR = r"(?<![A-Za-z])(?:US\$|HK\$|(?:RMB|CNY|USD|EUR|HKD|GBP)(?![A-Za-z]))|[¥￥$€£]|人民币"
 _PATTERN = re.compile(
-    r"(?=[0-9A-Z¥￥$€£人/\s\-–~～])(?:"  # where a rule can start: most characters are passed over at once
+    r"(?=[0-9A-Z¥￥$€£人/+\s\-–~～])(?:"  # where a rule can start: most characters are passed over at once
     + "|".join(
         [
             r"(?P<ymd>(?<![0-9])(?:1[5-9]|2[0-9])[0-9]{2}(?:(?P<s>[-/.])[01]?[0-9](?P=s)[0-3]?[0-9]"
@@ -87,9 +87,11 @@ _PATTERN = re.compile(
             rf"(?P<money2>(?P<amount2>{_NUM})\s?(?P<cur2>RMB|CNY|USD|EUR|HKD|GBP)(?![A-Za-z]))",
             r"(?P<code>(?<![A-Za-z0-9-])(?:[A-Z]{2,}[0-9]*(?:-[A-Z0-9]+)+|[A-Z]+[0-9][A-Z0-9]*|[0-9]+[A-Z][A-Z0-9]*)"
             r"(?![A-Za-z0-9]))",
+            r"(?P<fraction>(?<![0-9/.])(?P<num>[0-9]{1,3})/(?P<den>[1-9][0-9]{0,2})(?![0-9/.]))",
             rf"(?P<number>(?P<neg>(?<![0-9A-Za-z.%])-)?(?P<value>{_NUM})(?:(?P<pct>%|‰)|(?P<yuan>元))?)",
             r"(?P<range>(?<=[0-9%‰])\s*[-–~～]\s*(?=[0-9]))",
             r"(?P<per>/(?=[月年天日笔次人个]))",
+            r"(?P<plus>(?<=[A-Za-z0-9])\+(?=[0-9]))",
             r"(?P<caps>(?<![A-Za-z])[A-Z]{2,5}(?![A-Za-z]))",
         ]
     )
@@ -290,7 +292,9 @@ _RULES: dict[str, Callable[[re.Match[str]], str]] = {
     "code": _code,
     "money2": lambda m: read_number(m.group("amount2"), before="元") + _CURRENCY[m.group("cur2")],
     "range": lambda m: "到",
+    "fraction": lambda m: read_number(m.group("den")) + "分之" + read_number(m.group("num")),
     "per": lambda m: "每",
+    "plus": lambda m: "加",
     "caps": lambda m: " ".join(m.group("caps")),
 }
 
