@@ -27,6 +27,7 @@ numbers (``95999``, ``400-820-8888``), amounts (``2,000.00``), dates, product co
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -112,9 +113,17 @@ class _Run:
     x_at: int
 
 
-def _runs(text: str) -> Iterator[_Run]:
+@functools.lru_cache(maxsize=32)
+def _runs(text: str) -> tuple[_Run, ...]:
+    """The digit runs of ``text`` (cached: the card, phone and ID detectors read the same runs of one text)."""
+    return tuple(_read_runs(text))
+
+
+def _read_runs(text: str) -> Iterator[_Run]:
     norm = normalise_digits(text)
     for m in _RUN.finditer(norm):
+        if m.end() - m.start() < 8:  # fewer than 8 digits: no kind is that short
+            continue
         digits: list[str] = []
         at: list[int] = []
         starts: set[int] = set()
