@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from .errors import ConfigError
+
 #: the built-in kinds, in the order their detectors run (an earlier one wins a tie over the same characters)
 Kind = Literal["email", "iban", "id", "card", "phone"]
 KINDS: tuple[Kind, ...] = ("email", "iban", "id", "card", "phone")
@@ -338,10 +340,14 @@ class Redactor:
 
     @classmethod
     def builtin(cls, kinds: Iterable[str] = KINDS, extra: Sequence[Detector] = ()) -> Redactor:
-        """A redactor with the built-in detectors of ``kinds`` (all by default), then ``extra`` ones."""
+        """A redactor with the built-in detectors of ``kinds`` (all by default), then ``extra`` ones.
+
+        Raises :class:`~fay_core.errors.ConfigError` for a kind that is not built in.
+        """
         unknown = set(kinds) - set(BUILTIN)
         if unknown:
-            raise ValueError(f"unknown redaction kind(s) {', '.join(sorted(unknown))}: known are {', '.join(KINDS)}")
+            raise ConfigError(f"unknown redaction kind(s) {', '.join(sorted(unknown))} (redaction.kinds): "
+                              f"the built-in kinds are {', '.join(KINDS)}")
         return cls([BUILTIN[k]() for k in KINDS if k in set(kinds)] + list(extra))
 
     def spans(self, text: str) -> list[Span]:

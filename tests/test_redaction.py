@@ -28,6 +28,7 @@ from fay_core.hookspecs import RegisterRedactor
 from fay_core.plugins import Plugins
 from fay_core.redaction import (
     RedactingFilter,
+    Redactor,
     Span,
     default_redactor,
     install_log_filter,
@@ -211,6 +212,8 @@ def test_unknown_redaction_kinds_are_a_settings_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"redaction\.kinds\.1 \(FAY_REDACTION__KINDS__1\)"):
         load_settings(data_dir=tmp_path, redaction={"kinds": ["card", "passport"]})
+    with pytest.raises(ConfigError, match="unknown redaction kind.s. passport"):
+        Redactor.builtin(["card", "passport"])
 
 
 # --- the log filter ---------------------------------------------------------------------------------------
