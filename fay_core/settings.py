@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .redaction import KINDS as REDACTION_KINDS
+from .redaction import Kind as RedactionKind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,6 +200,16 @@ class VoiceSettings(_Section):
     tts: TTSSettings = Field(default_factory=TTSSettings)
 
 
+class RedactionSettings(_Section):
+    """Personal data masked in the audit log, the server log and traces (tools and history keep real values)."""
+
+    enabled: bool = Field(True, description="mask personal data; false: records and logs hold it as typed")
+    kinds: list[RedactionKind] = Field(
+        default_factory=lambda: list(REDACTION_KINDS),
+        description="the built-in detectors to use (plugins' detectors are always added)",
+    )
+
+
 class Settings(BaseSettings):
     """All of Fay's settings. Build with :func:`load_settings` to get readable errors."""
 
@@ -221,6 +233,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod
