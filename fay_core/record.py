@@ -88,5 +88,5 @@ class SessionRecord:
     def error(self, event: ErrorRaised) -> None:
         """Audit an error reported on the session's bus (an audit log that fails has logged the record already)."""
         with contextlib.suppress(AuditUnavailable):
-            self._write({"session": self.session_id, "persona": self.persona.id, "turn": event.turn_id,
-                         "kind": "error", "source": event.source, "message": event.message})
+            self._write({**self._base(event.turn_id), "kind": "error", "source": event.source,
+                         "message": event.message})
