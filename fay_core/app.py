@@ -9,9 +9,9 @@ import time
 
 from .assembly import Assembly
 from .audit import AuditLog
-from .errors import SessionLimit, UnknownSession
+from .errors import PersonaError, SessionLimit, UnknownPersona, UnknownSession
 from .knowledge import Knowledge
-from .persona import PersonaStore
+from .persona import Persona, PersonaStore
 from .plugins import Plugins, await_me_maybe
 from .session import Session
 from .settings import Settings, load_settings
@@ -36,6 +36,7 @@ class Fay:
         self.knowledge = Knowledge(self.settings, self.plugins)
         self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit)
         self.sessions: dict[str, Session] = {}
+        self.warming = False  #: while :meth:`warm_up` runs (``GET /ready`` answers 503)
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,12 +58,14 @@ class Fay:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def create_session(self, persona_id: str | None = None, session_id: str | None = None) -> Session:
-        """Start a session with ``persona_id`` (the default persona if none)."""
+    async def create_session(self, persona_id: str | None = None, session_id: str | None = None, *,
+                             tenant: str | None = None) -> Session:
+        """Start a session with ``persona_id`` (the default persona if none); with ``tenant``, only one of that
+        tenant's personas (:meth:`persona_for`). The session's ``tenant`` is its persona's."""
         limit = self.settings.server.max_sessions
         if len(self.sessions) >= limit:
             raise SessionLimit(f"too many sessions: the limit of {limit} is reached, try again later")
-        persona = self.personas.get(persona_id or self.settings.default_persona)
+        persona = self.persona_for(persona_id, tenant)
         session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
         log.info("session %s started with persona %s", log_tag(session.id), persona.id)
@@ -76,6 +79,7 @@ class Fay:
         paths run.
         """
         started = time.monotonic()
+        self.warming = True
         try:
             persona = self.personas.get(persona_id or self.settings.default_persona)
             session = await self.assembly.build(persona, session_id="warm-up")
@@ -92,13 +96,58 @@ class Fay:
                 await session.close("warm-up done")
         except Exception as exc:  # the first real session will report the same problem where it matters
             log.warning("warm-up of persona %s failed: %s", persona_id or self.settings.default_persona, exc)
+        finally:
+            self.warming = False
         took = time.monotonic() - started
         log.info("warm-up done in %.1f s", took)
         return took
 
-    def get(self, session_id: str) -> Session:
+    def persona_for(self, persona_id: str | None, tenant: str | None = None) -> Persona:
+        """The persona ``persona_id`` (the default one if ``None``), for ``tenant`` if given.
+
+        For a tenant, another tenant's persona is :class:`~fay_core.errors.UnknownPersona` with exactly the message
+        of one that does not exist, listing only the tenant's own personas, and so is a broken persona file
+        unless the tenant is ``default`` (the operator's, which sees the file's problems). Without a persona id a
+        tenant gets ``default_persona`` if it is the tenant's, else the first of the tenant's personas.
+        """
+        if tenant is None:
+            return self.personas.get(persona_id or self.settings.default_persona)
+
+        def unknown(pid: str) -> UnknownPersona:
+            known = ", ".join(self.personas.ids_of(tenant)) or "none"
+            return UnknownPersona(f"unknown persona {pid!r} (known: {known})")
+
+        if persona_id is None:
+            default = self.settings.default_persona
+            try:
+                persona = self.personas.get(default)
+            except PersonaError:
+                if tenant == "default":
+                    raise
+                persona = None
+            if persona is not None and persona.tenant == tenant:
+                return persona
+            own = self.personas.ids_of(tenant)
+            if not own:
+                raise UnknownPersona("there is no persona for this API key's tenant: ask the operator to add one")
+            persona_id = own[0]
+        try:
+            persona = self.personas.get(persona_id)
+        except UnknownPersona:
+            raise unknown(persona_id) from None
+        except PersonaError:
+            if tenant == "default":
+                raise
+            raise unknown(persona_id) from None
+        if persona.tenant != tenant:
+            raise unknown(persona_id)
+        return persona
+
+    def get(self, session_id: str, tenant: str | None = None) -> Session:
+        """The live session ``session_id``; with ``tenant``, another tenant's session is
+        :class:`~fay_core.errors.UnknownSession` exactly like one that does not exist."""
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or (tenant is not None and session.tenant != tenant):
             raise UnknownSession(f"unknown session {session_id!r}: create one with POST /api/sessions")
         return session
 

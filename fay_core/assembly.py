@@ -2,7 +2,7 @@
 
 ::
 
-    Session(persona, bus, record)               bus, history + audit record, tool context
+    Session(persona, bus, record)               bus, history + audit record (redacted), tool context
      1. agent       Agent(bus, record, answerer, offline, retriever)
                       answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one
      2. timeline    AnimationTimeline(bus)      personas with an avatar renderer; its own 50 Hz clock until ...
@@ -52,6 +52,8 @@ class Assembly:
         self.plugins = plugins
         self.knowledge = knowledge
         self.audit = audit
+        #: masks personal data in every audit record (the settings' built-ins and the plugins' detectors)
+        self.redactor = plugins.redactor()
 
     async def build(self, persona: Persona, session_id: str | None = None) -> Session:
         """A started session for ``persona``: agent, avatar (if any), observers, then the ``session_started`` hooks.
@@ -60,10 +62,11 @@ class Assembly:
         """
         sid = session_id or uuid.uuid4().hex
         bus = Bus(sid)
-        record = SessionRecord(sid, persona, History(), self.audit)
+        record = SessionRecord(sid, persona, History(), self.audit, redactor=self.redactor)
         tools = ToolContext(sid, persona.language, str(self.settings.data_dir))
         session = Session(persona, bus, record, self.agent(bus, persona, record, tools), tools,
                           max_message_chars=self.settings.server.max_message_chars)
+        session.tenant = persona.tenant
         session.on_close(lambda: self._ended(session))  # first registered: runs last
         try:
             bus.subscribe(record.error, ErrorRaised, name="session.errors", drop_stale=False)

@@ -17,10 +17,13 @@ import click
 from .errors import FayError, PersonaError
 from . import wire
 from .events import AgentTextDelta, AgentTurnFinished, ErrorRaised
+from .redaction import Redactor, install_log_filter
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, redactor: Redactor | None = None) -> None:
+    """Log to stderr at ``level``, with personal data masked (``redactor``: the runtime's, with plugin detectors)."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_filter(redactor)
     for noisy in ("LiteLLM", "litellm", "httpx", "aioice", "aiortc", "chromadb", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -54,7 +57,7 @@ def run(host: str | None, port: int | None) -> None:
 
     started = time.monotonic()
     fay = Fay()
-    _setup_logging(fay.settings.log_level)
+    _setup_logging(fay.settings.log_level, fay.assembly.redactor)
     host = host or fay.settings.server.host
     port = port if port is not None else fay.settings.server.port
     app = create_app(fay)
@@ -106,7 +109,7 @@ def chat(persona_id: str | None, as_json: bool) -> None:
     from .app import Fay
 
     fay = Fay()
-    _setup_logging("WARNING")
+    _setup_logging("WARNING", fay.assembly.redactor)
     interactive = sys.stdin.isatty()
 
     async def main() -> None:
@@ -208,9 +211,11 @@ def plugins() -> None:
 
 from .audit_cli import audit  # noqa: E402
 from .knowledge.cli import kb  # noqa: E402
+from .keys_cli import keys  # noqa: E402
 
 cli.add_command(kb)
 cli.add_command(audit)
+cli.add_command(keys)
 
 
 def _add_plugin_commands() -> None:

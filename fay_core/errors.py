@@ -26,10 +26,15 @@ may see (no server paths, no exception reprs)::
      │    ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
      │    ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
      │    └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
-     └── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
-          ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
-          ├── BodyTooLarge     413  over ``server.max_body_bytes``
-          └── UnsupportedCharset  415  a charset other than UTF-8
+     ├── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
+     │    ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
+     │    ├── BodyTooLarge     413  over ``server.max_body_bytes``
+     │    └── UnsupportedCharset  415  a charset other than UTF-8
+     └── AccessError           403  the caller may not do this (see :mod:`fay_core.access`)
+          ├── Unauthenticated  401  no API key, or a wrong or revoked one
+          ├── MissingScope     403  the key lacks the scope the endpoint needs (chat, admin, ingest)
+          ├── RateLimited      429  the key's per-minute limit is reached (``Retry-After``)
+          └── KeyStoreUnavailable  503  ``<data_dir>/keys.json`` cannot be read: no key is accepted until it is fixed
 
 A closed session is 410 Gone rather than 409 Conflict: nothing the client can change makes that session answer
 again; it must create a new one (while an unknown id is 404: there may never have been one).
@@ -221,6 +226,48 @@ class UnsupportedCharset(InvalidRequest):
     """The body declares a charset other than UTF-8."""
 
     status = 415
+
+
+class AccessError(FayError):
+    """The caller may not do this (see the subclasses). Another tenant's things are never refused with this:
+    they are answered as unknown (404), exactly like things that do not exist."""
+
+    status = 403
+
+
+class Unauthenticated(AccessError):
+    """No API key was sent, or a wrong or revoked one; the message says what to send."""
+
+    status = 401
+
+
+class MissingScope(AccessError):
+    """The API key is valid but lacks the scope (``chat``, ``admin``, ``ingest``) the endpoint needs."""
+
+    status = 403
+
+
+class RateLimited(AccessError):
+    """The API key's per-minute limit (sessions or messages) is reached; ``retry_after_s`` says when to retry."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class KeyStoreUnavailable(AccessError):
+    """The key store (``<data_dir>/keys.json``) cannot be read, so no key can be checked: every ``/api/*``
+    request is refused until it is fixed (failing open would let revoked keys in). :attr:`public` leaves out
+    the server's path."""
+
+    status = 503
+    retry_after_s = 30
+
+    @property
+    def public(self) -> str:
+        return "API keys cannot be checked right now (the server's key store is unreadable): try again shortly"
 
 
 def missing_extra(package: str, extra: str) -> EngineUnavailable:

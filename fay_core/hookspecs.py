@@ -22,6 +22,8 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from .redaction import Detector
+
 hookspec = pluggy.HookspecMarker("fay")
 hookimpl = pluggy.HookimplMarker("fay")
 
@@ -141,6 +143,25 @@ def register_tools(register: RegisterTool) -> None:
 
     :param register: ``register(tool)`` with a langchain ``BaseTool``, or a typed, documented function (its
         signature becomes the arguments' schema and its docstring the description).
+    """
+
+
+class RegisterRedactor(Protocol):
+    """The ``register`` of :func:`register_redactors`: a :class:`fay_core.redaction.Detector`."""
+
+    def __call__(self, detector: Detector, /) -> None: ...
+
+
+@hookspec
+def register_redactors(register: RegisterRedactor) -> None:
+    """Register detectors of personal data that Fay masks in its audit log, server log and traces.
+
+    The built-in detectors (cards, phones, Chinese resident IDs, e-mail, IBAN; setting ``redaction.kinds``) are
+    always on; a plugin adds the kinds its bank needs (passport numbers, customer numbers). Tools and the
+    session's history still see the real values.
+
+    :param register: ``register(detector)`` with an object that has a ``kind`` (the mask's name, ``[kind]``) and
+        a fast, synchronous ``find(text) -> Iterable[Span]``.
     """
 
 

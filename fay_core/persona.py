@@ -5,7 +5,9 @@ Every block forbids unknown fields, so a typo is an error, not a silently ignore
 
     personas/teller.yaml:12: interruption.min_speech_ms: Input should be a valid integer
 
-A persona's id is its file name without ``.yaml``.
+A persona's id is its file name without ``.yaml``. A persona belongs to one tenant (``tenant:``, ``default`` if
+absent; see :mod:`fay_core.tenancy`): API keys of other tenants neither list it nor start sessions with it, and
+its ``knowledge.collections`` are that tenant's collections.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import PersonaError, UnknownPersona
+from .tenancy import DEFAULT_TENANT, RESERVED_PREFIX, TENANT_PATTERN
 
 #: the longest persona file accepted (the shipped ones are ~2,000 characters; knowledge belongs in knowledge.paths)
 MAX_CHARS = 256_000
@@ -71,6 +74,15 @@ class KnowledgeConfig(_Block):
     min_score: float | None = Field(None, description="retrieval confidence below which nothing counts as found")
     handoff: str = Field("", description="what to say when offering a human colleague")
 
+    @field_validator("collections")
+    @classmethod
+    def _not_reserved(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name.startswith(RESERVED_PREFIX):
+                raise ValueError(f"collection {name!r}: names beginning with {RESERVED_PREFIX!r} are reserved "
+                                 "(other tenants' collections): name the collection as the persona's tenant knows it")
+        return names
+
 
 class InterruptionConfig(_Block):
     """Barge-in: when the user's speech stops the avatar."""
@@ -103,6 +115,8 @@ class Persona(_Block):
 
     name: str = Field(min_length=1)
     description: str = ""
+    tenant: str = Field(DEFAULT_TENANT, pattern=TENANT_PATTERN, description="the tenant (bank, branch) this persona "
+                        "belongs to: only its API keys see it; 1-24 lowercase letters, digits and '-'")
     language: Literal["zh", "en", "auto"] = "en"
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     avatar: AvatarConfig = Field(default_factory=AvatarConfig)
@@ -300,6 +314,17 @@ class PersonaStore:
 
     def ids(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.yaml"))
+
+    def ids_of(self, tenant: str) -> list[str]:
+        """The ids of ``tenant``'s personas that load (a broken file's tenant cannot be known)."""
+        out = []
+        for pid in self.ids():
+            try:
+                if self.get(pid).tenant == tenant:
+                    out.append(pid)
+            except PersonaError:
+                continue
+        return out
 
     def get(self, persona_id: str) -> Persona:
         """The persona ``persona_id``: :class:`UnknownPersona` if there is none, :class:`PersonaError` if broken."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from .errors import ConfigError, EngineUnavailable, PluginError
+from .redaction import Detector, Redactor
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class Plugins:
         self.engines: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self.tools: dict[str, Any] = {}
         self.loaders: dict[str, Callable[..., Any]] = {}
+        #: personal-data detectors plugins registered (``register_redactors``), in plugin order
+        self.detectors: list[Detector] = []
         self.settings_models: dict[str, type[BaseModel]] = {}
         self._instances: dict[tuple[str, str], Any] = {}
 
@@ -134,6 +137,7 @@ class Plugins:
             self.engines[kind].clear()
         self.tools.clear()
         self.loaders.clear()
+        self.detectors.clear()
         self.settings_models.clear()
         self._instances.clear()
         for info in self.infos:
@@ -203,6 +207,15 @@ class Plugins:
                 info.provides.append(f"loader:{suffix}")
 
         self._call_one(plugin, "register_knowledge_loaders", register=register_loader)
+
+        def register_redactor(detector: Detector) -> None:
+            if not isinstance(detector, Detector):
+                raise PluginError(f"cannot register {detector!r} as a redactor: give an object with a 'kind' and a "
+                                  "'find(text)' method (fay_core.redaction.Detector)")
+            self.detectors.append(detector)
+            info.provides.append(f"redactor:{detector.kind}")
+
+        self._call_one(plugin, "register_redactors", register=register_redactor)
 
     # --- use --------------------------------------------------------------------------------------------
 
@@ -274,6 +287,16 @@ class Plugins:
             known = ", ".join(sorted(self.tools)) or "none"
             raise PluginError(f"unknown tool(s) {', '.join(missing)} (registered: {known})")
         return [self.tools[n] for n in names]
+
+    def redactor(self) -> Redactor:
+        """The redactor the settings ask for (``redaction``): the chosen built-ins, then the plugins' detectors.
+
+        With ``redaction.enabled`` false it masks nothing.
+        """
+        config = (self.settings or load_settings()).redaction
+        if not config.enabled:
+            return Redactor([])
+        return Redactor.builtin(config.kinds, extra=self.detectors)
 
     def hook_has_impls(self, hook: str) -> bool:
         return bool(getattr(self.pm.hook, hook).get_hookimpls())

@@ -6,6 +6,10 @@ can fail, and first to the audit log: if that fails (:class:`~fay_core.errors.Au
 not answered and the history does not hold it either. An answer is written when its turn finishes, interrupted
 or not. A tool's record holds the arguments it ran with, ``customer_id`` the session's customer it ran for, and,
 as ``model_arguments``, what the model asked for (which may name another customer: it is never used for that).
+
+Every audit record passes through the session's :class:`~fay_core.redaction.Redactor` first: each string in it
+(texts, tool arguments and results, error messages), recursively, has its personal data masked. The history keeps
+the real values: the model reads them next, and the session's owner may fetch them.
 """
 
 from __future__ import annotations
@@ -19,31 +23,38 @@ from .brain.turn import Turn
 from .errors import AuditUnavailable
 from .events import AgentTurnFinished, ErrorRaised
 from .persona import Persona
+from .redaction import Redactor
 
 
 class SessionRecord:
     """The history and audit records of one session."""
 
-    def __init__(self, session_id: str, persona: Persona, history: History, audit: AuditLog) -> None:
+    def __init__(self, session_id: str, persona: Persona, history: History, audit: AuditLog,
+                 *, redactor: Redactor | None = None) -> None:
         self.session_id = session_id
         self.persona = persona
         self.history = history
         self.audit = audit
+        self.redactor = redactor or Redactor.builtin()
 
     def _base(self, turn_id: int) -> dict[str, Any]:
         return {
             "session": self.session_id,
+            "tenant": self.persona.tenant,
             "persona": self.persona.id,
             "persona_version": self.persona.version,
             "turn": turn_id,
         }
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.audit.write(self.redactor.redact_value(record))
 
     def user(self, turn: Turn) -> None:
         """Put what the user said into the audit log, then history (before anything else can fail).
 
         Raises :class:`~fay_core.errors.AuditUnavailable` if the audit log cannot be written.
         """
-        self.audit.write({**self._base(turn.id), "kind": "user", "source": turn.source, "text": turn.question})
+        self._write({**self._base(turn.id), "kind": "user", "source": turn.source, "text": turn.question})
         self.history.add("user", turn.question, turn_id=turn.id)
 
     def answer(self, turn: Turn, finished: AgentTurnFinished) -> None:
@@ -51,7 +62,7 @@ class SessionRecord:
         heard = turn.heard if turn.heard is not None else finished.text
         if heard or finished.interrupted:
             self.history.add("assistant", heard, interrupted=finished.interrupted, turn_id=turn.id)
-        self.audit.write(
+        self._write(
             {
                 **self._base(turn.id),
                 "kind": "answer",
@@ -72,10 +83,10 @@ class SessionRecord:
         if msg is not None and turn.heard is not None:
             msg.content = turn.heard
             msg.interrupted = True
-            self.audit.write({**self._base(turn.id), "kind": "interrupted", "heard": turn.heard})
+            self._write({**self._base(turn.id), "kind": "interrupted", "heard": turn.heard})
 
     def error(self, event: ErrorRaised) -> None:
         """Audit an error reported on the session's bus (an audit log that fails has logged the record already)."""
         with contextlib.suppress(AuditUnavailable):
-            self.audit.write({"session": self.session_id, "persona": self.persona.id, "turn": event.turn_id,
-                              "kind": "error", "source": event.source, "message": event.message})
+            self._write({**self._base(event.turn_id), "kind": "error", "source": event.source,
+                         "message": event.message})

@@ -4,21 +4,40 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 :mod:`fay_core.errors`, and ``Retry-After`` on refusals that pass, e.g. 503 too many sessions)::
 
     GET    /health                          {"status": "ok", "sessions": N, "version", "knowledge": "ok"|...}
-    GET    /ready                           200, or 503 {"ready": false, "knowledge": "degraded", "reason"}
-    GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
-    POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
-                                            -> {"session_id", "persona", "greeting", "authenticated",
-                                                "session_secret" (only when signed in)}
-    POST   /api/sessions/{id}/messages      {"text": "..."} -> text/event-stream of the answer (see below)
-    GET    /api/sessions/{id}               the session's history
-    DELETE /api/sessions/{id}               close it
+    GET    /ready                           200, or 503 {"ready": false, "knowledge", "reason"} (warming up,
+                                            or the knowledge base degraded)
+                                            scope   (see "Keys and tenants" below)
+    GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
+    POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
+                                                    -> {"session_id", "persona", "greeting", "authenticated",
+                                                        "session_secret" (only when signed in)}
+    POST   /api/sessions/{id}/messages      chat*   {"text": "..."} -> text/event-stream of the answer (see below)
+    GET    /api/sessions/{id}               chat    the session's history
+    DELETE /api/sessions/{id}               chat    close it
+    GET    /api/sessions                    admin   the tenant's open sessions [{"session_id", "persona",
+                                                    "created", "idle_s", "authenticated"}]
+    GET    /api/sessions/{id}/audit         admin   the session's audit records (open or closed), oldest first
+    POST   /api/knowledge/{collection}/documents
+                                            ingest  {"id", "title"?, "text"}, or a Markdown body
+                                                    (Content-Type: text/markdown) with ?id=...; ingested into
+                                                    the tenant's collection (replacing that id's document)
+                                                    -> 201 {"collection", "document", "entries", "changed"}
+    GET    /api/webrtc/config               chat    ICE servers (see :mod:`fay_core.transport.signalling`)
+    POST   /api/webrtc/offer                chat*   an SDP offer -> 201 answer and session
+                                            * counts against the key's per-minute rate limit (429)
 
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
 carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
 finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
 copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server shutdown) ends an open stream at once with
-the turn's ``answer`` (``interrupted``). If ``server.token`` is set, ``/api/*`` requires exactly ``Authorization:
-Bearer <token>`` (the scheme in any case, one space, nothing after the token).
+the turn's ``answer`` (``interrupted``).
+
+Keys and tenants (:mod:`fay_core.access`): with no ``server.token`` and no API keys ``/api/*`` is open; with
+``server.token`` set it requires exactly ``Authorization: Bearer <token>`` (the scheme in any case, one space,
+nothing after the token); once API keys exist (``fay keys create``) it requires one of them (or the token). No
+key, a wrong or revoked one: 401; a key without the endpoint's scope: 403; over its rate limit: 429 with
+``Retry-After``. A key acts for its tenant: personas, sessions, audit records and knowledge collections of other
+tenants are answered 404 exactly like unknown ones, and are absent from lists.
 
 Request bodies are read by :mod:`fay_core.http_input` (size, charset, UTF-8, JSON depth, integer size, lone
 surrogates, an object at the top), whose errors are 400, 413 or 415.
@@ -33,11 +52,14 @@ nothing personal beyond what their caller typed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import secrets
+import time
 import weakref
 from dataclasses import dataclass
 from importlib import metadata
@@ -47,9 +69,22 @@ from typing import Any
 from aiohttp import web
 
 from .app import Fay, log_tag
-from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, SessionForbidden
+from .access import ACCESS, Access, auth_middleware, principal, requires
+from .errors import (
+    FayError,
+    InvalidBody,
+    InvalidMessage,
+    InvalidRequest,
+    KnowledgeError,
+    PersonaError,
+    SessionForbidden,
+    UnknownSession,
+)
 from .events import AgentTurnFinished, Event
-from .http_input import bearer_token, check_persona_id, plausible_file_path, read_json_object
+from .http_input import check_charset, check_persona_id, plausible_file_path, read_body, read_json_object
+from .keys import KeyStore
+from .knowledge.store import check_name
+from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session
 from .wire import SSE_DEPRECATED, deprecated_copy, message
 
@@ -130,16 +165,6 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return _internal_error(request)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    token = request.app[FAY].settings.server.token
-    if token is not None and request.path.startswith("/api/"):
-        given = bearer_token(request.headers.get("Authorization")) or ""
-        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-            return error_response(401, "missing or wrong token: send 'Authorization: Bearer <FAY_SERVER__TOKEN>'")
-    return await handler(request)
-
-
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or the 4xx :class:`~fay_core.errors.InvalidRequest` saying what is wrong."""
     server = request.app[FAY].settings.server
@@ -171,9 +196,10 @@ OWNERS: web.AppKey[weakref.WeakKeyDictionary[Session, Owner]] = web.AppKey("owne
 
 
 def owned_session(request: web.Request) -> Session:
-    """The session of the URL, if the request may reach it: anyone with the id for an anonymous session, only its
+    """The session of the URL, if the request may reach it: a session of the caller's tenant (another tenant's is
+    :class:`~fay_core.errors.UnknownSession`), reached by anyone with the id for an anonymous session, only by its
     owner (:class:`Owner`) for a signed-in one (:class:`~fay_core.errors.SessionForbidden` otherwise)."""
-    session = request.app[FAY].get(request.match_info["session_id"])
+    session = request.app[FAY].get(request.match_info["session_id"], principal(request).tenant)
     owner = request.app[OWNERS].get(session)
     if owner is None and session.customer_id is None:
         return session
@@ -191,27 +217,49 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200, or 503 with the reason while the knowledge base is degraded (see
-    :meth:`fay_core.knowledge.Knowledge.status`; the warm-up opens and checks it)."""
-    status = request.app[FAY].knowledge.status()
+    """Readiness: 200, or 503 with the reason while the warm-up runs or the knowledge base is degraded (see
+    :meth:`fay_core.knowledge.Knowledge.status`). A knowledge base nobody has opened yet is opened (and so
+    checked) here first, with the default persona's collections: readiness is never reported for a store nobody
+    looked at."""
+    fay = request.app[FAY]
+    if fay.warming:
+        return web.json_response({"ready": False, "knowledge": fay.knowledge.status().state,
+                                  "reason": "warming up: loading the knowledge index and the speech models"},
+                                 status=503, headers={"Retry-After": "2"})
+    if not fay.knowledge.opened:
+        with contextlib.suppress(Exception):  # a failure is what status() reports next
+            persona = fay.personas.get(fay.settings.default_persona)
+            await asyncio.to_thread(fay.knowledge.prepare, persona)
+    status = fay.knowledge.status()
     body = {"ready": status.ready, "knowledge": status.state, "reason": status.reason}
     return web.json_response(body, status=200 if status.ready else 503)
 
 
+@requires("chat")
 async def list_personas(request: web.Request) -> web.Response:
+    """The caller's tenant's personas; broken files (whose tenant cannot be known) only to the default tenant."""
     fay = request.app[FAY]
+    tenant = principal(request).tenant
+    try:
+        default: str | None = fay.persona_for(None, tenant).id
+    except PersonaError:
+        default = None
     out: list[dict[str, Any]] = []
     for pid in fay.personas.ids():
         try:
             p = fay.personas.get(pid)
         except PersonaError as exc:
-            out.append({"id": pid, "error": exc.public})
+            if tenant == DEFAULT_TENANT:
+                out.append({"id": pid, "error": exc.public})
+            continue
+        if p.tenant != tenant:
             continue
         out.append({"id": pid, "name": p.name, "language": p.language, "greeting": p.greeting,
-                    "avatar": p.avatar.model_dump(), "default": pid == fay.settings.default_persona})
+                    "avatar": p.avatar.model_dump(), "default": pid == default})
     return web.json_response(out)
 
 
+@requires("chat", limit="sessions")
 async def create_session(request: web.Request) -> web.Response:
     fay = request.app[FAY]
     body = await read_json(request) if request.can_read_body else {}
@@ -226,7 +274,7 @@ async def create_session(request: web.Request) -> web.Response:
     customer_id = fay.plugins.pm.hook.authenticate_customer(token=token) if token else None
     if token and not customer_id:
         return error_response(401, "customer_token is not valid (expired or unknown): sign the customer in again")
-    session = await fay.create_session(persona)
+    session = await fay.create_session(persona, tenant=principal(request).tenant)
     session.customer_id = customer_id
     p = session.persona
     out = {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
@@ -244,6 +292,7 @@ def _sse(msg: dict[str, Any]) -> bytes:
     return f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode(errors="backslashreplace")
 
 
+@requires("chat", limit="messages")
 async def post_message(request: web.Request) -> web.StreamResponse:
     session = owned_session(request)
     body = await read_json(request)
@@ -272,6 +321,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@requires("chat")
 async def get_session(request: web.Request) -> web.Response:
     session = owned_session(request)
     return web.json_response(
@@ -286,10 +336,94 @@ async def get_session(request: web.Request) -> web.Response:
     )
 
 
+@requires("chat")
 async def delete_session(request: web.Request) -> web.Response:
     session = owned_session(request)
     await request.app[FAY].close_session(session.id, "closed by client")
     return web.json_response({"closed": session.id})
+
+
+# --- admin and ingest ---------------------------------------------------------------------------------------------
+
+
+@requires("admin")
+async def list_sessions(request: web.Request) -> web.Response:
+    """The open sessions of the caller's tenant."""
+    tenant = principal(request).tenant
+    now = time.monotonic()
+    return web.json_response([
+        {"session_id": s.id, "persona": s.persona.id, "created": s.created, "idle_s": round(now - s.last_active, 1),
+         "authenticated": s.customer_id is not None}
+        for s in request.app[FAY].sessions.values() if s.tenant == tenant
+    ])
+
+
+@requires("admin")
+async def session_audit(request: web.Request) -> web.Response:
+    """The audit records of one of the tenant's sessions, open or closed (records say their tenant; those written
+    before tenants existed belong to ``default``)."""
+    fay = request.app[FAY]
+    session_id = request.match_info["session_id"]
+    tenant = principal(request).tenant
+    records = await asyncio.to_thread(fay.audit.read, session_id)
+    live = fay.sessions.get(session_id)
+    owner = live.tenant if live is not None else next(
+        (r["tenant"] for r in records if "tenant" in r), DEFAULT_TENANT if records else None)
+    if owner != tenant:  # none, or another tenant's: the same answer
+        raise UnknownSession(f"unknown session {session_id!r}: create one with POST /api/sessions")
+    return web.json_response({"session_id": session_id, "records": records})
+
+
+#: the longest document id accepted by the ingest endpoint
+MAX_DOCUMENT_ID = 200
+
+
+@requires("ingest")
+async def ingest_document(request: web.Request) -> web.Response:
+    """Ingest one document into the tenant's collection, replacing what an earlier document of its id held."""
+    fay = request.app[FAY]
+    name = request.match_info["collection"]
+    try:
+        collection = tenant_collection(principal(request).tenant, check_name(name))
+    except KnowledgeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    markdown = request.content_type in ("text/markdown", "text/x-markdown")
+    title: Any = None
+    if markdown:
+        check_charset(request)
+        raw = await read_body(request, fay.settings.server.max_body_bytes)
+        try:
+            text: Any = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidBody("body is not UTF-8 Markdown") from None
+        doc_id: Any = request.query.get("id")
+    else:
+        body = await read_json(request)
+        doc_id, title, text = body.get("id"), body.get("title"), body.get("text")
+    if not isinstance(doc_id, str) or not 0 < len(doc_id) <= MAX_DOCUMENT_ID or not doc_id.isprintable():
+        raise InvalidBody(f"'id' (a string of 1-{MAX_DOCUMENT_ID} printable characters) names the document: in "
+                          "the JSON body, or as ?id= with a Markdown body")
+    if title is not None and not isinstance(title, str):
+        raise InvalidBody("'title' must be a string")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidBody("'text' (a non-empty string) is required: the document's content")
+    report = await asyncio.to_thread(_ingest, fay, collection, doc_id, title, text, markdown=markdown)
+    return web.json_response({"collection": name, "document": doc_id, "entries": report.entries,
+                              "changed": report.changed}, status=201)
+
+
+def _ingest(fay: Fay, collection: str, doc_id: str, title: str | None, text: str, *, markdown: bool) -> Any:
+    """Through the knowledge base's own loaders: Markdown sections, or a text in chunks (in a worker thread)."""
+    import tempfile
+
+    kb = fay.knowledge.base()
+    with tempfile.TemporaryDirectory(prefix="fay-ingest-") as tmp:
+        path = Path(tmp) / ("document.md" if markdown else "document.txt")
+        path.write_text(text, encoding="utf-8")
+        entries = kb.load(path, doc_id)
+    # the loaders name what has no heading after the file: name it after the document
+    entries = [e if e.section else dataclasses.replace(e, title=title or doc_id) for e in entries]
+    return kb.ingest_entries(collection, f"api:{doc_id}", entries)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -306,6 +440,9 @@ def create_app(fay: Fay) -> web.Application:
     )
     app[FAY] = fay
     app[OWNERS] = weakref.WeakKeyDictionary()
+    keys = KeyStore.in_data_dir(fay.settings.data_dir)
+    keys.keys()  # a malformed key store stops the server here, with its ConfigError
+    app[ACCESS] = Access(fay.settings.server.token, keys, fay.settings.keys)
 
     async def lifecycle(_app: web.Application) -> Any:
         await fay.start()
@@ -325,6 +462,9 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_post("/api/sessions/{session_id}/messages", post_message)
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_delete("/api/sessions/{session_id}", delete_session)
+    app.router.add_get("/api/sessions", list_sessions)
+    app.router.add_get("/api/sessions/{session_id}/audit", session_audit)
+    app.router.add_post("/api/knowledge/{collection}/documents", ingest_document)
     app.router.add_get("/", index)
     from .transport import setup_webrtc  # imports aiortc: only when serving
 

@@ -61,6 +61,8 @@ class Session:
     ) -> None:
         self.id = bus.session_id
         self.persona = persona
+        #: the tenant the session belongs to (its persona's; set by whoever creates it, see :mod:`fay_core.tenancy`)
+        self.tenant: str = "default"
         self.bus = bus
         self.record = record
         self.history = record.history

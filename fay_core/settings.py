@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .redaction import KINDS as REDACTION_KINDS
+from .redaction import Kind as RedactionKind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,10 +70,19 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(256 * 1024, gt=0, description="largest accepted HTTP request body")
     max_message_chars: int = Field(4000, gt=0, description="longest accepted user message")
     max_json_depth: int = Field(32, gt=0, le=200, description="deepest accepted nesting of a JSON request body")
-    token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>'")
+    token: SecretStr | None = Field(None, description="if set, /api/* requires 'Authorization: Bearer <token>' "
+                                    "(or, once keys exist, an API key: see `fay keys`); it acts for tenant 'default'")
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="`fay run` exits this long after SIGTERM at the "
                                       "latest, whatever is still running")
+
+
+class KeysSettings(_Section):
+    """Default per-key rate limits of API keys (``fay keys create`` may set others for one key)."""
+
+    sessions_per_minute: int = Field(30, gt=0, description="sessions one key may start per minute (HTTP and "
+                                     "WebRTC), in bursts of up to this many; more get HTTP 429 with Retry-After")
+    messages_per_minute: int = Field(120, gt=0, description="messages one key may send per minute over HTTP")
 
 
 class IceServer(_Section):
@@ -201,6 +212,16 @@ class AuditSettings(_Section):
                                           "the same key")
 
 
+class RedactionSettings(_Section):
+    """Personal data masked in the audit log, the server log and traces (tools and history keep real values)."""
+
+    enabled: bool = Field(True, description="mask personal data; false: records and logs hold it as typed")
+    kinds: list[RedactionKind] = Field(
+        default_factory=lambda: list(REDACTION_KINDS),
+        description="the built-in detectors to use (plugins' detectors are always added)",
+    )
+
+
 class Settings(BaseSettings):
     """All of Fay's settings. Build with :func:`load_settings` to get readable errors."""
 
@@ -220,10 +241,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

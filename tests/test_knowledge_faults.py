@@ -6,7 +6,10 @@ with garbage between two runtimes, as a full disk or a killed copy leaves them.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +139,33 @@ async def test_a_lost_ingested_collection_makes_ready_503_until_ingested_again(s
         await server.close()
 
 
+async def test_ready_checks_a_store_nobody_opened_and_says_503_while_warming_up(settings: Settings) -> None:
+    """Before the warm-up or any session, ``/ready`` opens and checks the store itself (it said 200 for a damaged
+    store that nobody had opened); while the warm-up runs it says 503."""
+    async with Fay(settings) as fay:
+        kb = open_knowledge(fay.settings, fay.plugins)
+        kb.ingest([settings.personas_dir / "kb" / "faq.yaml"], "ops-ingested")
+        kb.close()
+    damage(settings.data_dir / "knowledge" / "knowledge.sqlite3", "garbage")
+    settings.default_persona = "ingested"
+    fay = Fay(settings)
+    server = TestServer(create_app(fay), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            assert not fay.knowledge.opened
+            async with http.get("/ready") as r:  # no warm-up, no session yet
+                body = await r.json()
+                assert r.status == 503 and body["knowledge"] == "degraded" and "ops-ingested" in body["reason"]
+            fay.warming = True  # what Fay.warm_up sets while it runs
+            async with http.get("/ready") as r:
+                assert r.status == 503 and "warming up" in (await r.json())["reason"]
+                assert r.headers["Retry-After"]
+            fay.knowledge.close()
+    finally:
+        await server.close()
+
+
 class Exploding:
     """A knowledge base whose searches raise what a damaged store raises (not a FayError)."""
 
@@ -175,3 +205,18 @@ async def test_an_exploding_retriever_with_an_llm(settings: Settings, fake_llm: 
     assert [e.source for e in errors.of(ErrorRaised)] == ["knowledge"]
     assert free.text == "We are open on weekdays, I believe." and free.answered_by == "llm" and not free.citations
     assert len(fake_llm.requests) == 1
+
+
+def test_fay_kb_checks_the_store_as_the_server_does(settings: Settings) -> None:
+    """``fay kb`` opened the store unchecked: on a damaged one it failed or worked on garbage."""
+    kb = open_knowledge(settings, Plugins(settings).load())
+    kb.ingest([settings.personas_dir / "kb" / "faq.yaml"], "ops-ingested")
+    kb.close()
+    damage(settings.data_dir / "knowledge" / "chroma" / "chroma.sqlite3", "garbage")  # the manifest survives
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
+    env.update(FAY_DATA_DIR=str(settings.data_dir), FAY_PERSONAS_DIR=str(settings.personas_dir))
+    run = subprocess.run([sys.executable, "-m", "fay_core", "kb", "list"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "moved aside" in run.stderr and "ops-ingested" in run.stderr, run.stderr
+    assert list(settings.data_dir.glob("knowledge.corrupt-*")), "the failed store is kept, not deleted"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fay_core.voice.splitter import SentenceSplitter, speakable
@@ -26,6 +28,12 @@ CASES = [
     ("他说：“好的。”然后离开了。", ["他说：“好的。”", "然后离开了。"]),
     ("Steps:\n1. Open the app.\n2. Tap pay.", ["Steps:", "1. Open the app.", "2. Tap pay."]),
     ("Wait... what? OK.", ["Wait... what?", "OK."]),
+    ("营业时间为9:00至17:00，周六9:00至13:00。周日休息。", ["营业时间为9:00至17:00，周六9:00至13:00。", "周日休息。"]),
+    ("限额为2,000.50元。谢谢！", ["限额为2,000.50元。", "谢谢！"]),
+    ("金额为¥2,000.50，年利率1.75%；期限1.5年。", ["金额为¥2,000.50，年利率1.75%；", "期限1.5年。"]),
+    ("请稍等……好的。", ["请稍等……", "好的。"]),
+    ("真的吗?好的!再见。", ["真的吗?", "好的!", "再见。"]),
+    ("请拨打400-800-1234。好。", ["请拨打400-800-1234。", "好。"]),
 ]
 
 
@@ -64,3 +72,23 @@ def test_speakable_drops_citations_and_markdown() -> None:
 
 def test_emotion_tags_are_not_read_aloud() -> None:
     assert speakable("[happy] Sure, I can help. [1]") == "Sure, I can help."
+
+
+@pytest.mark.parametrize("cut", [22, 24, 26, 28])
+def test_a_long_chinese_sentence_is_not_cut_inside_a_number(cut: int) -> None:
+    # without a comma of its own the first cut would fall on the comma of 2,000.50 or the colon of 9:00
+    text = "本月应还款金额为人民币二千元整另加利息2,000.50元还款日为每月十五日上午9:00之前请留意并按时还款谢谢"
+    s = SentenceSplitter(max_chars=cut)
+    out = s.feed(text) + s.flush()
+    assert "".join(out) == text and len(out) > 1
+    assert all(len(part) <= cut for part in out[:-1])
+    for part in out:
+        assert not re.search(r"[0-9][,:]$|^[,:.]?[0-9]", part), out
+
+
+def test_a_long_chinese_sentence_without_commas_is_still_cut() -> None:
+    text = "我们的营业时间是周一至周五上午九点到下午五点周六上午九点到下午一点周日休息节假日另行通知敬请谅解谢谢"
+    s = SentenceSplitter(max_chars=30)
+    first = s.feed(text)
+    assert first and len(first[0]) <= 30
+    assert "".join(first + s.flush()) == text

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KnowledgeError, PluginError
 from ..persona import Persona
 from ..settings import Settings
+from ..tenancy import tenant_collection
 from .documents import Entry, Hit, Reranker
 from .health import StoreStatus, check_store, move_aside, readable_collections
 from .store import CollectionInfo, IngestReport, KnowledgeBase, check_name
@@ -71,6 +72,11 @@ class Knowledge:
     @property
     def root(self) -> Path:
         return self.settings.data_dir / "knowledge"
+
+    @property
+    def opened(self) -> bool:
+        """Whether the knowledge base is open (and so has been checked): :meth:`status` is only news after that."""
+        return self._base is not None
 
     def base(self) -> KnowledgeBase:
         """The knowledge base under ``<data_dir>/knowledge`` (opened once, by the first caller, and checked)."""
@@ -203,8 +209,11 @@ def _plugin_loader(fn: Any) -> Any:
 
 
 def persona_collections(persona: Persona) -> list[str]:
-    """The collections a persona searches: its ``knowledge.collections``, or ``persona-<id>`` if it names none."""
-    return list(persona.knowledge.collections) or [f"persona-{persona.id}".replace("_", "-")]
+    """The collections a persona searches: its ``knowledge.collections``, or ``persona-<id>`` if it names none,
+    as its tenant's collections (:func:`fay_core.tenancy.tenant_collection`: the default tenant's names as
+    written, ``tenant.<tenant>.<name>`` for the others)."""
+    names = list(persona.knowledge.collections) or [f"persona-{persona.id}".replace("_", "-")]
+    return [tenant_collection(persona.tenant, name) for name in names]
 
 
 def has_knowledge(persona: Persona) -> bool:

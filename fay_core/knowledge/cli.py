@@ -11,12 +11,21 @@ import click
 
 
 def _open() -> Any:
+    """The knowledge base, opened and checked as the server opens it: one that fails its check is moved aside
+    (never deleted) and an empty one started, and the command says so."""
     from ..plugins import Plugins
     from ..settings import load_settings
-    from . import open_knowledge
+    from . import Knowledge
 
     settings = load_settings()
-    return open_knowledge(settings, Plugins(settings).load())
+    knowledge = Knowledge(settings, Plugins(settings).load())
+    base = knowledge.base()
+    status = knowledge.status()
+    if status.moved_to is not None:
+        lost = ", ".join(status.lost) or "none"
+        click.echo(f"warning: the knowledge base failed its check and was moved aside to {status.moved_to}; an "
+                   f"empty one was started (collections to ingest again: {lost})", err=True)
+    return base
 
 
 @click.group()

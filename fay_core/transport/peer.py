@@ -68,11 +68,33 @@ def guard_receive(sctp: RTCSctpTransport, on_error: Callable[[Exception], None])
     sctp._data_channel_receive = receive  # type: ignore[method-assign]
 
 
+def guard_flush(sctp: RTCSctpTransport, peer_id: str) -> None:
+    """Keep aiortc's send flushes on a dead connection out of the error log.
+
+    Every ``RTCDataChannel.send`` schedules ``RTCSctpTransport._data_channel_flush`` as a task nobody awaits; when
+    the connection has died meanwhile (the client left, ICE failed), that task fails with ``ConnectionError`` and
+    asyncio logs "Task exception was never retrieved" at ERROR, once per queued message. The peer's death is
+    logged where it is noticed (:meth:`Peer.close`); the messages it could not take are dropped, as any send to a
+    closed channel is. Other exceptions are not touched.
+    """
+    original = sctp._data_channel_flush
+
+    async def flush() -> None:
+        try:
+            await original()
+        except ConnectionError as exc:
+            log.debug("peer %s: dropped data-channel messages queued before the connection died: %s", peer_id, exc)
+
+    sctp._data_channel_flush = flush  # type: ignore[method-assign]
+
+
 def check_aiortc() -> None:
-    """Fail at start-up, not on the first bad message, if aiortc no longer has the step :func:`guard_receive` wraps."""
-    if not callable(getattr(RTCSctpTransport, "_data_channel_receive", None)):
-        raise RuntimeError("the installed aiortc lacks RTCSctpTransport._data_channel_receive: a bad data-channel "
-                           "message could close its connection; install the aiortc version fay requires")
+    """Fail at start-up, not on the first bad message, if aiortc no longer has the steps :func:`guard_receive` and
+    :func:`guard_flush` wrap."""
+    for step in ("_data_channel_receive", "_data_channel_flush"):
+        if not callable(getattr(RTCSctpTransport, step, None)):
+            raise RuntimeError(f"the installed aiortc lacks RTCSctpTransport.{step}: a bad data-channel message "
+                               "could close its connection; install the aiortc version fay requires")
 
 
 class Peer:
@@ -127,6 +149,7 @@ class Peer:
         self.pc.on("datachannel", self._on_channel)
         if self.pc.sctp is not None:
             guard_receive(self.pc.sctp, self._on_receive_error)
+            guard_flush(self.pc.sctp, self.id)
         if self.remote_audio is not None:
             bus.spawn(pump_audio(self.remote_audio, bus), name="webrtc.audio_in")
         bus.spawn(self._connect_deadline(), name="webrtc.connect_deadline")

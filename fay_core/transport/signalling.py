@@ -1,6 +1,9 @@
 """HTTP signalling for the WebRTC transport (mounted by :func:`fay_core.server.create_app`).
 
-See :mod:`fay_core.transport.protocol` for the bodies. Refusals are raised as :mod:`fay_core.errors` classes
+See :mod:`fay_core.transport.protocol` for the bodies. Both endpoints need the ``chat`` scope (see
+:mod:`fay_core.access`); an offer starts a session, so it counts against the key's ``sessions`` rate limit, and
+it may name only a persona of the key's tenant (another tenant's is answered 404, like an unknown one).
+Refusals are raised as :mod:`fay_core.errors` classes
 that carry their status, and answered by the server's error handler as ``{"error": "..."}``: 400 malformed body
 or SDP (:class:`InvalidOffer`), 404 unknown persona, 413 SDP too large (:class:`OfferTooLarge`), 429 too many
 offers still connecting from this address (:class:`TooManyOffers`), 503 too many peers, or too many still
@@ -14,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..access import principal, requires
 from ..app import Fay
 from ..errors import InvalidOffer
 from ..http_input import check_persona_id
@@ -24,6 +28,7 @@ from .transport import WebRTCTransport, check_sdp_size
 TRANSPORT: web.AppKey[WebRTCTransport] = web.AppKey("webrtc", WebRTCTransport)
 
 
+@requires("chat")
 async def get_config(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
     return web.json_response(
@@ -31,6 +36,7 @@ async def get_config(request: web.Request) -> web.Response:
     )
 
 
+@requires("chat", limit="sessions")
 async def post_offer(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
     try:
@@ -48,7 +54,7 @@ async def post_offer(request: web.Request) -> web.Response:
                            f'"persona": "<id>"}})') from None
     if offer.persona:
         check_persona_id(offer.persona)  # before the file system sees it
-    peer, sdp = await transport.answer(offer, client=request.remote or "")
+    peer, sdp = await transport.answer(offer, client=request.remote or "", tenant=principal(request).tenant)
     return web.json_response({"sdp": sdp, "type": "answer", "session_id": peer.id}, status=201)
 
 

@@ -126,21 +126,21 @@ class WebRTCTransport:
             1 for p in self.peers.values() if p.connected_at is None and (client is None or p.client == client)
         )
 
-    async def answer(self, offer: OfferRequest, client: str = "") -> tuple[Peer, str]:
+    async def answer(self, offer: OfferRequest, client: str = "", tenant: str | None = None) -> tuple[Peer, str]:
         """Create the session and peer for ``offer`` from ``client`` (its remote address); return the peer and the
-        SDP answer."""
+        SDP answer. With ``tenant``, only that tenant's personas (others are unknown: 404)."""
         self.check_offer(offer, client)
-        persona_id = offer.persona or self.fay.settings.default_persona
-        self.fay.personas.get(persona_id)  # PersonaError (404) before anything is created
+        persona_id = self.fay.persona_for(offer.persona, tenant).id  # PersonaError (404) before anything is created
         self._answering[client] += 1
         try:
-            return await self._answer(offer, persona_id, client)
+            return await self._answer(offer, persona_id, client, tenant)
         finally:
             self._answering[client] -= 1
             if not self._answering[client]:
                 del self._answering[client]
 
-    async def _answer(self, offer: OfferRequest, persona_id: str, client: str) -> tuple[Peer, str]:
+    async def _answer(self, offer: OfferRequest, persona_id: str, client: str, tenant: str | None
+                      ) -> tuple[Peer, str]:
         pc = RTCPeerConnection(rtc_configuration(self.settings))
         remote: dict[str, Any] = {}
         pc.on("track", lambda track: remote.setdefault(track.kind, track))
@@ -153,7 +153,7 @@ class WebRTCTransport:
             await pc.close()
             raise unanswerable(exc) from None
         try:
-            session = await self.fay.create_session(persona_id)
+            session = await self.fay.create_session(persona_id, tenant=tenant)
         except BaseException:
             await pc.close()
             raise

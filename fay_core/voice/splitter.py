@@ -4,7 +4,8 @@
 at ``。！？；…`` and line breaks at once, and at ``. ! ? ;`` only when what follows shows it is an ending: not
 inside a number (``3.5%``, ``1,000.25``), not after an abbreviation (``Mr.``, ``e.g.``, ``U.S.``) or an initial,
 not a list number at the start of a line. Closing quotes and brackets stay with their sentence. A sentence longer
-than ``max_chars`` is cut at a comma (or a space) so a run-on answer still starts speaking early.
+than ``max_chars`` is cut at a comma (or a space, or in Chinese between two wide characters), never inside a
+number, so a run-on answer still starts speaking early.
 
 :func:`speakable` removes what should not be read aloud: citation markers ``[1]``, Markdown emphasis and headings.
 """
@@ -136,11 +137,21 @@ class SentenceSplitter:
         return j if len(buf[:j].strip()) >= self.min_chars else False
 
     def _long_cut(self) -> int | None:
-        buf = self._buf[: self.max_chars]
-        for k in range(len(buf) - 1, self.max_chars // 3, -1):
-            if buf[k] in _COMMAS:
+        """Where to cut a sentence longer than ``max_chars``: after its last comma (not one inside a number,
+        ``2,000`` or ``9:00``), else its last space, else (Chinese written without either) after its last wide
+        character."""
+        whole = self._buf
+        buf = whole[: self.max_chars]
+        low = self.max_chars // 3
+        for k in range(len(buf) - 1, low, -1):
+            if buf[k] in _COMMAS and not (whole[k - 1].isdigit() and whole[k + 1].isdigit()):
                 return k + 1
         k = buf.rfind(" ")
-        return k + 1 if k > self.max_chars // 3 else None
+        if k > low:
+            return k + 1
+        for k in range(len(buf) - 1, low, -1):
+            if is_wide(buf[k]) and not whole[k + 1].isascii():
+                return k + 1
+        return None
 
 

@@ -7,6 +7,11 @@
   ``voice.tts.online`` allows and they say they are reachable), tries the ``voice.fallback`` engines in order when
   one fails, reports each failure as ``ErrorRaised``, and rests a failed engine for a while so that every
   sentence does not pay for the same failure again.
+- The engine is given the sentence's spoken form (:mod:`fay_core.voice.speech_text`: ``¥2,000`` → 两千元 for
+  ``zh``); the chunks it yields are told in the shown text (:func:`shown_chunk`): ``chunk.text`` is the sentence as
+  the agent wrote it (captions, and the history of an interrupted turn) and the word timings name its words. The
+  timings are measured on what was spoken (estimated over the spoken form's syllables) and a rewritten piece
+  becomes one word spanning the syllables read from it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ..engines import AudioChunk, ChecksReachability, ChecksVoice, SupportsWarmU
 from ..errors import EngineError, EngineUnavailable
 from ..events import ErrorRaised, WordTiming
 from .audio import voiced_span
+from .speech_text import SpeechText
 from ..text import HAN, is_han
 
 if TYPE_CHECKING:
@@ -61,6 +67,28 @@ def estimate_words(text: str, pcm: bytes, sample_rate: int) -> tuple[WordTiming,
         out.append(WordTiming(w, round(t, 1), round(t + a * scale, 1)))
         t += (a + b) * scale
     return tuple(out)
+
+
+def shown_chunk(chunk: AudioChunk, said: SpeechText, cursor: int = 0) -> tuple[AudioChunk, int]:
+    """``chunk``, synthesized from ``said.spoken``, told in the shown text: its ``text`` is the part of
+    ``said.shown`` it reads and its word timings (the engine's, else estimated on the spoken text, so that
+    ``95999`` read as five syllables gets the time of five) name the shown words (``¥2,000`` for 两千元).
+
+    ``cursor`` is where the chunk's text is looked for in the spoken text (an engine that streams a sentence in
+    several chunks); the position after it is returned with the chunk.
+    """
+    spoken = chunk.text or said.spoken
+    words = chunk.words
+    if not words and chunk.pcm:
+        words = estimate_words(spoken, chunk.pcm, chunk.sample_rate)
+    if not said.rewrites:
+        return AudioChunk(chunk.pcm, chunk.sample_rate, words, spoken), cursor
+    start = said.spoken.find(spoken, cursor) if spoken != said.spoken else 0
+    if start < 0:  # the engine says it read something else: show the whole sentence, keep its timings
+        return AudioChunk(chunk.pcm, chunk.sample_rate, words, said.shown), cursor
+    end = start + len(spoken)
+    s0, s1 = said.shown_span(start, end)
+    return AudioChunk(chunk.pcm, chunk.sample_rate, said.shown_words(words, start), said.shown[s0:s1]), end
 
 
 # --- the per-session speaker ----------------------------------------------------------------------------
@@ -137,6 +165,7 @@ class Speaker:
     async def speak(self, text: str, turn_id: int) -> AsyncIterator[AudioChunk]:
         """Yield audio for ``text``; falls back along the chain. Raises :class:`EngineError` if every engine fails."""
         errors: list[str] = []
+        said = SpeechText.of(text, self.language)
         now = time.monotonic()
         chain = await self.chain()
         candidates = [n for n in chain if self._resting.get(n, 0.0) <= now] or chain[-1:]
@@ -144,12 +173,11 @@ class Speaker:
             yielded = False
             try:
                 engine = self.plugins.engine("tts", name)
+                cursor = 0
                 async for chunk in engine.synthesize(
-                    text, voice=self._voice_for(engine), language=self.language, rate=self.persona.voice.rate
+                    said.spoken, voice=self._voice_for(engine), language=self.language, rate=self.persona.voice.rate
                 ):
-                    if not chunk.words and chunk.pcm:
-                        chunk = AudioChunk(chunk.pcm, chunk.sample_rate, estimate_words(chunk.text or text, chunk.pcm,
-                                           chunk.sample_rate), chunk.text or text)
+                    chunk, cursor = shown_chunk(chunk, said, cursor)
                     yielded = True
                     yield chunk
                 self.used.append(name)

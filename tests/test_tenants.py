@@ -1,0 +1,498 @@
+"""API keys, scopes and tenants through a real server: every /api/* endpoint with no key, a wrong key, a revoked
+key, another tenant's key, a key without the scope and the right key; rate limits; `fay keys`; revocation seen
+by a running server; knowledge collections namespaced per tenant."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
+
+from fay_core.app import Fay
+from fay_core.cli import cli
+from fay_core.errors import PersonaError
+from fay_core.keys import KeyStore
+from fay_core.knowledge import persona_collections
+from fay_core.persona import parse_persona
+from fay_core.server import create_app
+from fay_core.settings import Settings
+from fay_core.testing import test_settings
+from fay_core.transport.ice import restrict_peer, rtc_configuration
+
+LOOPBACK = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
+
+
+def persona(name: str, tenant: str | None, collections: list[str] | None = None) -> str:
+    text = f"name: {name}\nlanguage: en\ngreeting: Hello from {name}.\n"
+    if tenant is not None:
+        text += f"tenant: {tenant}\n"
+    if collections:
+        text += f"knowledge:\n  collections: [{', '.join(collections)}]\n"
+    return text
+
+
+@dataclass
+class World:
+    """A server with personas of three tenants (default, bank-a, bank-b) and keys of bank-a and bank-b."""
+
+    fay: Fay
+    server: TestServer
+    store: KeyStore
+    keys: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+
+    def auth(self, who: str | None) -> dict[str, str]:
+        if who is None:
+            return {}
+        return {"Authorization": f"Bearer {self.keys.get(who, who)}"}
+
+
+def world_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "plain.yaml").write_text(persona("Plain", None))
+    (personas / "teller_a.yaml").write_text(persona("Teller A", "bank-a"))
+    (personas / "teller_a2.yaml").write_text(persona("Teller A2", "bank-a"))
+    (personas / "teller_b.yaml").write_text(persona("Teller B", "bank-b"))
+    (personas / "kb_a.yaml").write_text(persona("Knows A", "bank-a", ["faq"]))
+    (personas / "kb_b.yaml").write_text(persona("Knows B", "bank-b", ["faq"]))
+    overrides.setdefault("keys", {"sessions_per_minute": 1000, "messages_per_minute": 1000})
+    return test_settings(tmp_path / "data", personas_dir=personas, default_persona="plain",
+                         webrtc={**LOOPBACK, "connect_timeout_s": 3}, **overrides)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    settings = world_settings(tmp_path)
+    store = KeyStore.in_data_dir(settings.data_dir)
+    keys = {}
+    for who, tenant, scopes in [("a_chat", "bank-a", ["chat"]), ("a_admin", "bank-a", ["admin"]),
+                                ("a_ingest", "bank-a", ["ingest"]), ("a_all", "bank-a", ["chat", "admin", "ingest"]),
+                                ("b_all", "bank-b", ["chat", "admin", "ingest"]),
+                                ("revoked", "bank-a", ["chat", "admin", "ingest"])]:
+        record, keys[who] = store.create(name=who, tenant=tenant, scopes=scopes)
+        if who == "revoked":
+            store.revoke(record.id)
+    # shaped like a key, with a real key's id: only the secret is wrong
+    real_id = keys["a_all"].split("_")[1]
+    keys["wrong"] = f"fay_{real_id}_{'x' * 43}"
+    fay = Fay(settings)
+    server = TestServer(create_app(fay), host="127.0.0.1")
+    await server.start_server()
+    yield World(fay, server, store, keys, str(server.make_url("")))
+    await server.close()
+
+
+# --- the route matrix -----------------------------------------------------------------------------------------
+
+Result = tuple[int, Any, dict[str, str]]
+
+
+async def call(http: ClientSession, method: str, path: str, who: str | None, w: World, **kw: Any) -> Result:
+    async with http.request(method, path, headers={**w.auth(who), **kw.pop("headers", {})}, **kw) as r:
+        text = await r.text()
+        body = json.loads(text) if r.content_type == "application/json" else text
+        return r.status, body, dict(r.headers)
+
+
+async def new_session(http: ClientSession, w: World, who: str = "a_all", persona_id: str = "teller_a") -> str:
+    status, body, _ = await call(http, "POST", "/api/sessions", who, w, json={"persona": persona_id})
+    assert status == 201, body
+    return str(body["session_id"])
+
+
+async def sample_offer(w: World) -> str:
+    from aiortc import RTCPeerConnection
+
+    ice = w.fay.settings.webrtc
+    pc = RTCPeerConnection(rtc_configuration(ice))
+    pc.createDataChannel("fay")
+    restrict_peer(pc, ice)
+    await pc.setLocalDescription(await pc.createOffer())  # never connected: a sample offer
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+@dataclass
+class Case:
+    """How to call one endpoint as tenant bank-a (``own``), and what bank-b's key must get (``other``)."""
+
+    scope: str
+    request: Callable[[ClientSession, World], Awaitable[tuple[str, str, dict[str, Any]]]]
+    other: Callable[[ClientSession, World], Awaitable[None]]
+
+
+async def _personas(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", "/api/personas", {}
+
+
+async def _personas_other(http: ClientSession, w: World) -> None:
+    status, body, _ = await call(http, "GET", "/api/personas", "b_all", w)
+    assert status == 200 and {p["id"] for p in body} == {"teller_b", "kb_b"}, body
+
+
+async def _create(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "POST", "/api/sessions", {"json": {"persona": "teller_a"}}
+
+
+async def _create_other(http: ClientSession, w: World) -> None:
+    status, theirs, _ = await call(http, "POST", "/api/sessions", "b_all", w, json={"persona": "teller_a"})
+    _, unknown, _ = await call(http, "POST", "/api/sessions", "b_all", w, json={"persona": "nobody"})
+    assert status == 404 and theirs["error"] == unknown["error"].replace("nobody", "teller_a"), (theirs, unknown)
+    assert "teller_a" not in unknown["error"] and "teller_b" in unknown["error"]  # lists only bank-b's personas
+
+
+def _session_other(method: str, suffix: str = "", **kw: Any) -> Callable[[ClientSession, World], Awaitable[None]]:
+    async def check(http: ClientSession, w: World) -> None:
+        sid = await new_session(http, w)
+        theirs = await call(http, method, f"/api/sessions/{sid}{suffix}", "b_all", w, **kw)
+        fake = "0" * len(sid)
+        unknown = await call(http, method, f"/api/sessions/{fake}{suffix}", "b_all", w, **kw)
+        assert theirs[0] == unknown[0] == 404, (theirs, unknown)
+        assert theirs[1]["error"] == unknown[1]["error"].replace(fake, sid)
+        status, body, _ = await call(http, "GET", f"/api/sessions/{sid}", "a_all", w)
+        assert status == 200 and body["history"] == []  # still there, untouched
+
+    return check
+
+
+def _session_request(method: str, suffix: str = "", **kw: Any
+                     ) -> Callable[[ClientSession, World], Awaitable[tuple[str, str, dict[str, Any]]]]:
+    async def make(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+        return method, f"/api/sessions/{await new_session(http, w)}{suffix}", kw
+
+    return make
+
+
+async def _list_sessions(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", "/api/sessions", {}
+
+
+async def _list_sessions_other(http: ClientSession, w: World) -> None:
+    mine = await new_session(http, w, "b_all", "teller_b")
+    theirs = await new_session(http, w)
+    status, body, _ = await call(http, "GET", "/api/sessions", "b_all", w)
+    ids = {s["session_id"] for s in body}
+    assert status == 200 and mine in ids and theirs not in ids, body
+    status, body, _ = await call(http, "GET", "/api/sessions", "a_admin", w)
+    assert theirs in {s["session_id"] for s in body} and mine not in {s["session_id"] for s in body}
+
+
+async def _ingest(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "POST", "/api/knowledge/notes/documents", {"json": {"id": "hours", "text": "Open nine to five."}}
+
+
+async def _ingest_other(http: ClientSession, w: World) -> None:
+    body = {"id": "hours", "title": "Hours", "text": "Bank B opens at dawn."}
+    status, out, _ = await call(http, "POST", "/api/knowledge/notes/documents", "b_all", w, json=body)
+    assert status == 201 and out["collection"] == "notes", out
+    kb = w.fay.knowledge.base()
+    assert kb.has("tenant.bank-b.notes") and not kb.has("notes")  # its own namespace, nothing of bank-a's touched
+    a_texts = [h.entry.text for h in kb.search("opens", ["tenant.bank-a.notes"])]
+    assert a_texts and all("dawn" not in t for t in a_texts)
+
+
+async def _config(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", "/api/webrtc/config", {}
+
+
+async def _config_other(http: ClientSession, w: World) -> None:
+    status, body, _ = await call(http, "GET", "/api/webrtc/config", "b_all", w)
+    assert status == 200 and "iceServers" in body  # nothing of a tenant in it
+
+
+async def _offer(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "POST", "/api/webrtc/offer", {"json": {"sdp": await sample_offer(w), "type": "offer",
+                                                  "persona": "teller_a"}}
+
+
+async def _offer_other(http: ClientSession, w: World) -> None:
+    sdp = await sample_offer(w)
+    theirs = await call(http, "POST", "/api/webrtc/offer", "b_all", w,
+                        json={"sdp": sdp, "type": "offer", "persona": "teller_a"})
+    unknown = await call(http, "POST", "/api/webrtc/offer", "b_all", w,
+                         json={"sdp": sdp, "type": "offer", "persona": "nobody"})
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace("nobody", "teller_a")
+    assert not any(s.persona.id == "teller_a" and s.tenant == "bank-b" for s in w.fay.sessions.values())
+
+
+def _case_table() -> dict[tuple[str, str], Case]:
+    return {
+        ("GET", "/api/personas"): Case("chat", _personas, _personas_other),
+        ("POST", "/api/sessions"): Case("chat", _create, _create_other),
+        ("POST", "/api/sessions/{session_id}/messages"): Case(
+            "chat", _session_request("POST", "/messages", json={"text": "hello"}),
+            _session_other("POST", "/messages", json={"text": "hello"})),
+        ("GET", "/api/sessions/{session_id}"): Case("chat", _session_request("GET"), _session_other("GET")),
+        ("DELETE", "/api/sessions/{session_id}"): Case("chat", _session_request("DELETE"),
+                                                       _session_other("DELETE")),
+        ("GET", "/api/sessions"): Case("admin", _list_sessions, _list_sessions_other),
+        ("GET", "/api/sessions/{session_id}/audit"): Case("admin", _session_request("GET", "/audit"),
+                                                          _session_other("GET", "/audit")),
+        ("POST", "/api/knowledge/{collection}/documents"): Case("ingest", _ingest, _ingest_other),
+        ("GET", "/api/webrtc/config"): Case("chat", _config, _config_other),
+        ("POST", "/api/webrtc/offer"): Case("chat", _offer, _offer_other),
+    }
+
+
+#: a key of bank-a without the scope named
+WITHOUT = {"chat": "a_admin", "admin": "a_chat", "ingest": "a_chat"}
+#: a key of bank-a with only the scope named
+WITH = {"chat": "a_chat", "admin": "a_admin", "ingest": "a_ingest"}
+
+
+async def test_every_api_endpoint_checks_keys_scopes_and_tenants(world: World) -> None:
+    w = world
+    table = _case_table()
+    routes = {(r.method, r.resource.canonical) for r in w.server.app.router.routes()
+              if r.resource is not None and r.resource.canonical.startswith("/api/") and r.method != "HEAD"}
+    assert routes == set(table), f"endpoints without a case here: {routes - set(table)}; stale: {set(table) - routes}"
+    async with ClientSession(base_url=w.url) as http:
+        for (method, path), case in table.items():
+            what = f"{method} {path}"
+            for who, words in ((None, "API key is required"), ("wrong", "wrong API key"), ("revoked", "revoked"),
+                               ("fay_nothing", "wrong API key"), ("s3cret", "wrong API key")):
+                m, url, kw = await case.request(http, w)
+                status, body, headers = await call(http, m, url, who, w, **kw)
+                assert status == 401 and words in body["error"] and "Bearer" in body["error"], (what, who, body)
+            m, url, kw = await case.request(http, w)
+            status, body, _ = await call(http, m, url, WITHOUT[case.scope], w, **kw)
+            assert status == 403 and f"'{case.scope}' scope" in body["error"], (what, body)
+            for who in (WITH[case.scope], "a_all"):
+                m, url, kw = await case.request(http, w)
+                status, body, _ = await call(http, m, url, who, w, **kw)
+                assert 200 <= status < 300, (what, who, status, body)
+            await case.other(http, w)
+
+
+async def test_other_tenants_things_are_absent_or_unknown_in_detail(world: World) -> None:
+    w = world
+    async with ClientSession(base_url=w.url) as http:
+        status, body, _ = await call(http, "GET", "/api/personas", "a_chat", w)
+        listed = {p["id"]: p for p in body}
+        assert set(listed) == {"teller_a", "teller_a2", "kb_a"}  # no default tenant's, no bank-b's
+        assert [p for p in listed.values() if p["default"]] == [listed["kb_a"]]  # the first of its own
+        status, body, _ = await call(http, "POST", "/api/sessions", "a_chat", w, json={})
+        assert status == 201 and body["persona"] == "kb_a"  # no persona named: the tenant's first, not 'plain'
+        sid = body["session_id"]
+        assert w.fay.sessions[sid].tenant == "bank-a"
+        async with http.post(f"/api/sessions/{sid}/messages", json={"text": "hello"}, headers=w.auth("a_chat")) as r:
+            assert r.status == 200
+            await r.read()
+        status, body, _ = await call(http, "GET", f"/api/sessions/{sid}/audit", "a_admin", w)
+        records = body["records"]
+        assert status == 200 and {r["kind"] for r in records} >= {"user", "answer"}
+        assert all(r["tenant"] == "bank-a" for r in records if r["kind"] in ("user", "answer"))
+        # once closed, its audit records stay the tenant's, and only its
+        await call(http, "DELETE", f"/api/sessions/{sid}", "a_chat", w)
+        assert (await call(http, "GET", f"/api/sessions/{sid}/audit", "a_admin", w))[0] == 200
+        assert (await call(http, "GET", f"/api/sessions/{sid}/audit", "b_all", w))[0] == 404
+        other = await new_session(http, w, "a_all", "teller_a2")
+        assert (await call(http, "GET", f"/api/sessions/{other}", "b_all", w))[0] == 404
+        assert (await call(http, "GET", f"/api/sessions/{other}", "a_chat", w))[0] == 200  # any key of its tenant
+
+
+# --- modes ------------------------------------------------------------------------------------------------------
+
+
+async def serve(settings: Settings) -> tuple[Fay, TestServer]:
+    fay = Fay(settings)
+    server = TestServer(create_app(fay), host="127.0.0.1")
+    await server.start_server()
+    return fay, server
+
+
+async def test_open_and_token_modes_stay_as_they_were_until_keys_exist(tmp_path: Path) -> None:
+    settings = world_settings(tmp_path, server={"token": "s3cret"})
+    fay, server = await serve(settings)
+    store = KeyStore.in_data_dir(settings.data_dir)
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            async with http.get("/api/personas") as r:
+                assert r.status == 401 and "FAY_SERVER__TOKEN" in (await r.json())["error"]
+            token = {"Authorization": "Bearer s3cret"}
+            async with http.get("/api/personas", headers=token) as r:
+                assert r.status == 200 and {p["id"] for p in await r.json()} == {"plain"}  # the default tenant's
+            _, key = store.create(name="teller app", tenant="bank-a")
+            async with http.get("/api/personas") as r:
+                assert r.status == 401 and "API key is required" in (await r.json())["error"]
+            async with http.get("/api/personas", headers=token) as r:
+                assert r.status == 200  # the token still works once keys exist
+            async with http.get("/api/personas", headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status == 200 and {p["id"] for p in await r.json()} == {"teller_a", "teller_a2", "kb_a"}
+            async with http.get("/health") as r:
+                assert r.status == 200
+    finally:
+        await server.close()
+
+
+async def test_revocation_reaches_a_running_server_and_revoking_the_last_key_does_not_open_it(tmp_path: Path) -> None:
+    settings = world_settings(tmp_path)
+    fay, server = await serve(settings)
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            async with http.get("/api/personas") as r:
+                assert r.status == 200  # open: no token, no keys
+            runner = CliRunner()
+            env = {"FAY_DATA_DIR": str(settings.data_dir), "FAY_PERSONAS_DIR": str(settings.personas_dir)}
+            result = runner.invoke(cli, ["keys", "create", "--tenant", "bank-a", "--name", "kiosk 7"], env=env)
+            assert result.exit_code == 0, result.output
+            key = result.stdout.strip().splitlines()[-1]
+            key_id = key.split("_")[1]
+            auth = {"Authorization": f"Bearer {key}"}
+            async with http.get("/api/personas", headers=auth) as r:
+                assert r.status == 200
+            async with http.get("/api/personas") as r:
+                assert r.status == 401  # keys exist now
+            result = runner.invoke(cli, ["keys", "revoke", key_id], env=env)
+            assert result.exit_code == 0 and "revoked" in result.output
+            async with http.get("/api/personas", headers=auth) as r:
+                assert r.status == 401 and "revoked" in (await r.json())["error"]
+            async with http.get("/api/personas") as r:
+                assert r.status == 401  # every key revoked: still closed
+    finally:
+        await server.close()
+
+
+def test_keys_cli_create_list_revoke(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = tmp_path / "data"
+    env = {"FAY_DATA_DIR": str(data)}
+    result = runner.invoke(cli, ["keys", "list"], env=env)
+    assert result.exit_code == 0 and "no keys" in result.output
+    result = runner.invoke(cli, ["keys", "create", "--tenant", "bank-a", "--name", "auditor", "--scope", "admin",
+                                 "--scope", "chat", "--sessions-per-minute", "5"], env=env)
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("fay_") and len(key.split("_", 2)[2]) >= 43
+    path = data / "keys.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    raw = path.read_text()
+    assert key not in raw and key.split("_", 2)[2] not in raw  # only the digest is stored
+    result = runner.invoke(cli, ["keys", "list", "--json"], env=env)
+    listed = json.loads(result.stdout)
+    assert listed == [{**listed[0], "tenant": "bank-a", "name": "auditor", "scopes": ["admin", "chat"],
+                       "revoked": None, "sessions_per_minute": 5, "messages_per_minute": None}]
+    assert key not in result.output and "digest" not in listed[0]
+    text = runner.invoke(cli, ["keys", "list"], env=env).output
+    assert listed[0]["id"] in text and "active" in text and key not in text
+    result = runner.invoke(cli, ["keys", "revoke", listed[0]["id"]], env=env)
+    assert result.exit_code == 0
+    assert json.loads(runner.invoke(cli, ["keys", "list", "--json"], env=env).stdout)[0]["revoked"]
+    # bad input: a clear error, exit code 2, nothing written
+    for args, words in ((["revoke", "nope"], "no key 'nope'"),
+                        (["create", "--tenant", "Bank A!", "--name", "x"], "not a tenant name")):
+        result = runner.invoke(cli, ["keys", *args], env=env)
+        assert result.exit_code == 2 and words in result.output, result.output
+    result = runner.invoke(cli, ["keys", "create", "--tenant", "a", "--name", "x", "--scope", "root"], env=env)
+    assert result.exit_code == 2 and "root" in result.output
+    assert len(json.loads(path.read_text())["keys"]) == 1
+
+
+async def test_a_malformed_key_store_refuses_every_key_rather_than_opening(tmp_path: Path) -> None:
+    settings = world_settings(tmp_path)
+    store = KeyStore.in_data_dir(settings.data_dir)
+    _, key = store.create(name="x", tenant="bank-a")
+    fay, server = await serve(settings)
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            store.path.write_text("{not json")
+            async with http.get("/api/personas", headers={"Authorization": f"Bearer {key}"}) as r:
+                body = await r.json()
+                assert r.status == 503 and "cannot be checked" in body["error"] and r.headers["Retry-After"]
+                assert str(tmp_path) not in body["error"]
+            async with http.get("/health") as r:
+                assert r.status == 200
+    finally:
+        await server.close()
+
+
+# --- rate limits ------------------------------------------------------------------------------------------------
+
+
+async def test_per_key_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
+    settings = world_settings(tmp_path, keys={"sessions_per_minute": 100, "messages_per_minute": 3})
+    store = KeyStore.in_data_dir(settings.data_dir)
+    _, slow = store.create(name="slow", tenant="bank-a", sessions_per_minute=2)
+    _, other = store.create(name="other", tenant="bank-a")
+    fay, server = await serve(settings)
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            def auth(key: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {key}"}
+
+            statuses = []
+            for _ in range(3):
+                async with http.post("/api/sessions", json={"persona": "teller_a"}, headers=auth(slow)) as r:
+                    statuses.append(r.status)
+                    if r.status == 429:
+                        body, retry = await r.json(), int(r.headers["Retry-After"])
+            assert statuses == [201, 201, 429]
+            assert "at most 2 a minute" in body["error"] and 1 <= retry <= 30  # one token every 30 s
+            async with http.post("/api/sessions", json={"persona": "teller_a"}, headers=auth(other)) as r:
+                assert r.status == 201  # another key has its own bucket
+                sid = (await r.json())["session_id"]
+            got = []
+            for _ in range(4):  # messages: the default of keys.messages_per_minute (3)
+                async with http.post(f"/api/sessions/{sid}/messages", json={"text": "hi"}, headers=auth(other)) as r:
+                    got.append(r.status)
+                    await r.read()
+                    if r.status == 429:
+                        assert int(r.headers["Retry-After"]) >= 1
+            assert got == [200, 200, 200, 429]
+    finally:
+        await server.close()
+
+
+# --- knowledge --------------------------------------------------------------------------------------------------
+
+
+async def test_knowledge_collections_are_the_personas_tenants(world: World) -> None:
+    w = world
+    personas = w.fay.personas
+    assert persona_collections(personas.get("kb_a")) == ["tenant.bank-a.faq"]
+    assert persona_collections(personas.get("kb_b")) == ["tenant.bank-b.faq"]
+    assert persona_collections(personas.get("plain")) == ["persona-plain"]  # the default tenant's, as before
+    with pytest.raises(PersonaError, match="knowledge.collections: .*reserved"):
+        parse_persona("name: Sneaky\nknowledge:\n  collections: [tenant.bank-a.faq]\n", "sneaky.yaml")
+    with pytest.raises(PersonaError, match="tenant"):
+        parse_persona("name: Bad\ntenant: Bank A\n", "bad.yaml")
+    fact = "The Aurora vault at Bank A opens at seven fifteen every morning."
+    async with ClientSession(base_url=w.url) as http:
+        status, body, _ = await call(http, "POST", "/api/knowledge/faq/documents", "a_ingest", w,
+                                     data="# Vault hours\n\n" + fact + "\n",
+                                     headers={"Content-Type": "text/markdown"}, params={"id": "vault"})
+        assert status == 201 and body["entries"] == 1 and body["changed"], body
+        status, body, _ = await call(http, "POST", "/api/knowledge/faq/documents", "a_ingest", w,
+                                     data="# Vault hours\n\n" + fact + "\n",
+                                     headers={"Content-Type": "text/markdown"}, params={"id": "vault"})
+        assert status == 201 and not body["changed"]  # the same document again: nothing to do
+        for bad, words in (({"id": "x", "text": ""}, "'text'"), ({"text": "y"}, "'id'"),
+                           ({"id": "x", "text": "y", "title": 3}, "'title'")):
+            status, body, _ = await call(http, "POST", "/api/knowledge/faq/documents", "a_ingest", w, json=bad)
+            assert status == 400 and words in body["error"], body
+        status, body, _ = await call(http, "POST", "/api/knowledge/no!/documents", "a_ingest", w,
+                                     json={"id": "x", "text": "y"})
+        assert status == 400 and "collection name" in body["error"]
+        kb = w.fay.knowledge.base()
+        hits = kb.search("When does the Aurora vault open?", ["tenant.bank-a.faq"])
+        assert hits and "seven fifteen" in hits[0].entry.text and hits[0].entry.source == "vault"
+        # bank-b's persona names the same collection: it searches its own (absent), never bank-a's
+        sid = await new_session(http, w, "b_all", "kb_b")
+        async with http.post(f"/api/sessions/{sid}/messages", json={"text": "When does the Aurora vault open?"},
+                             headers=w.auth("b_all")) as r:
+            assert r.status == 200 and "seven fifteen" not in await r.text()
+        sid = await new_session(http, w, "a_all", "kb_a")
+        async with http.post(f"/api/sessions/{sid}/messages", json={"text": "When does the Aurora vault open?"},
+                             headers=w.auth("a_all")) as r:
+            assert r.status == 200 and "seven fifteen" in await r.text()
