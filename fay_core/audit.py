@@ -132,6 +132,7 @@ class AuditLog:
         self._retention_day: dt.date | None = None
 
     def path_for(self, day: dt.date) -> Path:
+        """The day file of ``day`` (records go to the newest file if the clock was set back)."""
         return self.folder / f"{day.isoformat()}.jsonl"
 
     def write(self, record: dict[str, Any]) -> None:

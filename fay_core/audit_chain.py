@@ -86,7 +86,8 @@ def parse_head(raw: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """The first place the chain breaks: ``file:line`` (1-based) and why."""
+    """The first place the chain breaks: ``file:line`` (1-based; 0: the file as a whole, ``""``: the folder) and
+    why."""
 
     file: str
     line: int
@@ -229,7 +230,7 @@ def verify(folder: Path, key: bytes | None = None) -> Verified:
     except _Broken as broken:
         return Verified(len(names), count, first_seq, seq, prev, broken.problem)
     except OSError as exc:
-        return Verified(len(names), count, first_seq, seq, prev, Problem(str(folder), 0, f"unreadable: {exc}"))
+        return Verified(len(names), count, first_seq, seq, prev, Problem("", 0, f"unreadable: {exc}"))
     return Verified(len(names), count, first_seq, seq, prev, None)
 
 

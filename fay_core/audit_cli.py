@@ -56,7 +56,7 @@ def verify_cmd(path: Path | None) -> None:
     result = verify(folder, _key(settings))
     if result.problem is not None:
         p = result.problem
-        click.echo(f"{folder / p.file}:{p.line}: {p.why}", err=True)
+        click.echo(f"{folder / p.file if p.file else folder}:{p.line}: {p.why}", err=True)
         click.echo(f"audit log BROKEN after {result.records} good records in {result.files} files", err=True)
         sys.exit(1)
     click.echo(result.summary())

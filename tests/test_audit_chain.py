@@ -142,6 +142,16 @@ def test_two_processes_appending_to_one_folder_make_one_chain(tmp_path: Path) ->
     assert sessions != sorted(sessions), "the processes should have interleaved (one ran alone: not a real test)"
 
 
+def test_a_clock_set_back_keeps_writing_to_the_newest_file(tmp_path: Path) -> None:
+    clock = Clock(DAY1 + dt.timedelta(days=1))
+    log = AuditLog(tmp_path, now=clock)
+    log.write({"kind": "user", "text": "on the 2nd"})
+    clock.jump(days=-1)  # NTP moved the clock back over midnight
+    log.write({"kind": "user", "text": "stamped the 1st"})
+    assert [p.name for p in tmp_path.glob("*.jsonl")] == ["2026-03-02.jsonl"]
+    assert log.read()[1]["time"].startswith("2026-03-01") and verify(tmp_path).ok
+
+
 def test_lone_surrogates_and_chinese_verify_and_read_back(tmp_path: Path) -> None:
     log = AuditLog(tmp_path)
     text = "bad \ud800 byte 你好"
