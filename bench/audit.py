@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             single(work / "fsync", "1 writer, fsync on (default)", args.records, AuditSettings()),
             single(work / "nofsync", "1 writer, fsync off", args.records, AuditSettings(fsync=False)),
             single(work / "signed", "1 writer, fsync on, HMAC key", args.records,
-                   AuditSettings(signing_key=SecretStr("bench-key"))),
+                   AuditSettings(signing_key=SecretStr("bench-key-0123456789"))),
             threads(work / "threads", "4 threads, fsync on", args.records, 4),
         ]
         start = time.perf_counter()

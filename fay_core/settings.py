@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -209,7 +209,14 @@ class AuditSettings(_Section):
                                        "deletion is itself recorded in the chain); none: keep everything")
     signing_key: SecretStr | None = Field(None, description="makes each record's hash an HMAC-SHA256 under this "
                                           "key, so a rewritten log cannot be re-chained without it; verify with "
-                                          "the same key")
+                                          "the same key (at least 16 characters, e.g. `openssl rand -hex 32`)")
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("a signing key needs at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return key
 
 
 class RedactionSettings(_Section):

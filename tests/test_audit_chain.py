@@ -322,9 +322,11 @@ def test_retention_on_an_idle_log_once_a_day(tmp_path: Path) -> None:
     assert verify(tmp_path).ok
 
 
-def test_retention_days_must_be_positive() -> None:
+def test_retention_days_must_be_positive_and_a_key_long() -> None:
     with pytest.raises(ConfigError, match="audit.retention_days"):
         load_settings(audit={"retention_days": 0})
+    with pytest.raises(ConfigError, match="audit.signing_key .*16 characters"):
+        load_settings(audit={"signing_key": "short"})
 
 
 # --- signing ------------------------------------------------------------------------------------------------
@@ -389,9 +391,10 @@ def test_cli_verify_ok_and_broken(tmp_path: Path, runner: CliRunner) -> None:
 def test_cli_verify_with_the_key_from_the_settings(tmp_path: Path, runner: CliRunner,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "data" / "audit"
-    AuditLog(folder, AuditSettings(signing_key=SecretStr("k"))).write({"kind": "user", "text": "hi"})
+    key = "0123456789abcdef-k"
+    AuditLog(folder, AuditSettings(signing_key=SecretStr(key))).write({"kind": "user", "text": "hi"})
     assert runner.invoke(audit, ["verify"]).exit_code == 1
-    monkeypatch.setenv("FAY_AUDIT__SIGNING_KEY", "k")
+    monkeypatch.setenv("FAY_AUDIT__SIGNING_KEY", key)
     assert runner.invoke(audit, ["verify"]).exit_code == 0
 
 
@@ -431,7 +434,7 @@ def _env(tmp_path: Path, fake: FakeLLM) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
     env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path), FAY_CONFIG="/nonexistent",
                FAY_DEFAULT_PERSONA="interviewer_en", FAY_LLM__MODEL=fake.model, FAY_LLM__API_BASE=fake.url,
-               FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60", FAY_AUDIT__SIGNING_KEY="server-key")
+               FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60", FAY_AUDIT__SIGNING_KEY="server-key-0123456789")
     return env
 
 
@@ -484,5 +487,5 @@ def test_fay_run_killed_mid_answer_leaves_a_verifiable_log_with_the_words(tmp_pa
     records = AuditLog(folder).read(sid)
     assert [r["text"] for r in records if r["kind"] == "user"] == [words]
     assert not [r for r in records if r["kind"] == "answer"]  # killed mid-answer
-    assert verify(folder, b"server-key").ok
+    assert verify(folder, b"server-key-0123456789").ok
     assert not verify(folder).ok  # it was signed with the server's key
