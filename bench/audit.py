@@ -6,7 +6,7 @@ into a fresh folder on the disk of ``--dir``:
 - the same with ``audit.fsync`` off (the operating system flushes later; a killed server loses nothing, a power
   cut the last seconds);
 - the same with ``audit.signing_key`` (HMAC-SHA256);
-- four threads writing at once with fsync on (sessions of a server share one log and one lock);
+- four threads writing at once with fsync on (one log, one lock; their fsyncs overlap: group commit);
 - ``fay audit verify`` of the fsync log (records per second).
 
 Latency is ``AuditLog.write`` wall time per record: p50, p95, p99 and max in ms. Prints a table and writes

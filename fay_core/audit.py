@@ -11,7 +11,8 @@ hash) and ``hash`` (SHA-256 of the exact bytes of the line without its hash, see
 so ``fay audit verify`` finds a changed, deleted, inserted or reordered line, and a deleted day file, at its
 ``FILE:LINE``. The chain runs across day files and across restarts: the writer takes the last record of the
 newest file as its ``prev``. Several processes may share one folder: reading that tail and appending happen
-under an exclusive ``flock`` on ``<folder>/.lock``, so their records form one chain.
+under an exclusive ``flock`` on ``<folder>/.lock``, so their records form one chain (``fay audit verify`` reads
+under a shared one, so it never sees half a line).
 
 **The anchor.** ``<folder>/HEAD`` holds the seq and hash of the last record written (overwritten in place after
 each record's fsync). A log that ends before HEAD's seq was cut short (a truncated file, lost last lines, a deleted
@@ -45,13 +46,16 @@ Every text the server accepted can be recorded: the JSON lines keep Chinese and 
 escape ``\\ud800`` (``backslashreplace``), so the line stays valid JSON and reads back as the same string; the hash
 covers those bytes.
 
-**Cost.** One fsync per record, paid on the caller's thread (the event loop: two or three records a turn).
-``python bench/audit.py`` (1.2 KB records) measured on the development machine, a shared virtual disk: p50
-0.2-0.3 ms, p95 0.3-1.7 ms when the disk was quiet; p50 2.5-4 ms, p95 4.7-8 ms while other jobs loaded it; without
-fsync p50 0.12 ms, p95 0.16 ms. Group commit would not lower that: a server's records come one at a time from one
-event loop, so there is nothing to batch unless ``write`` returns before its fsync, which is what
-``audit.fsync: false`` does: a killed server still loses nothing (the page cache holds the records), a power cut
-or kernel crash loses what the kernel had not yet written back (by default up to about 30 s of records).
+**Cost.** One fsync per record, paid by the caller (the event loop: two or three records a turn).
+``python bench/audit.py`` (1.2 KB records) measured on the development machine, a shared virtual disk: one
+writer p50 0.2-0.3 ms, p95 0.3-1.7 ms when the disk was quiet, p50 1-4 ms, p95 4-8 ms while other jobs loaded it;
+without fsync p50 0.12 ms, p95 0.2 ms. The fsync runs outside the locks, so concurrent writers (threads, or
+processes sharing the folder) commit as a group: one flush carries every line appended before it, and each
+``write`` still returns only once its own line is on disk (four threads: p95 1.6-4.4 ms, against 15-28 ms with
+the fsync under the lock). A server's event loop writes one record at a time, so there it has nothing to batch;
+only ``audit.fsync: false`` would take the fsync off the turn: a killed server still loses nothing (the page cache
+holds the records), a power cut or kernel crash loses what the kernel had not written back (by default up to
+about 30 s of records).
 """
 
 from __future__ import annotations
@@ -87,6 +91,17 @@ class _Tail:
     file: str
     ino: int
     size: int
+
+
+@dataclass(slots=True)
+class _Written:
+    """A record appended to its file and not yet committed: the open file, its seq, hash and file name."""
+
+    fd: int
+    seq: int
+    hash: str
+    name: str
+    new_file: bool
 
 
 def _utc_now() -> dt.datetime:
@@ -148,19 +163,15 @@ class AuditLog:
         stamped = {"time": now.isoformat(timespec="milliseconds"), **record}
         try:
             with self._lock, self._locked():
-                self._append(stamped, now.date())
-                if self.settings.retention_days is not None and self._retention_day != now.date():
-                    self._retention_day = now.date()
-                    try:
-                        self._retain(now)
-                    except OSError as exc:  # the record is written: retention waits for tomorrow's pass
-                        log.error("audit retention in %s failed: %s", self.folder, exc)
+                written = self._append(stamped, now.date())
+            self._commit(written)
         except OSError as exc:
             self._tail = None
             line = json.dumps(stamped, ensure_ascii=False, default=str)
             log.error("audit log %s not writable: %s; record: %s", self.folder, exc, line)
             raise AuditUnavailable(f"audit log {self.folder} is not writable ({exc}): fix its folder's permissions "
                                    "or space; turns are refused until then") from exc
+        self.apply_retention(daily=True)
 
     def read(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """All records (of one session, if given), oldest first."""
@@ -178,8 +189,10 @@ class AuditLog:
         ``daily``: only if no pass ran yet today (cheap to call often: the server calls it every minute, so files
         expire on an idle server too). Never raises: a failure is logged and the next pass tries again.
         """
+        if self.settings.retention_days is None:
+            return []
         now = self._now()
-        if self.settings.retention_days is None or (daily and self._retention_day == now.date()):
+        if daily and self._retention_day == now.date():
             return []
         try:
             with self._lock, self._locked():
@@ -201,28 +214,54 @@ class AuditLog:
         finally:
             os.close(fd)  # releases the flock
 
-    def _append(self, record: dict[str, Any], day: dt.date) -> None:
+    def _append(self, record: dict[str, Any], day: dt.date) -> _Written:
+        """Add ``record`` to the chain and its line to the file (the page cache); :meth:`_commit` makes it durable."""
         names = file_names(self.folder)
         tail = self._current_tail(names)
         # never append to a file older than the newest one (a clock set back): the chain runs in file order
         name = max(self.path_for(day).name, names[-1]) if names else self.path_for(day).name
         seq, prev = (tail.seq + 1, tail.hash) if tail else (1, GENESIS)
         line, h = seal(record, seq, prev, self._key)
-        path = self.folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(self.folder / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             view = memoryview(line)
             while view:
                 view = view[os.write(fd, view):]
-            if self.settings.fsync:
-                os.fsync(fd)
             st = os.fstat(fd)
-        finally:
+        except BaseException:
             os.close(fd)
-        if self.settings.fsync and name not in names:
-            self._sync_folder()  # the new file's name is on disk too
-        self._write_head(seq, h, name)
+            raise
         self._tail = _Tail(seq, h, name, st.st_ino, st.st_size)
+        return _Written(fd, seq, h, name, name not in names)
+
+    def _commit(self, written: _Written, locked: bool = False) -> None:
+        """fsync a written record, then name it in HEAD.
+
+        Called outside the locks (``locked`` False), so that concurrent writers' fsyncs overlap: one flush of the
+        file carries every line appended before it (group commit), while each ``write`` still returns only once
+        its own line is on disk.
+        """
+        try:
+            if self.settings.fsync:
+                os.fsync(written.fd)
+                if written.new_file:
+                    self._sync_folder()  # the new file's name is on disk too
+        finally:
+            os.close(written.fd)
+        if locked:
+            self._advance_head(written)
+        else:
+            with self._lock, self._locked():
+                self._advance_head(written)
+
+    def _advance_head(self, written: _Written) -> None:
+        """HEAD names ``written`` unless it names a later record already (another writer's fsync ended first)."""
+        try:
+            head = read_head(self.folder)
+        except ValueError:
+            head = None
+        if head is None or head["seq"] < written.seq:
+            self._write_head(written.seq, written.hash, written.name)
 
     def _current_tail(self, names: list[str]) -> _Tail | None:
         """The last record of the chain: from the cache if the newest file is the one it ends, unchanged."""
@@ -324,7 +363,7 @@ class AuditLog:
         record = {"time": now.isoformat(timespec="milliseconds"), "kind": "retention", "deleted": expired,
                   "retention_days": self.settings.retention_days,
                   "last_seq": last.seq if last else 0, "last_hash": last.hash if last else GENESIS}
-        self._append(record, now.date())
+        self._commit(self._append(record, now.date()), locked=True)  # on disk before any file goes
         for name in expired:
             try:
                 (self.folder / name).unlink()
