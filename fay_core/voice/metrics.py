@@ -43,7 +43,7 @@ def fold_zh(text: str) -> str:
 
     with contextlib.suppress(Exception):  # digit shapes cn2an rejects stay as they are (and count as errors)
         text = cn2an.transform(text, "an2cn")
-    return tranditional_to_simplified(text)
+    return tranditional_to_simplified(text).replace("麽", "么").replace("麼", "么")  # not in misaki's table
 
 
 def character_error_rate(pairs: Sequence[tuple[str, str]]) -> float:

@@ -15,6 +15,7 @@ Apache-2.0; pypinyin, cn2an, ordered-set, jieba: MIT. See README.md beside this 
 
 Sentences are synthesized in pieces cut at commas (``plugins.kokoro.max_piece_chars``), each yielded as soon as
 it is ready while the next one is computed: the first audio comes after the first piece, not the whole sentence.
+Recently spoken pieces are kept (``cache_pieces``): a greeting or a hand-off line starts at once the next time.
 The model gives no durations: Fay estimates the character timings (``fay_core.voice.tts.estimate_words``).
 """
 
@@ -24,6 +25,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
@@ -69,6 +71,8 @@ class KokoroSettings(BaseModel):
     max_piece_chars: int = Field(14, ge=4, le=200, description="sentences are synthesized in pieces this long")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime threads per synthesis")
     workers: int = Field(1, ge=1, le=16, description="pieces synthesized at once (shared by all sessions)")
+    cache_pieces: int = Field(256, ge=0, le=100_000, description="recently spoken pieces kept (greetings and "
+                              "hand-offs repeat: they then start at once); 0: none")
 
 
 class _Model:
@@ -80,6 +84,7 @@ class _Model:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on shared cores
         self.session = ort.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
         self.phonemize = Phonemizer(vocab)
         self.voices = voices
@@ -123,6 +128,9 @@ class KokoroTTS:
             log.warning("TTS engine kokoro cannot run here: %s", problem)
             raise EngineUnavailable(problem)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="fay-kokoro")
+        self._cache: OrderedDict[tuple[str, str | None, float], bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.pieces_synthesized = 0  # by the model (not from the cache): for tests and metrics
 
     def accepts_voice(self, voice: str) -> bool:
         """Kokoro voice vector names (``zf_xiaoxiao``, ``jf_nezumi``): a language letter, f/m, ``_``, a name."""
@@ -200,7 +208,22 @@ class KokoroTTS:
     # --- speaking ---------------------------------------------------------------------------------------
 
     def _piece(self, text: str, voice: str | None, speed: float) -> bytes:
+        key = (text, voice, speed)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        pcm = self._synthesize_piece(text, voice, speed)
+        if self.settings.cache_pieces:
+            with self._cache_lock:
+                self._cache[key] = pcm
+                while len(self._cache) > self.settings.cache_pieces:
+                    self._cache.popitem(last=False)
+        return pcm
+
+    def _synthesize_piece(self, text: str, voice: str | None, speed: float) -> bytes:
         model = self.load()
+        self.pieces_synthesized += 1
         name = voice or self.default_voice(model)
         if name not in model.voices:
             known = ", ".join(sorted(model.voices))
@@ -220,7 +243,14 @@ class KokoroTTS:
 
         def submit(i: int) -> None:
             if i < len(parts):
-                futures.append(asyncio.wrap_future(self._pool.submit(self._piece, parts[i], voice, speed), loop=loop))
+                key = (parts[i], voice, speed)
+                with self._cache_lock:
+                    hit = self._cache.get(key)
+                if hit is not None:  # no hop through the pool (it may be busy with other sessions' pieces)
+                    futures.append(loop.create_future())
+                    futures[-1].set_result(hit)
+                else:
+                    futures.append(asyncio.wrap_future(self._pool.submit(self._piece, *key), loop=loop))
 
         try:
             submit(0)
