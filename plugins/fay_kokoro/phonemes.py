@@ -67,11 +67,12 @@ class Phonemizer:
         return np.array([[0, *(self.vocab[c] for c in phonemes if c in self.vocab), 0]], dtype=np.int64)
 
 
-def pieces(text: str, max_chars: int) -> list[str]:
+def pieces(text: str, max_chars: int, first_chars: int | None = None) -> list[str]:
     """``text`` cut after its commas (，、；：) into pieces of at most about ``max_chars`` characters.
 
     Short neighbours are merged back (a piece of two characters sounds clipped on its own); a piece still longer
-    than ``max_chars`` is cut between jieba words. The pieces joined give ``text`` back.
+    than its limit is cut between jieba words. The first piece's limit is ``first_chars`` (default ``max_chars``):
+    a short first piece is heard sooner. The pieces joined give ``text`` back.
     """
     parts = [p for p in _PIECE_END.split(text) if p]
     merged: list[str] = []
@@ -82,16 +83,18 @@ def pieces(text: str, max_chars: int) -> list[str]:
             merged.append(part)
     out: list[str] = []
     for part in merged:
-        if len(part) <= max_chars:
+        limit = max_chars if out else min(max_chars, first_chars or max_chars)
+        if len(part) <= limit:
             out.append(part)
             continue
         import jieba
 
         cur = ""
         for word in jieba.lcut(part):
-            if cur and len(cur) + len(word) > max_chars:
+            if cur and len(cur) + len(word) > limit:
                 out.append(cur)
                 cur = ""
+                limit = max_chars
             cur += word
         if cur:
             if out and len(cur.strip("，。！？,.!? ")) < 3:
