@@ -42,6 +42,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 # Debian packages the tests use: espeak-ng (offline Mandarin TTS), Chromium (browser tests).
 system-deps:
 	@missing=""; for p in espeak-ng chromium; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -1,4 +1,5 @@
-"""The ``fay`` command line: ``run``, ``chat``, ``persona``, ``plugins``, ``kb``, ``audit`` (and plugin commands)."""
+"""The ``fay`` command line: ``run``, ``chat``, ``tts``, ``persona``, ``plugins``, ``kb``, ``keys``, ``audit`` (and
+plugin commands)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,57 @@ def _read_line(interactive: bool) -> str | None:
         return input("> ") if interactive else sys.stdin.readline() or None
     except EOFError:
         return None
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--persona", "persona_id", default=None,
+              help="speak with this persona's voice chain (default: the default persona)")
+@click.option("--engine", default=None, help="speak with this TTS engine only (no fallback)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the WAV file to write")
+def tts(text: str, persona_id: str | None, engine: str | None, out: Path) -> None:
+    """Speak TEXT with a persona's voice chain, or with one engine, into a WAV file.
+
+    With --engine and no --persona, text with Chinese characters is spoken as Mandarin.
+    """
+    from .bus import Bus
+    from .persona import PersonaStore
+    from .plugins import Plugins
+    from .settings import load_settings
+    from .text import is_han
+    from .voice.audio import resample
+    from .voice.tts import Speaker
+
+    if persona_id and engine:
+        raise click.UsageError("give --persona or --engine, not both")
+    settings = load_settings()
+    _setup_logging("WARNING")
+    who = PersonaStore(settings.personas_dir).get(persona_id or settings.default_persona)
+    if engine:
+        language = "zh" if any(is_han(c) for c in text) else who.language
+        voice = who.voice.model_copy(update={"engine": engine, "fallback": []})
+        who = who.model_copy(update={"voice": voice, "language": language})
+    speaker = Speaker(Bus("fay-tts"), who, settings.voice, Plugins(settings).load())
+
+    async def speak() -> tuple[bytes, int]:
+        chunks = [c async for c in speaker.speak(text, turn_id=0)]
+        rate = chunks[0].sample_rate if chunks else 24000
+        return b"".join(c.pcm if c.sample_rate == rate else resample(c.pcm, c.sample_rate, rate) for c in chunks), rate
+
+    pcm, rate = asyncio.run(speak())
+    _write_wav(out, pcm, rate)
+    click.echo(f"wrote {out}: {len(pcm) / 2 / rate:.2f} s at {rate} Hz ({', '.join(speaker.used)})")
+
+
+def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
+    """16-bit mono WAV (for ``fay tts``)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
 
 
 @cli.group()

