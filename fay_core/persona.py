@@ -98,6 +98,30 @@ class ScenarioConfig(_Block):
     rubric: list[RubricItem] = Field(default_factory=list)
 
 
+#: a text in one language for every language, or one per language: ``{en: "...", zh: "..."}``
+Localized = str | dict[Literal["zh", "en"], str]
+
+
+def localized(value: Localized | None, language: str, defaults: dict[str, str]) -> str:
+    """``value`` in ``language`` (``auto`` reads as English): the persona's own text if it has one for it, else
+    ``defaults[language]``."""
+    lang: Literal["zh", "en"] = "zh" if language == "zh" else "en"
+    if isinstance(value, str):
+        return value.strip() or defaults[lang]
+    if value:
+        text = value.get(lang) or next(iter(value.values()))
+        if text.strip():
+            return text.strip()
+    return defaults[lang]
+
+
+class RecordingConfig(_Block):
+    """Recording the conversation's audio: only with ``enabled`` and the customer's consent in that session."""
+
+    enabled: bool = Field(False, description="offer to record; nothing is recorded until the customer accepts")
+    notice: Localized | None = Field(None, description="what the customer is asked to accept (default per language)")
+
+
 class Persona(_Block):
     """A persona file's content."""
 
@@ -111,6 +135,10 @@ class Persona(_Block):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     tools: list[str] = Field(default_factory=list, description="names of registered tools this persona may call")
     greeting: str = ""
+    disclosure: Localized | None = Field(
+        None, description="said and shown first in every session: that an AI serves the customer (default per "
+                          "language, naming the persona)")
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     interruption: InterruptionConfig = Field(default_factory=InterruptionConfig)
     scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
 
