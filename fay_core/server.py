@@ -7,18 +7,24 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
     GET    /ready                           200, or 503 {"ready": false, "knowledge": "degraded", "reason"}
     GET    /api/personas                    [{"id", "name", "language", "greeting", "avatar"}]
     POST   /api/sessions                    {"persona": "bank_teller_en", "customer_token"?: "..."}
-                                            -> {"session_id", "persona", "greeting", "authenticated",
+                                            -> {"session_id", "persona", "greeting", "disclosure",
+                                                "recording": {"enabled", "notice"}, "authenticated",
                                                 "session_secret" (only when signed in)}
     POST   /api/sessions/{id}/messages      {"text": "..."} -> text/event-stream of the answer (see below)
-    GET    /api/sessions/{id}               the session's history
+    POST   /api/sessions/{id}/consent       {"recording": true|false} -> {"recording": {"enabled", "consented",
+                                                "active"}}; 409 if the persona does not record
+    GET    /api/sessions/{id}               the session's history, and "ai": {"served_by": "ai", "disclosure",
+                                                "disclosed": [channels], "labels", "recording"}
     DELETE /api/sessions/{id}               close it
 
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
-carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
-finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
-copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server shutdown) ends an open stream at once with
-the turn's ``answer`` (``interrupted``). If ``server.token`` is set, ``/api/*`` requires exactly ``Authorization:
-Bearer <token>`` (the scheme in any case, one space, nothing after the token).
+carries them (the ``data`` is the whole message): the session's first stream opens with ``disclosure`` (that an AI
+answers, :mod:`fay_core.disclosure`) unless the data channel showed it already; then ``delta``, ``tool_called``,
+``tool_returned``, ``error``, and finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted",
+"error"}``, followed by its deprecated copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server
+shutdown) ends an open stream at once with the turn's ``answer`` (``interrupted``). If ``server.token`` is set,
+``/api/*`` requires exactly ``Authorization: Bearer <token>`` (the scheme in any case, one space, nothing after the
+token).
 
 Request bodies are read by :mod:`fay_core.http_input` (size, charset, UTF-8, JSON depth, integer size, lone
 surrogates, an object at the top), whose errors are 400, 413 or 415.
@@ -46,8 +52,9 @@ from typing import Any
 
 from aiohttp import web
 
+from . import recording
 from .app import Fay, log_tag
-from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, SessionForbidden
+from .errors import FayError, InvalidBody, InvalidMessage, PersonaError, RecordingNotOffered, SessionForbidden
 from .events import AgentTurnFinished, Event
 from .http_input import bearer_token, check_persona_id, plausible_file_path, read_json_object
 from .session import Session
@@ -230,6 +237,7 @@ async def create_session(request: web.Request) -> web.Response:
     session.customer_id = customer_id
     p = session.persona
     out = {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
+           "disclosure": session.disclosure.text, "recording": recording.offer(session.recorder),
            "authenticated": customer_id is not None}
     if token and customer_id:
         secret = secrets.token_urlsafe(32)
@@ -272,12 +280,40 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def ai_service(session: Session) -> dict[str, Any]:
+    """That the session is served by an AI, and how the customer was told (``GET /api/sessions/{id}``'s ``ai``)."""
+    return {
+        "served_by": "ai",
+        "disclosure": session.disclosure.text,
+        "disclosed": list(session.disclosure.delivered),
+        "labels": {"explicit": "AI-generated (web client and avatar video)",
+                   "implicit": "AIGC metadata (TC260 fields) in every audio file written"},
+        "recording": recording.state(session.recorder),
+    }
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    """The customer's answer to the recording notice: ``{"recording": true}`` accepts, ``false`` declines or
+    withdraws (recording stops at once)."""
+    session = owned_session(request)
+    body = await read_json(request)
+    accepted = body.get("recording")
+    if not isinstance(accepted, bool):
+        raise InvalidBody("'recording' (true or false) is required")
+    if session.recorder is None:
+        raise RecordingNotOffered(f"persona {session.persona.id!r} does not record (recording.enabled is off): "
+                                  "there is nothing to consent to")
+    session.recorder.consent(accepted, via="http")
+    return web.json_response({"recording": recording.state(session.recorder)})
+
+
 async def get_session(request: web.Request) -> web.Response:
     session = owned_session(request)
     return web.json_response(
         {
             "session_id": session.id,
             "persona": session.persona.id,
+            "ai": ai_service(session),
             "history": [
                 {"role": m.role, "content": m.content, "interrupted": m.interrupted, "turn": m.turn_id}
                 for m in session.history.messages
@@ -323,6 +359,7 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)
     app.router.add_post("/api/sessions/{session_id}/messages", post_message)
+    app.router.add_post("/api/sessions/{session_id}/consent", post_consent)
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_delete("/api/sessions/{session_id}", delete_session)
     app.router.add_get("/", index)
