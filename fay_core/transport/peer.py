@@ -214,13 +214,13 @@ class Peer:
             self._consent(msg.recording)
         self.bad_in_a_row = 0
 
-    def _consent(self, recording: bool) -> None:
+    def _consent(self, accepted: bool) -> None:
         rec = self.session.recorder
         if rec is None:
             self.send(error_message("consent", "this persona does not record: there is nothing to consent to"))
             return
         try:
-            rec.consent(recording, via="webrtc")
+            rec.consent(accepted, via="webrtc")
         except FayError as exc:  # the audit log cannot take the consent: nothing is recorded
             self.send(error_message("consent", exc.public))
             return
