@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError
 
 from .errors import PersonaError, UnknownPersona
 
@@ -98,14 +98,22 @@ class ScenarioConfig(_Block):
     rubric: list[RubricItem] = Field(default_factory=list)
 
 
-#: a text in one language for every language, or one per language: ``{en: "...", zh: "..."}``
-Localized = str | dict[Literal["zh", "en"], str]
+def _localized(value: Any) -> str | dict[str, str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value and all(k in ("en", "zh") and isinstance(v, str) for k, v in value.items()):
+        return dict(value)
+    raise ValueError("expected a text, or one per language: {en: '...', zh: '...'}")
+
+
+#: a text for every language, or one per language: ``{en: "...", zh: "..."}``
+Localized = Annotated[str | dict[str, str], PlainValidator(_localized, json_schema_input_type=str | dict[str, str])]
 
 
 def localized(value: Localized | None, language: str, defaults: dict[str, str]) -> str:
     """``value`` in ``language`` (``auto`` reads as English): the persona's own text if it has one for it, else
     ``defaults[language]``."""
-    lang: Literal["zh", "en"] = "zh" if language == "zh" else "en"
+    lang = "zh" if language == "zh" else "en"
     if isinstance(value, str):
         return value.strip() or defaults[lang]
     if value:
