@@ -93,6 +93,7 @@ class _TurnVoice:
     deltas: int = 0
     published: set[str] = field(default_factory=set)
     disclose: bool = False  # speak the disclosure before the answer
+    disclosure_end: float | None = None  # where the disclosure's audio ends (output time), until it has played
     answer_pts: float | None = None  # with a disclosure: where the answer's first audio starts (output time)
 
 
@@ -133,8 +134,7 @@ class VoicePipeline:
         self.partials = 0
         self.asr_ms = 0.0  # recent transcription time (moving average): partials stop when the CPU is short
         self.started = False
-        self._turns_spoken = 0
-        self._disclosing = disclosure is not None  # _on_frame has a first_audio_out to mark
+        self._watching: set[int] = set()  # turns speaking the disclosure first, watched by _on_frame
         #: latency marks (ms) of recent turns, by turn id
         self.latency: dict[int, dict[str, float]] = {}
 
@@ -316,9 +316,9 @@ class VoicePipeline:
         self.playout.discard(ev.turn_id - 1)
         clock = self._clocks.popleft() if ev.source == "voice" and self._clocks else _Clock(ev.ts, "turn_start")
         tv = _TurnVoice(ev.turn_id, clock)
-        if self.disclosure is not None and not self.disclosure.spoken and not self._turns_spoken:
+        if self.disclosure is not None and not self.disclosure.spoken:  # (again if a barge-in cut it short)
             tv.disclose = True
-        self._turns_spoken += 1
+            self._watching.add(ev.turn_id)
         self._turns[ev.turn_id] = tv
         self.latency[ev.turn_id] = clock.marks
         while len(self.latency) > 64:
@@ -368,31 +368,39 @@ class VoicePipeline:
         if disclosure is None:
             return
         splitter = SentenceSplitter()
-        spoken = False
         for sentence in [*splitter.feed(disclosure.text), *splitter.flush()]:
             text = speakable(sentence)
             if not text:
                 continue
             try:
                 async for chunk in self.speaker.speak(text, tv.turn_id):
-                    if chunk.pcm and self.playout.schedule(tv.turn_id, replace(chunk, text="", words=())) >= 0:
-                        spoken = True
+                    silent = replace(chunk, text="", words=())
+                    start = self.playout.schedule(tv.turn_id, silent) if chunk.pcm else -1.0
+                    if start >= 0:
+                        tv.disclosure_end = start + len(silent.pcm) / 2 / chunk.sample_rate
             except FayError as exc:  # every engine failed (reported); the text channels still show it
                 self._error("tts", exc, tv.turn_id)
-                break
-        if spoken:
-            disclosure.deliver("voice")
+                return
 
     def _on_frame(self, pcm: bytes, pts: float, turn_id: int) -> None:
-        """The playout's listener: ``first_audio_out`` of a turn that spoke the disclosure first."""
-        if not self._disclosing:
+        """The playout's listener, for turns that speak the disclosure first: the disclosure counts as spoken once
+        its last sample has been played, and ``first_audio_out`` is marked when the answer's first audio plays."""
+        if not self._watching:
             return
         tv = self._turns.get(turn_id)
         if tv is None or not tv.disclose:
+            self._watching.intersection_update(self._turns)  # turns gone (interrupted, superseded)
             return
-        if tv.answer_pts is not None and pts + 1e-6 >= tv.answer_pts:
+        end = pts + self.playout.frame_ms / 1000
+        if tv.disclosure_end is not None and end >= tv.disclosure_end - 1e-6:
+            tv.disclosure_end = None
+            if self.disclosure is not None:
+                self.disclosure.deliver("voice")
+        if tv.answer_pts is not None and end > tv.answer_pts + 1e-6:
+            tv.answer_pts = None
             self._mark(tv, "first_audio_out")
-            self._disclosing = False
+        if tv.disclosure_end is None and "first_audio_out" in tv.clock.marks:
+            self._watching.discard(turn_id)
 
     # --- marks and errors -------------------------------------------------------------------------------
 
