@@ -187,6 +187,10 @@ class SessionRecorder:
         except OSError as exc:
             log.error("session %s: recording %s could not be finished: %s", self.session_id, writer.path, exc)
             return None
+        if not writer.bytes_written:  # consent in a session that never had audio (text only): no empty file
+            writer.path.unlink(missing_ok=True)
+            self.files.remove(writer.path)
+            return None
         self.record.recorded(str(writer.path), writer.seconds, label.produce_id)
         log.info("session %s: recorded %.1f s to %s", self.session_id, writer.seconds, writer.path)
         return writer.path

@@ -144,6 +144,7 @@ async def test_the_recording_notice_in_chromium(tmp_path: Path) -> None:
         result = await drive(node, {
             "url": served.url, "persona": "recorded", "wav": str(wav), "voice": True, "consent": True,
             "chromium": CHROMIUM, "timeout_ms": 60000, "end": "disconnect",
+            "screenshot": str(artifact("browser_consent.png")),
         })
         assert result["ok"] and not result["errors"], json.dumps({k: result.get(k) for k in (
             "steps", "errors", "console", "types")}, indent=1)[-4000:]

@@ -149,3 +149,17 @@ async def test_consent_to_a_persona_that_does_not_record_is_refused(served: Serv
         c.send({"type": "consent", "recording": True})
         assert (await c.wait_for("error"))["source"] == "consent"
         assert served.fay.sessions[c.session_id].recorder is None
+
+
+async def test_consent_in_a_text_only_session_leaves_no_empty_file(served: Served) -> None:
+    async with ClientSession(base_url=served.url) as http:
+        async with http.post("/api/sessions", json={"persona": "recorded"}) as r:
+            created = await r.json()
+        assert created["recording"] == {"enabled": True, "notice": "We would like to record this call. Do you agree?"}
+        sid = created["session_id"]
+        async with http.post(f"/api/sessions/{sid}/consent", json={"recording": True}) as r:
+            assert (await r.json())["recording"]["active"] is True
+        async with http.delete(f"/api/sessions/{sid}") as r:
+            assert r.status == 200
+    assert not list((served.fay.settings.data_dir / "recordings").rglob("*.wav"))
+    assert [r["recording"] for r in served.fay.audit.read(sid) if r["kind"] == "consent"] == [True]
