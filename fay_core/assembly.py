@@ -2,13 +2,16 @@
 
 ::
 
-    Session(persona, bus, record)               bus, history + audit record (redacted), tool context
+    Session(persona, bus, record)               bus, history + audit record (redacted), tool context, disclosure
+     0. recorder    SessionRecorder(session id, persona, record, folder)   personas with ``recording.enabled``;
+                      records nothing until the customer consents (:mod:`fay_core.recording`)
      1. agent       Agent(bus, record, answerer, offline, retriever)
                       answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one
      2. timeline    AnimationTimeline(bus)      personas with an avatar renderer; its own 50 Hz clock until ...
      3. renderer    renderer.start(timeline, persona.avatar)   the persona's avatar stream
-     4. voice       VoicePipeline(bus, persona, voice settings, plugins)   when audio arrives or is asked for
-                      (:meth:`Assembly.add_voice`); the timeline is then handed its playout and follows it
+     4. voice       VoicePipeline(bus, persona, voice settings, plugins, disclosure)   when audio arrives or is
+                      asked for (:meth:`Assembly.add_voice`); the timeline is then handed its playout and follows
+                      it, and the recorder listens to its input and its playout
      5. taps        the transport's listeners on the playout and the avatar stream (WebRTC tracks, data channel)
 
 No part receives the session or the runtime: they get the bus, the persona, a settings slice, the engine registry
@@ -32,6 +35,7 @@ from .brain.offline import OfflineAnswerer
 from .brain.rag import Retriever
 from .brain.tools import ToolContext
 from .bus import Bus
+from .disclosure import Disclosure
 from .engines import AvatarStream
 from .errors import PluginError
 from .events import ErrorRaised, Event
@@ -39,6 +43,7 @@ from .knowledge import Knowledge
 from .persona import Persona
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
+from .recording import SessionRecorder
 from .session import Session
 from .settings import Settings
 from .voice.pipeline import VoicePipeline
@@ -69,6 +74,9 @@ class Assembly:
         session.tenant = persona.tenant
         session.on_close(lambda: self._ended(session))  # first registered: runs last
         try:
+            if persona.recording.enabled:
+                session.recorder = self.recorder(session)
+                session.on_close(session.recorder.close)
             bus.subscribe(record.error, ErrorRaised, name="session.errors", drop_stale=False)
             if self.plugins.hook_has_impls("event_observed"):
                 observe = functools.partial(self._observe, session)
@@ -99,13 +107,19 @@ class Assembly:
             )
         return Agent(bus, record, answerer, offline, retriever)
 
+    def recorder(self, session: Session) -> SessionRecorder:
+        """The session's consent-gated recorder, writing under ``<data_dir>/recordings/<tenant>/``."""
+        folder = self.settings.data_dir / "recordings"
+        return SessionRecorder(session.id, session.persona, session.record, lambda: folder,
+                               lambda: session.tenant)
+
     def retriever(self, persona: Persona) -> Retriever:
         """The persona's knowledge, as a session searches it."""
         return Retriever(persona, self.knowledge, self.settings.knowledge)
 
-    def voice(self, bus: Bus, persona: Persona) -> VoicePipeline:
-        """A voice pipeline (not started) with the configured engines."""
-        return VoicePipeline(bus, persona, self.settings.voice, self.plugins)
+    def voice(self, bus: Bus, persona: Persona, disclosure: Disclosure | None = None) -> VoicePipeline:
+        """A voice pipeline (not started) with the configured engines; it speaks ``disclosure`` first."""
+        return VoicePipeline(bus, persona, self.settings.voice, self.plugins, disclosure=disclosure)
 
     async def add_voice(self, session: Session) -> VoicePipeline:
         """Give ``session`` its voice (idempotent): start it, and hand its playout to the avatar timeline.
@@ -114,12 +128,24 @@ class Assembly:
         """
         if session.voice is not None:
             return session.voice
-        voice = self.voice(session.bus, session.persona)
+        voice = self.voice(session.bus, session.persona, session.disclosure)
         await voice.start()
         session.voice = voice
         session.on_close(voice.close)
         if session.timeline is not None:
             session.timeline.follow(voice.playout)
+        recorder = session.recorder
+        if recorder is not None:
+            playout = voice.playout
+            on_avatar = functools.partial(recorder.on_avatar, rate=playout.sample_rate)
+            voice.add_input_listener(recorder.on_customer)
+            playout.add_listener(on_avatar)
+
+            def detach() -> None:
+                voice.remove_input_listener(recorder.on_customer)
+                playout.remove_listener(on_avatar)
+
+            session.on_close(detach)
         return voice
 
     async def _add_avatar(self, session: Session) -> AvatarStream:

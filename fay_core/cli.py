@@ -118,8 +118,10 @@ def chat(persona_id: str | None, as_json: bool) -> None:
             session = await fay.create_session(persona_id)
             if interactive:
                 click.echo(f"{session.persona.name} — Ctrl-D to quit")
-                if session.persona.greeting:
-                    click.echo(session.persona.greeting)
+            if not as_json:  # (--json: the first answer stream's first message is the disclosure)
+                click.echo(session.disclosure.deliver("cli").text, err=not interactive)
+            if interactive and session.persona.greeting:
+                click.echo(session.persona.greeting)
             while True:
                 line = await asyncio.to_thread(_read_line, interactive)
                 if line is None:

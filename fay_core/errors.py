@@ -19,6 +19,7 @@ may see (no server paths, no exception reprs)::
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
+     │    ├── RecordingNotOffered  409  consent to record was sent, but the session's persona does not record
      │    └── InvalidMessage   400  a message to answer is empty
      │         └── MessageTooLong   413  ... or over ``server.max_message_chars``
      ├── OfferError            400  a WebRTC offer the server refuses
@@ -137,6 +138,12 @@ class SessionForbidden(SessionError):
     """A session signed in as a customer was asked for without its ``X-Fay-Session-Secret`` (or customer token)."""
 
     status = 403
+
+
+class RecordingNotOffered(SessionError):
+    """Consent to record was given for a session whose persona does not record (``recording.enabled`` is off)."""
+
+    status = 409
 
 
 class AuditUnavailable(SessionError):

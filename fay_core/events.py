@@ -122,6 +122,17 @@ class UserTextReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AgentDisclosed(Event):
+    """The customer was told that an AI serves them (the persona's disclosure), ``via`` a channel: ``stream`` (the
+    first answer stream), ``webrtc`` (the data channel's ``ready``), ``voice`` (spoken) or ``cli``."""
+
+    text: str
+    language: str = ""
+    via: str = ""
+
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentThinking(Event):
     """The agent started working on a turn."""
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError, field_validator
 
 from .errors import PersonaError, UnknownPersona
 from .tenancy import DEFAULT_TENANT, RESERVED_PREFIX, TENANT_PATTERN
@@ -110,6 +110,38 @@ class ScenarioConfig(_Block):
     rubric: list[RubricItem] = Field(default_factory=list)
 
 
+def _localized(value: Any) -> str | dict[str, str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value and all(k in ("en", "zh") and isinstance(v, str) for k, v in value.items()):
+        return dict(value)
+    raise ValueError("expected a text, or one per language: {en: '...', zh: '...'}")
+
+
+#: a text for every language, or one per language: ``{en: "...", zh: "..."}``
+Localized = Annotated[str | dict[str, str], PlainValidator(_localized, json_schema_input_type=str | dict[str, str])]
+
+
+def localized(value: Localized | None, language: str, defaults: dict[str, str]) -> str:
+    """``value`` in ``language`` (``auto`` reads as English): the persona's own text if it has one for it, else
+    ``defaults[language]``."""
+    lang = "zh" if language == "zh" else "en"
+    if isinstance(value, str):
+        return value.strip() or defaults[lang]
+    if value:
+        text = value.get(lang) or next(iter(value.values()))
+        if text.strip():
+            return text.strip()
+    return defaults[lang]
+
+
+class RecordingConfig(_Block):
+    """Recording the conversation's audio: only with ``enabled`` and the customer's consent in that session."""
+
+    enabled: bool = Field(False, description="offer to record; nothing is recorded until the customer accepts")
+    notice: Localized | None = Field(None, description="what the customer is asked to accept (default per language)")
+
+
 class Persona(_Block):
     """A persona file's content."""
 
@@ -125,6 +157,10 @@ class Persona(_Block):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     tools: list[str] = Field(default_factory=list, description="names of registered tools this persona may call")
     greeting: str = ""
+    disclosure: Localized | None = Field(
+        None, description="said and shown first in every session: that an AI serves the customer (default per "
+                          "language, naming the persona)")
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     interruption: InterruptionConfig = Field(default_factory=InterruptionConfig)
     scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
 

@@ -90,3 +90,18 @@ class SessionRecord:
         with contextlib.suppress(AuditUnavailable):
             self._write({**self._base(event.turn_id), "kind": "error", "source": event.source,
                          "message": event.message})
+
+    def disclosure(self, text: str, via: str) -> None:
+        """Audit that the customer was told an AI serves them (``via`` the channel that said or showed it)."""
+        with contextlib.suppress(AuditUnavailable):  # the customer is told all the same; the log has logged it
+            self._write({**self._base(0), "kind": "disclosure", "via": via, "text": text})
+
+    def consent(self, recording: bool, notice: str, via: str) -> None:
+        """Audit the customer's answer to the recording notice (``recording`` accepted or withdrawn)."""
+        self._write({**self._base(0), "kind": "consent", "recording": recording, "notice": notice, "via": via})
+
+    def recorded(self, path: str, seconds: float, produce_id: str) -> None:
+        """Audit a recording written (its file, length, and the content id of its AIGC label)."""
+        with contextlib.suppress(AuditUnavailable):
+            self._write({**self._base(0), "kind": "recording", "path": path, "seconds": round(seconds, 2),
+                         "produce_id": produce_id})

@@ -9,10 +9,14 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             scope   (see "Keys and tenants" below)
     GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
     POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
-                                                    -> {"session_id", "persona", "greeting", "authenticated",
+                                                    -> {"session_id", "persona", "greeting", "disclosure",
+                                                        "recording": {"enabled", "notice"}, "authenticated",
                                                         "session_secret" (only when signed in)}
     POST   /api/sessions/{id}/messages      chat*   {"text": "..."} -> text/event-stream of the answer (see below)
-    GET    /api/sessions/{id}               chat    the session's history
+    POST   /api/sessions/{id}/consent       chat    {"recording": true|false} -> {"recording": {"enabled",
+                                                    "consented", "active"}}; 409 if the persona does not record
+    GET    /api/sessions/{id}               chat    the session's history, and "ai": {"served_by": "ai",
+                                                    "disclosure", "disclosed": [channels], "labels", "recording"}
     DELETE /api/sessions/{id}               chat    close it
     GET    /api/sessions                    admin   the tenant's open sessions [{"session_id", "persona",
                                                     "created", "idle_s", "authenticated"}]
@@ -27,10 +31,11 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             * counts against the key's per-minute rate limit (429)
 
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
-carries them (the ``data`` is the whole message): ``delta``, ``tool_called``, ``tool_returned``, ``error``, and
-finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted", "error"}``, followed by its deprecated
-copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server shutdown) ends an open stream at once with
-the turn's ``answer`` (``interrupted``).
+carries them (the ``data`` is the whole message): the session's first stream opens with ``disclosure`` (that an AI
+answers, :mod:`fay_core.disclosure`) unless the data channel showed it already; then ``delta``, ``tool_called``,
+``tool_returned``, ``error``, and finally ``answer`` with ``{"text", "citations", "answered_by", "interrupted",
+"error"}``, followed by its deprecated copy ``done`` (until 0.3). Closing the session (``DELETE``, idle, server
+shutdown) ends an open stream at once with the turn's ``answer`` (``interrupted``).
 
 Keys and tenants (:mod:`fay_core.access`): with no ``server.token`` and no API keys ``/api/*`` is open; with
 ``server.token`` set it requires exactly ``Authorization: Bearer <token>`` (the scheme in any case, one space,
@@ -68,6 +73,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import recording
 from .app import Fay, log_tag
 from .access import ACCESS, Access, auth_middleware, principal, requires
 from .errors import (
@@ -77,6 +83,7 @@ from .errors import (
     InvalidRequest,
     KnowledgeError,
     PersonaError,
+    RecordingNotOffered,
     SessionForbidden,
     UnknownSession,
 )
@@ -278,6 +285,7 @@ async def create_session(request: web.Request) -> web.Response:
     session.customer_id = customer_id
     p = session.persona
     out = {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
+           "disclosure": session.disclosure.text, "recording": recording.offer(session.recorder),
            "authenticated": customer_id is not None}
     if token and customer_id:
         secret = secrets.token_urlsafe(32)
@@ -321,6 +329,34 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def ai_service(session: Session) -> dict[str, Any]:
+    """That the session is served by an AI, and how the customer was told (``GET /api/sessions/{id}``'s ``ai``)."""
+    return {
+        "served_by": "ai",
+        "disclosure": session.disclosure.text,
+        "disclosed": list(session.disclosure.delivered),
+        "labels": {"explicit": "AI-generated (web client and avatar video)",
+                   "implicit": "AIGC metadata (TC260 fields) in every audio file written"},
+        "recording": recording.state(session.recorder),
+    }
+
+
+@requires("chat")
+async def post_consent(request: web.Request) -> web.Response:
+    """The customer's answer to the recording notice: ``{"recording": true}`` accepts, ``false`` declines or
+    withdraws (recording stops at once)."""
+    session = owned_session(request)
+    body = await read_json(request)
+    accepted = body.get("recording")
+    if not isinstance(accepted, bool):
+        raise InvalidBody("'recording' (true or false) is required")
+    if session.recorder is None:
+        raise RecordingNotOffered(f"persona {session.persona.id!r} does not record (recording.enabled is off): "
+                                  "there is nothing to consent to")
+    session.recorder.consent(accepted, via="http")
+    return web.json_response({"recording": recording.state(session.recorder)})
+
+
 @requires("chat")
 async def get_session(request: web.Request) -> web.Response:
     session = owned_session(request)
@@ -328,6 +364,7 @@ async def get_session(request: web.Request) -> web.Response:
         {
             "session_id": session.id,
             "persona": session.persona.id,
+            "ai": ai_service(session),
             "history": [
                 {"role": m.role, "content": m.content, "interrupted": m.interrupted, "turn": m.turn_id}
                 for m in session.history.messages
@@ -460,6 +497,7 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)
     app.router.add_post("/api/sessions/{session_id}/messages", post_message)
+    app.router.add_post("/api/sessions/{session_id}/consent", post_consent)
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_delete("/api/sessions/{session_id}", delete_session)
     app.router.add_get("/api/sessions", list_sessions)

@@ -21,6 +21,7 @@ from .brain.agent import Agent
 from .brain.tools import ToolContext
 from .brain.turn import Turn
 from .bus import Bus
+from .disclosure import Disclosure
 from .errors import ClosedSession, InvalidMessage, MessageTooLong, SessionError
 from .events import (
     AgentTextDelta,
@@ -38,6 +39,7 @@ from .record import SessionRecord
 if TYPE_CHECKING:
     from .avatar.timeline import AnimationTimeline
     from .engines import AvatarStream
+    from .recording import SessionRecorder
     from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ class Session:
         self.agent = agent
         self.tools = tools
         self.max_message_chars = max_message_chars
+        #: that an AI serves the customer: shown and said first (see :mod:`fay_core.disclosure`)
+        self.disclosure = Disclosure(bus, persona, record)
+        #: the consent-gated recording, for personas that record (``recording.enabled``)
+        self.recorder: SessionRecorder | None = None
         self.created = time.time()
         self.last_active = time.monotonic()
         self.closed = False
@@ -107,7 +113,11 @@ class Session:
         return self.agent.start_turn(text, source)
 
     async def ask(self, text: str, source: str = "text") -> AsyncIterator[Event]:
-        """Submit ``text`` and yield this turn's answer events, ending with its ``AgentTurnFinished``."""
+        """Submit ``text`` and yield this turn's answer events, ending with its ``AgentTurnFinished``.
+
+        The session's first stream starts with :class:`~fay_core.events.AgentDisclosed` unless the client was
+        shown the disclosure already (see :mod:`fay_core.disclosure`).
+        """
         if self.closed:
             raise ClosedSession(f"session {self.id} is closed: start a new one")
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -115,6 +125,9 @@ class Session:
         self._asks.add(queue)
         try:
             turn = self.submit(text, source)
+            disclosed = self.disclosure.for_stream()
+            if disclosed is not None:
+                yield disclosed
             while True:
                 event = await queue.get()
                 if event is None:  # closed before the turn's end reached us: end the stream all the same

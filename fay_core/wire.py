@@ -4,6 +4,9 @@ The server-sent events of ``POST /api/sessions/{id}/messages`` (the SSE ``event:
 ``data`` the whole message), the WebRTC data channel (:mod:`fay_core.transport.protocol`), ``fay chat --json``
 and the audit log's citations all come from here, so a name means the same thing everywhere::
 
+    disclosure     AgentDisclosed                        {"turn": 0, "text", "language"}  that an AI serves the
+                                                         customer: the first message of a session's first
+                                                         answer stream, unless its client showed it already
     transcript     TranscriptPartial / TranscriptFinal   {"turn", "final", "text", "language"}
     user_text      UserTextReceived                      {"turn", "text", "source"}
     delta          AgentTextDelta                        {"turn", "text"}
@@ -30,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from .events import (
+    AgentDisclosed,
     AgentTextDelta,
     AgentToolCalled,
     AgentToolReturned,
@@ -53,6 +57,8 @@ CHANNEL_DEPRECATED: dict[str, str] = {"tool_called": "tool"}
 def message(event: Event) -> dict[str, Any] | None:
     """The JSON message for a bus event, or ``None`` if clients do not get it."""
     t = event.turn_id
+    if isinstance(event, AgentDisclosed):
+        return {"type": "disclosure", "turn": t, "text": event.text, "language": event.language}
     if isinstance(event, TranscriptPartial | TranscriptFinal):
         return {"type": "transcript", "turn": t, "final": isinstance(event, TranscriptFinal), "text": event.text,
                 "language": event.language}

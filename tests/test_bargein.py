@@ -39,6 +39,7 @@ async def speaking_session(fay: Fay, interruption: InterruptionConfig):  # type:
     rec = Recorder(session)
     session.submit("Tell me about your savings accounts.")
     await rec.wait(AvatarStartedSpeaking, within=30)
+    await rec.wait(WordPlayed, within=30)  # the session's first turn speaks the disclosure first: then the answer
     await asyncio.sleep(1.2)  # let a few words play
     return session, rec
 

@@ -108,6 +108,12 @@ async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
         assert any("web_teller.yaml" in s for s in result["sources"]), result["sources"]
         assert result["maxRemoteLevel"] > 0.01, "no answer audio reached the browser"
         assert result["label"] == "AI-generated"
+        # the first bubble says that an AI answers, and it is spoken before the answer (whose words come later)
+        assert result["firstBubble"] == {"cls": "msg bot disclosure",
+                                         "text": "I'm Ava (web test), an AI assistant, not a person. I can hand you "
+                                                 "to a colleague at any time."}
+        assert result["firstAudioAt"] is not None and result["firstWordAt"] is not None
+        assert result["firstWordAt"] - result["firstAudioAt"] > 1500, result  # the disclosure: a few seconds
         assert {"ready", "transcript", "user_text", "delta", "answer", "state"} <= set(result["types"])
         assert screenshot.stat().st_size > 10_000
 
@@ -119,5 +125,42 @@ async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
         users = [r for r in records if r["kind"] == "user"]
         assert [u["source"] for u in users] == ["voice", "text"]
         assert sum(r["kind"] == "answer" for r in records) == 2
+    finally:
+        await served.server.close()
+
+
+async def test_the_recording_notice_in_chromium(tmp_path: Path) -> None:
+    """A persona that records: the notice shows after the disclosure; Accept records both sides of the call."""
+    from fay_core.labels import read_label, verify
+
+    node = _require_tools()
+    wav = spoken_question(tmp_path / "question.wav", "What are your opening hours?", lead_s=4.0)
+    settings = webrtc_settings(tmp_path)
+    (settings.personas_dir / "recorded.yaml").write_text(
+        (settings.personas_dir / "web_teller.yaml").read_text()
+        + "recording:\n  enabled: true\n  notice:\n    en: May we record this call?\n")
+    served = await serve(settings)
+    try:
+        result = await drive(node, {
+            "url": served.url, "persona": "recorded", "wav": str(wav), "voice": True, "consent": True,
+            "chromium": CHROMIUM, "timeout_ms": 60000, "end": "disconnect",
+            "screenshot": str(artifact("browser_consent.png")),
+        })
+        assert result["ok"] and not result["errors"], json.dumps({k: result.get(k) for k in (
+            "steps", "errors", "console", "types")}, indent=1)[-4000:]
+        assert result["firstBubble"]["cls"] == "msg bot disclosure" and result["notice"] == "May we record this call?"
+        assert result["recording"] == {"enabled": True, "consented": True, "active": True}
+        sid = result["session_id"]
+        await until(lambda: any(r["kind"] == "recording" for r in served.fay.audit.read(sid)), 10, "the recording")
+        path = served.fay.settings.data_dir / "recordings" / "default" / f"{sid}.wav"
+        label = read_label(path)
+        assert label is not None and label.propagate_id == sid and verify(path)
+        with wave.open(str(path)) as w:
+            assert w.getnchannels() == 2 and w.getframerate() == 16000
+            stereo = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2).astype(np.float32)
+        loud = np.sqrt(np.mean(stereo**2, axis=0))
+        assert loud[0] > 30 and loud[1] > 30, loud  # the customer (Chromium's fake microphone) and the avatar
+        consent = [r for r in served.fay.audit.read(sid) if r["kind"] == "consent"]
+        assert [(r["recording"], r["via"]) for r in consent] == [(True, "webrtc")]
     finally:
         await served.server.close()

@@ -45,7 +45,8 @@ def test_chat_json_prints_the_wire_messages(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
-    messages = [json.loads(line) for line in run.stdout.splitlines()]
+    disclosure, *messages = [json.loads(line) for line in run.stdout.splitlines()]
+    assert disclosure["type"] == "disclosure" and "AI assistant" in disclosure["text"]  # first, before anything
     assert {m["type"] for m in messages[:-1]} == {"delta"} and messages[-1]["type"] == "answer"
     answer = messages[-1]
     assert "".join(m["text"] for m in messages[:-1]) == answer["text"] and "Monday to Friday" in answer["text"]

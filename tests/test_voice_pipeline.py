@@ -99,15 +99,21 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: 
         hyp = words(final.text)
         assert hyp[:4] == ref[:4] and hyp[-2:] == ref[-2:] and abs(len(hyp) - len(ref)) <= 1, final.text
         assert fake_llm.requests[0]["messages"][-1]["content"] == final.text
-        synth = rec.of(SpeechScheduled)
+        scheduled = rec.of(SpeechScheduled)
+        # the session's first turn speaks the disclosure first: audio without words (they are not the answer's)
+        disclosure = [s for s in scheduled if not s.text]
+        assert disclosure and scheduled[: len(disclosure)] == disclosure and session.disclosure.spoken
+        synth = scheduled[len(disclosure):]
         assert [s.text for s in synth] == ["Certainly.", "Our branches open at nine in the morning, Monday to Friday."]
         assert all(s.sample_rate == 48000 and s.words for s in synth) and synth[1].pts > synth[0].pts
-        # the audio that left the playout clock says the answer
+        # the audio that left the playout clock says the disclosure, then the answer
         out = rec.audio_out(1)
-        assert abs(len(out) - sum(len(s.pcm) for s in synth)) <= 1920 * 2
+        assert abs(len(out) - sum(len(s.pcm) for s in scheduled)) <= 1920 * 2
         heard = await WhisperASR(WhisperSettings(download=False)).transcribe(resample(out, 48000, 16000), 16000,
                                                                               language="en")
-        assert {"branches", "open", "morning", "friday"} <= set(words(heard.text)), heard.text
+        said = words(heard.text)
+        assert {"branches", "open", "morning", "friday"} <= set(said), heard.text
+        assert "person" in said and said.index("person") < said.index("branches"), heard.text
         # latency marks, from the end of speech, in pipeline order
         marks = {e.stage: e.ms for e in rec.of(LatencyMeasured) if e.since == "speech_end"}
         assert list(marks) == STAGES or sorted(marks) == sorted(STAGES), marks
@@ -129,8 +135,8 @@ async def test_mandarin_voice_turn(voice_settings, fake_llm: FakeLLM, shared_dat
         final = await rec.wait(TranscriptFinal)
         await rec.wait(AvatarStoppedSpeaking, within=20)
         assert "交易" in final.text and "情况" in final.text, final.text
-        assert [s.text for s in rec.of(SpeechScheduled)] == ["您好，我们早上九点开门。"]
-        assert session.voice.speaker.used == (await session.voice.speaker.chain())[:1]  # kokoro, else espeak
+        assert [s.text for s in rec.of(SpeechScheduled) if s.text] == ["您好，我们早上九点开门。"]  # and the disclosure
+        assert set(session.voice.speaker.used) == set((await session.voice.speaker.chain())[:1])  # kokoro, else espeak
         assert len(rec.audio_out(1)) > 48000 * 2  # more than a second of speech went out
 
 

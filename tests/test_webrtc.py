@@ -157,7 +157,11 @@ async def test_sse_and_the_data_channel_speak_the_same_vocabulary(served: Served
     assert [k for k, _ in sse[-2:]] == ["answer", "done"]  # "done": the deprecated name, still sent
     sse = [(k, {f: v for f, v in data.items() if f != "turn"}) for k, data in sse if k not in SSE_DEPRECATED.values()]
     kinds = {k for k, _ in sse}
+    # the first stream opens with the disclosure, which the data channel carries in its ready message instead
+    (first, disclosure), sse = sse[0], sse[1:]
+    assert first == "disclosure" and disclosure["language"] == "en"
     async with served.client(audio=False) as c:
+        assert c.ready["disclosure"] == disclosure["text"]
         c.send_text(question)
         turn = (await c.wait_for("user_text"))["turn"]
         answer = await c.wait_for("answer", turn=turn)

@@ -27,7 +27,14 @@
 // unmount() is called on disconnect. A viewer that fails to load is reported and the conversation goes on.
 //
 // For tests and embedding, window.fay exposes the live state: {connected, sessionId, state, messages (every JSON
-// message received), remoteLevel, maxRemoteLevel, rttMs, micTrack, pc (the RTCPeerConnection or null)}.
+// message received), remoteLevel, maxRemoteLevel, rttMs, micTrack, pc (the RTCPeerConnection or null),
+// firstAudioAt (performance.now() when answer audio was first heard), firstWordAt (the first "word" message),
+// recording (the last {enabled, consented, active} the server confirmed)}.
+//
+// Trust: the "ready" message's disclosure (that an AI serves the customer) is the first bubble, before the
+// greeting (the server speaks it before the first answer). If ready.recording.enabled, the recording notice is
+// shown with Accept / Decline; the answer goes back as {"type": "consent", "recording": true | false}, and an
+// accepted recording can be stopped from the same notice.
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -40,7 +47,7 @@ const els = {
 
 const fay = (window.fay = {
   connected: false, sessionId: null, state: "idle", messages: [], remoteLevel: 0, maxRemoteLevel: 0, rttMs: null,
-  micTrack: null, pc: null,
+  micTrack: null, pc: null, firstAudioAt: null, firstWordAt: null, recording: null,
 });
 
 let pc = null;
@@ -276,6 +283,7 @@ async function pollStats() {
     if (s.type === "inbound-rtp" && s.kind === "audio" && typeof s.audioLevel === "number") {
       fay.remoteLevel = s.audioLevel;
       fay.maxRemoteLevel = Math.max(fay.maxRemoteLevel, s.audioLevel);
+      if (s.audioLevel > 0.01 && fay.firstAudioAt === null) fay.firstAudioAt = performance.now();
       els.remoteLevel.value = s.audioLevel;
     }
   });
@@ -357,9 +365,14 @@ function onMessage(data) {
     case "error":
       bubble("error", null, `${msg.source}: ${msg.message}`);
       return;
+    case "word":
+      if (fay.firstWordAt === null) fay.firstWordAt = performance.now();
+      return;
+    case "consent":
+      fay.recording = msg.recording;
+      return showConsent();
     case "tool_called":
     case "tool_returned":
-    case "word":
       return; // nothing to show yet
     case "tool":
       return; // deprecated copy of "tool_called" (sent until 0.3): read "tool_called"
@@ -400,9 +413,51 @@ async function onReady(msg) {
   setConn("on", `connected to ${msg.persona.name}${msg.voice ? "" : " (text only)"}`);
   setState("listening");
   els.text.disabled = els.send.disabled = false;
+  if (msg.disclosure) bubble("bot disclosure", msg.persona.name, msg.disclosure);
   if (msg.persona.greeting) bubble("bot", msg.persona.name, msg.persona.greeting);
+  if (msg.recording?.enabled) askConsent(msg.recording.notice);
   if (msg.renderer && msg.renderer.kind !== "none") await mountViewer(msg);
   else if (msg.renderer?.error) bubble("error", null, `avatar: ${msg.renderer.error}`);
+}
+
+// --- consent to record ----------------------------------------------------------------------------------------
+
+let consentEl = null;
+
+function askConsent(notice) {
+  consentEl = bubble("system consent", null, notice);
+  const buttons = document.createElement("span");
+  buttons.className = "buttons";
+  for (const [label, value] of [["Accept", true], ["Decline", false]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.dataset.consent = String(value);
+    b.addEventListener("click", () => sendConsent(value));
+    buttons.append(b);
+  }
+  consentEl.append(buttons);
+}
+
+function sendConsent(value) {
+  if (channel?.readyState === "open") channel.send(JSON.stringify({ type: "consent", recording: value }));
+}
+
+function showConsent() {
+  if (!consentEl) return;
+  const r = fay.recording;
+  consentEl.dataset.state = r.active ? "recording" : "declined";
+  const buttons = consentEl.querySelector(".buttons");
+  buttons.replaceChildren();
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = r.active ? "Stop recording" : "Allow recording";
+  b.dataset.consent = String(!r.active);
+  b.addEventListener("click", () => sendConsent(!r.active));
+  const s = document.createElement("span");
+  s.className = "status";
+  s.textContent = r.active ? "Recording (you agreed)." : "Not recorded.";
+  buttons.append(s, b);
 }
 
 async function mountViewer(msg) {

@@ -17,6 +17,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSctpTransport
 from aiortc.mediastreams import MediaStreamTrack
 
+from .. import recording
 from ..errors import FayError
 from ..events import (
     AgentThinking,
@@ -34,6 +35,7 @@ from .protocol import (
     CLIENT_EVENTS,
     PROTOCOL_VERSION,
     ByeMessage,
+    ConsentMessage,
     PingMessage,
     ProtocolError,
     TextMessage,
@@ -176,6 +178,7 @@ class Peer:
         channel.on("message", self._on_message)
         channel.on("close", lambda: self.close("data channel closed"))
         self.send(self._ready())
+        self.session.disclosure.deliver("webrtc")  # the ready message carries it: the client shows it first
         stream = self.session.avatar
         data = stream.header() if stream is not None else None
         if data:  # a data renderer's stream header (channel table) goes first, as a binary message
@@ -192,6 +195,8 @@ class Peer:
             "session_id": self.id,
             "persona": {"id": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
                         "avatar": p.avatar.model_dump()},
+            "disclosure": self.session.disclosure.text,
+            "recording": recording.offer(self.session.recorder),
             "renderer": renderer,
             "voice": self.voice,
             "max_message_bytes": self._max_bytes,
@@ -228,7 +233,21 @@ class Peer:
             self.send({"type": "pong", "t": msg.t})
         elif isinstance(msg, ByeMessage):
             self.close("client said bye")
+        elif isinstance(msg, ConsentMessage):
+            self._consent(msg.recording)
         self.bad_in_a_row = 0
+
+    def _consent(self, accepted: bool) -> None:
+        rec = self.session.recorder
+        if rec is None:
+            self.send(error_message("consent", "this persona does not record: there is nothing to consent to"))
+            return
+        try:
+            rec.consent(accepted, via="webrtc")
+        except FayError as exc:  # the audit log cannot take the consent: nothing is recorded
+            self.send(error_message("consent", exc.public))
+            return
+        self.send({"type": "consent", "recording": recording.state(self.session.recorder)})
 
     def _refused(self, why: str) -> None:
         """Answer a refused message; close a client that sends nothing but refused messages.

@@ -17,10 +17,14 @@ Client to server (:data:`ClientMessage`)::
     {"type": "text", "text": "What is the savings rate?"}   start a turn, like speaking
     {"type": "ping", "t": 1234.5}                            answered with {"type": "pong", "t": 1234.5}
     {"type": "bye"}                                          close the session now
+    {"type": "consent", "recording": true | false}           the answer to the recording notice (accept,
+                                                             decline or withdraw); answered with a ``consent``
 
 Server to client (the event messages come from :mod:`fay_core.wire`, the same as the server-sent events)::
 
     {"type": "ready", "protocol": 1, "session_id", "voice": bool, "max_message_bytes",
+     "disclosure": "I'm ..., an AI assistant, not a person. ...",   shown first, before the greeting
+     "recording": {"enabled": false} | {"enabled": true, "notice": "..."},   ask the customer if enabled
      "persona": {"id", "name", "language", "greeting", "avatar": {"renderer", "model", "options"}},
      "renderer": null | {"name", "kind": "data" | "video", "viewer": "/web/avatars/<name>.js", "model", "options"}}
                                                               first message; then, for data renderers, the
@@ -38,6 +42,7 @@ Server to client (the event messages come from :mod:`fay_core.wire`, the same as
     {"type": "latency", "turn", "stage", "ms", "since"}
     {"type": "error", "turn", "source", "message", "fatal"}   turn 0: not tied to a turn
     {"type": "pong", "t"}
+    {"type": "consent", "recording": {"enabled", "consented", "active"}}   after the client's consent message
 
 Deprecated: ``{"type": "tool", "turn", "name", "arguments", "call_id"}`` is the old name of ``tool_called``; the
 server still sends it, right after each ``tool_called``, in 0.2 (:data:`fay_core.wire.CHANNEL_DEPRECATED`), and
@@ -100,7 +105,14 @@ class ByeMessage(_Msg):
     type: Literal["bye"]
 
 
-ClientMessage = Annotated[TextMessage | PingMessage | ByeMessage, Field(discriminator="type")]
+class ConsentMessage(_Msg):
+    """The customer's answer to the recording notice."""
+
+    type: Literal["consent"]
+    recording: bool = Field(strict=True)
+
+
+ClientMessage = Annotated[TextMessage | PingMessage | ByeMessage | ConsentMessage, Field(discriminator="type")]
 _client = TypeAdapter(ClientMessage)
 
 #: the longest number literal accepted (a client timestamp needs about 20 characters)
@@ -130,7 +142,7 @@ def _constant(name: str) -> float:
     raise ProtocolError(f"message is not JSON: {name} is not a JSON value")
 
 
-def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | PingMessage | ByeMessage:
+def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | PingMessage | ByeMessage | ConsentMessage:
     """Validate one data-channel message from the client, or raise :class:`ProtocolError` saying what is wrong.
 
     Nothing else escapes: deep nesting, huge numbers, ``NaN``, lone surrogates and non-objects are all
@@ -153,14 +165,14 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | Ping
     except RecursionError:
         raise ProtocolError("message is nested too deeply: send a flat JSON object") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ProtocolError('message must be a JSON object with a "type" ("text", "ping" or "bye")')
+        raise ProtocolError('message must be a JSON object with a "type" ("text", "ping", "bye" or "consent")')
     try:
         return _client.validate_python(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         kind = shown(data["type"])
         if first["type"] == "union_tag_invalid":
-            raise ProtocolError(f'unknown message type {kind}: "type" is "text", "ping" or "bye"') from None
+            raise ProtocolError(f'unknown message type {kind}: "type" is "text", "ping", "bye" or "consent"') from None
         where = ".".join(shown(p) if isinstance(p, str) and not p.isidentifier() else str(p) for p in first["loc"])
         raise ProtocolError(f"bad {kind} message: {where or 'message'}: {first['msg'][:120]}") from None
 

@@ -6,6 +6,11 @@ The session's assembly builds it when audio arrives (:meth:`fay_core.assembly.As
                           │ barge-in (pause / interrupt / resume)
     AgentTextDelta ─► sentence splitter ─► TTS (engine + fallbacks) ─► Playout ─► listeners (WebRTC, avatar)
 
+The session's disclosure (that an AI speaks, :mod:`fay_core.disclosure`) is spoken first, before the first
+answer, under that turn but as no words of it (the history's "heard" text and the ``word`` messages are the
+answer's alone). That turn's ``first_audio_out`` is when the *answer's* first audio leaves, not the disclosure's.
+Input listeners (:meth:`VoicePipeline.add_input_listener`) get the microphone audio as the VAD does (16 kHz).
+
 Latency: the ASR runs while the user speaks (partials when a worker is free and transcriptions are cheap) and
 again as soon as the user pauses (``early_final``), so when the VAD's end-of-speech wait is over the transcript
 is usually ready and the LLM starts at once. Every voice turn publishes ``LatencyMeasured`` marks measured from
@@ -19,7 +24,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..bus import Bus
@@ -48,11 +54,15 @@ from .tts import Speaker
 from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart
 
 if TYPE_CHECKING:
+    from ..disclosure import Disclosure
     from ..persona import Persona
     from ..plugins import Plugins
     from ..settings import VoiceSettings
 
 log = logging.getLogger(__name__)
+
+#: an input listener: ``cb(pcm, ts)`` for each microphone frame, 16-bit mono at 16 kHz, received at ``ts``
+InputListener = Callable[[bytes, float], None]
 
 #: partial transcripts run only while a transcription takes less than this share of the interval between them,
 #: so that on a busy CPU they never delay the final transcript (which may queue behind one)
@@ -82,13 +92,19 @@ class _TurnVoice:
     task: asyncio.Task[None] | None = None
     deltas: int = 0
     published: set[str] = field(default_factory=set)
+    disclose: bool = False  # speak the disclosure before the answer
+    disclosure_end: float | None = None  # where the disclosure's audio ends (output time), until it has played
+    answer_pts: float | None = None  # with a disclosure: where the answer's first audio starts (output time)
 
 
 class VoicePipeline:
     """Listens and speaks for one session, on its bus, with the engines the registry gives it."""
 
-    def __init__(self, bus: Bus, persona: Persona, settings: VoiceSettings, plugins: Plugins) -> None:
+    def __init__(self, bus: Bus, persona: Persona, settings: VoiceSettings, plugins: Plugins, *,
+                 disclosure: Disclosure | None = None) -> None:
         self.bus = bus
+        self.disclosure = disclosure
+        self._input_listeners: list[InputListener] = []
         self.settings = settings
         lang = settings.asr.language or persona.language
         self.language: str | None = None if lang == "auto" else lang
@@ -118,6 +134,7 @@ class VoicePipeline:
         self.partials = 0
         self.asr_ms = 0.0  # recent transcription time (moving average): partials stop when the CPU is short
         self.started = False
+        self._watching: set[int] = set()  # turns speaking the disclosure first, watched by _on_frame
         #: latency marks (ms) of recent turns, by turn id
         self.latency: dict[int, dict[str, float]] = {}
 
@@ -133,8 +150,17 @@ class VoicePipeline:
             self._on_event, UserTextReceived, AgentTextDelta, AgentTurnFinished, Interrupted, AvatarStartedSpeaking,
             name="voice.speech", drop_stale=False,
         )
+        self.playout.add_listener(self._on_frame)
         self.playout.start()
         bus.spawn(self.warm_up(), name="voice.warm-up")
+
+    def add_input_listener(self, cb: InputListener) -> None:
+        """Call ``cb(pcm, ts)`` for every microphone frame, as the VAD gets it (synchronously: be quick)."""
+        self._input_listeners.append(cb)
+
+    def remove_input_listener(self, cb: InputListener) -> None:
+        if cb in self._input_listeners:
+            self._input_listeners.remove(cb)
 
     async def warm_up(self) -> None:
         """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
@@ -161,6 +187,8 @@ class VoicePipeline:
                             ev.sample_rate)
                 self._rate_warned = True
             pcm = resample(pcm, ev.sample_rate, IN_RATE)
+        for cb in self._input_listeners:
+            cb(pcm, ev.ts)
         seg = self.segmenter
         for vev in seg.feed(pcm, ev.ts):
             if isinstance(vev, SpeechStart):
@@ -273,7 +301,7 @@ class VoicePipeline:
             self.playout.discard(ev.turn_id)
         elif isinstance(ev, AvatarStartedSpeaking):
             tv = self._turns.get(ev.turn_id)
-            if tv is not None:
+            if tv is not None and not tv.disclose:  # (with the disclosure first: see _on_frame)
                 self._mark(tv, "first_audio_out", ev.ts)
                 log.info(
                     "session %s turn %d latency (ms since %s): %s", self.bus.session_id, ev.turn_id, tv.clock.since,
@@ -288,6 +316,9 @@ class VoicePipeline:
         self.playout.discard(ev.turn_id - 1)
         clock = self._clocks.popleft() if ev.source == "voice" and self._clocks else _Clock(ev.ts, "turn_start")
         tv = _TurnVoice(ev.turn_id, clock)
+        if self.disclosure is not None and not self.disclosure.spoken:  # (again if a barge-in cut it short)
+            tv.disclose = True
+            self._watching.add(ev.turn_id)
         self._turns[ev.turn_id] = tv
         self.latency[ev.turn_id] = clock.marks
         while len(self.latency) > 64:
@@ -315,17 +346,61 @@ class VoicePipeline:
 
     async def _speak_turn(self, tv: _TurnVoice) -> None:
         try:
+            if tv.disclose:
+                await self._disclose(tv)
             while (sentence := await tv.sentences.get()) is not None:
                 try:
                     async for chunk in self.speaker.speak(sentence, tv.turn_id):
                         if not chunk.pcm:
                             continue
                         self._mark(tv, "tts_first_audio")
-                        self.playout.schedule(tv.turn_id, chunk)
+                        pts = self.playout.schedule(tv.turn_id, chunk)
+                        if tv.disclose and tv.answer_pts is None and pts >= 0:
+                            tv.answer_pts = pts
                 except FayError as exc:  # every engine failed: each failure was reported; the turn goes on
                     self._error("tts", exc, tv.turn_id)
         finally:
             self.playout.finish_turn(tv.turn_id)
+
+    async def _disclose(self, tv: _TurnVoice) -> None:
+        """Speak the disclosure ahead of ``tv``'s answer: audio without words (the answer's text is the turn's)."""
+        disclosure = self.disclosure
+        if disclosure is None:
+            return
+        splitter = SentenceSplitter()
+        for sentence in [*splitter.feed(disclosure.text), *splitter.flush()]:
+            text = speakable(sentence)
+            if not text:
+                continue
+            try:
+                async for chunk in self.speaker.speak(text, tv.turn_id):
+                    silent = replace(chunk, text="", words=())
+                    start = self.playout.schedule(tv.turn_id, silent) if chunk.pcm else -1.0
+                    if start >= 0:
+                        tv.disclosure_end = start + len(silent.pcm) / 2 / chunk.sample_rate
+            except FayError as exc:  # every engine failed (reported); the text channels still show it
+                self._error("tts", exc, tv.turn_id)
+                return
+
+    def _on_frame(self, pcm: bytes, pts: float, turn_id: int) -> None:
+        """The playout's listener, for turns that speak the disclosure first: the disclosure counts as spoken once
+        its last sample has been played, and ``first_audio_out`` is marked when the answer's first audio plays."""
+        if not self._watching:
+            return
+        tv = self._turns.get(turn_id)
+        if tv is None or not tv.disclose:
+            self._watching.intersection_update(self._turns)  # turns gone (interrupted, superseded)
+            return
+        end = pts + self.playout.frame_ms / 1000
+        if tv.disclosure_end is not None and end >= tv.disclosure_end - 1e-6:
+            tv.disclosure_end = None
+            if self.disclosure is not None:
+                self.disclosure.deliver("voice")
+        if tv.answer_pts is not None and end > tv.answer_pts + 1e-6:
+            tv.answer_pts = None
+            self._mark(tv, "first_audio_out")
+        if tv.disclosure_end is None and "first_audio_out" in tv.clock.marks:
+            self._watching.discard(turn_id)
 
     # --- marks and errors -------------------------------------------------------------------------------
 

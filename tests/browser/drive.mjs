@@ -4,8 +4,10 @@
 //
 // json: {url, persona, wav (fake microphone file, played once), screenshot, question (typed after the spoken
 // one, optional), voice (expect a spoken transcript and answer audio), timeout_ms, chromium,
-// end: "disconnect" (default: the Disconnect button) | "reload" (a page refresh) | "none"}
-// Prints one JSON line: {ok, steps, transcript, answers, sources, maxRemoteLevel, errors, console, types}.
+// end: "disconnect" (default: the Disconnect button) | "reload" (a page refresh) | "none",
+// consent: true | false (click Accept / Decline on the recording notice as soon as it shows; absent: no click)}
+// Prints one JSON line: {ok, steps, transcript, answers, sources, maxRemoteLevel, errors, console, types,
+// firstBubble: {cls, text}, firstAudioAt, firstWordAt (performance.now() ms), recording, notice}.
 // Network: the page is on 127.0.0.1; DNS is disabled for every other host; WebRTC is allowed on loopback.
 
 import { createRequire } from "node:module";
@@ -44,6 +46,18 @@ try {
   await page.waitForFunction(() => window.fay.connected && window.fay.state !== "idle");
   step("connected");
   await page.waitForSelector("#ai-label", { state: "visible" });
+  await page.waitForSelector("#transcript .msg");
+  out.firstBubble = await page.$eval("#transcript .msg", (e) => ({ cls: e.className,
+    text: e.querySelector(".text").textContent }));
+  step(`first bubble: ${out.firstBubble.text}`);
+  if (opts.consent !== undefined) {
+    const notice = await page.waitForSelector(".msg.consent");
+    out.notice = await notice.$eval(".text", (e) => e.textContent);
+    await page.click(`.msg.consent button[data-consent="${opts.consent}"]`);
+    await page.waitForFunction((v) => window.fay.recording && window.fay.recording.consented === v, opts.consent);
+    out.recording = await page.evaluate(() => window.fay.recording);
+    step(`recording consent ${opts.consent}: ${JSON.stringify(out.recording)}`);
+  }
   await page.waitForFunction(() => window.fay.pc?.connectionState === "connected");
   // the candidate pair in use (the transport's selected pair; it can take a moment to be reported)
   const selectedPair = async () => page.evaluate(async () => {
@@ -70,7 +84,9 @@ try {
     await page.waitForFunction(() => window.fay.messages.some((m) => m.type === "answer"));
     step("spoken question answered");
     await page.waitForFunction(() => window.fay.maxRemoteLevel > 0.01, null, { timeout: 30000 });
-    step("answer audio arrived");
+    step("audio arrived");
+    await page.waitForFunction(() => window.fay.firstWordAt !== null, null, { timeout: 30000 });
+    step("the answer's first word was played");
   }
   if (opts.question) {
     const before = await page.evaluate(() => window.fay.messages.filter((m) => m.type === "answer").length);
@@ -88,6 +104,8 @@ try {
   out.state = await page.evaluate(() => window.fay.state);
   out.session_id = await page.evaluate(() => window.fay.sessionId);
   out.latency = await page.textContent("#latency");
+  out.firstAudioAt = await page.evaluate(() => window.fay.firstAudioAt);
+  out.firstWordAt = await page.evaluate(() => window.fay.firstWordAt);
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
   step("screenshot saved");
   if (opts.end === "reload") {
