@@ -155,11 +155,12 @@ def _read_line(interactive: bool) -> str | None:
 @click.option("--engine", default=None, help="speak with this TTS engine only (no fallback)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the WAV file to write")
 def tts(text: str, persona_id: str | None, engine: str | None, out: Path) -> None:
-    """Speak TEXT with a persona's voice chain, or with one engine, into a WAV file.
+    """Speak TEXT with a persona's voice chain, or with one engine, into a WAV file (with its AIGC label).
 
     With --engine and no --persona, text with Chinese characters is spoken as Mandarin.
     """
     from .bus import Bus
+    from .labels import AIGCLabel, write_wav
     from .persona import PersonaStore
     from .plugins import Plugins
     from .settings import load_settings
@@ -184,19 +185,9 @@ def tts(text: str, persona_id: str | None, engine: str | None, out: Path) -> Non
         return b"".join(c.pcm if c.sample_rate == rate else resample(c.pcm, c.sample_rate, rate) for c in chunks), rate
 
     pcm, rate = asyncio.run(speak())
-    _write_wav(out, pcm, rate)
-    click.echo(f"wrote {out}: {len(pcm) / 2 / rate:.2f} s at {rate} Hz ({', '.join(speaker.used)})")
-
-
-def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
-    """16-bit mono WAV (for ``fay tts``)."""
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
+    label = write_wav(out, pcm, rate, 1, AIGCLabel.for_session("fay-tts", who.tenant))
+    click.echo(f"wrote {out}: {len(pcm) / 2 / rate:.2f} s at {rate} Hz ({', '.join(speaker.used)}), AIGC label "
+               f"{label.produce_id}")
 
 
 @cli.group()

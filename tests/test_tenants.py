@@ -31,10 +31,12 @@ from fay_core.transport.ice import restrict_peer, rtc_configuration
 LOOPBACK = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
 
 
-def persona(name: str, tenant: str | None, collections: list[str] | None = None) -> str:
+def persona(name: str, tenant: str | None, collections: list[str] | None = None, *, records: bool = False) -> str:
     text = f"name: {name}\nlanguage: en\ngreeting: Hello from {name}.\n"
     if tenant is not None:
         text += f"tenant: {tenant}\n"
+    if records:
+        text += "recording: {enabled: true}\n"
     if collections:
         text += f"knowledge:\n  collections: [{', '.join(collections)}]\n"
     return text
@@ -60,7 +62,7 @@ def world_settings(tmp_path: Path, **overrides: Any) -> Settings:
     personas = tmp_path / "personas"
     personas.mkdir()
     (personas / "plain.yaml").write_text(persona("Plain", None))
-    (personas / "teller_a.yaml").write_text(persona("Teller A", "bank-a"))
+    (personas / "teller_a.yaml").write_text(persona("Teller A", "bank-a", records=True))
     (personas / "teller_a2.yaml").write_text(persona("Teller A2", "bank-a"))
     (personas / "teller_b.yaml").write_text(persona("Teller B", "bank-b"))
     (personas / "kb_a.yaml").write_text(persona("Knows A", "bank-a", ["faq"]))
@@ -234,6 +236,9 @@ def _case_table() -> dict[tuple[str, str], Case]:
             "chat", _session_request("POST", "/messages", json={"text": "hello"}),
             _session_other("POST", "/messages", json={"text": "hello"})),
         ("GET", "/api/sessions/{session_id}"): Case("chat", _session_request("GET"), _session_other("GET")),
+        ("POST", "/api/sessions/{session_id}/consent"): Case(
+            "chat", _session_request("POST", "/consent", json={"recording": True}),
+            _session_other("POST", "/consent", json={"recording": True})),
         ("DELETE", "/api/sessions/{session_id}"): Case("chat", _session_request("DELETE"),
                                                        _session_other("DELETE")),
         ("GET", "/api/sessions"): Case("admin", _list_sessions, _list_sessions_other),

