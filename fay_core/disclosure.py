@@ -23,8 +23,8 @@ from .record import SessionRecord
 
 #: the disclosure of a persona without one; ``{name}`` is the persona's name
 DEFAULT_DISCLOSURE = {
-    "en": "I'm {name}, an AI assistant, not a person. I can hand you to a colleague at any time.",
-    "zh": "您好，我是AI数字员工{name}，不是真人，您可以随时要求转接人工。",
+    "en": "I'm {name}, an AI assistant, not a person.",
+    "zh": "您好，我是AI数字员工{name}，不是真人。",
 }
 #: the recording notice of a persona that records without its own
 DEFAULT_NOTICE = {

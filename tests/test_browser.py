@@ -110,8 +110,7 @@ async def test_speaking_to_the_web_client_in_chromium(tmp_path: Path) -> None:
         assert result["label"] == "AI-generated"
         # the first bubble says that an AI answers, and it is spoken before the answer (whose words come later)
         assert result["firstBubble"] == {"cls": "msg bot disclosure",
-                                         "text": "I'm Ava (web test), an AI assistant, not a person. I can hand you "
-                                                 "to a colleague at any time."}
+                                         "text": "I'm Ava (web test), an AI assistant, not a person."}
         assert result["firstAudioAt"] is not None and result["firstWordAt"] is not None
         assert result["firstWordAt"] - result["firstAudioAt"] > 1500, result  # the disclosure: a few seconds
         assert {"ready", "transcript", "user_text", "delta", "answer", "state"} <= set(result["types"])

@@ -64,7 +64,7 @@ async def test_the_first_answer_stream_starts_with_the_disclosure_once(served) -
     async with http.post("/api/sessions", json={"persona": "mia"}) as r:
         created = await r.json()
     sid = created["session_id"]
-    expected = "I'm Mia, an AI assistant, not a person. I can hand you to a colleague at any time."
+    expected = "I'm Mia, an AI assistant, not a person."
     assert created["disclosure"] == expected and created["recording"] == {"enabled": False}
 
     first = await ask(http, sid, "What are your opening hours?")
