@@ -178,7 +178,8 @@ def read_proc(pid: int) -> dict[str, float]:
 async def sample(pid: int, every_s: float, t0: float, out: list[dict[str, float]], stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            out.append({"t_s": time.monotonic() - t0, **read_proc(pid)})
+            out.append({"t_s": time.monotonic() - t0, **read_proc(pid),
+                        "client_cpu_s": read_proc(os.getpid())["cpu_s"]})
         except (FileNotFoundError, ProcessLookupError):  # the server is gone: the clients will say so
             return
         with contextlib.suppress(TimeoutError):
@@ -422,9 +423,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / "server.log", args.out.with_suffix(".log"))
     shutil.rmtree(work, ignore_errors=True)
-    cpu = [(b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"]) * 100 for a, b in zip(samples, samples[1:], strict=False)]
-    for s, c in zip(samples[1:], cpu, strict=True):
-        s["cpu_pct"] = round(c, 1)
+    for a, b in zip(samples, samples[1:], strict=False):  # CPU of the server and of these clients: a starved
+        for key in ("cpu", "client_cpu"):  # load generator loses turns of its own
+            b[f"{key}_pct"] = round((b[f"{key}_s"] - a[f"{key}_s"]) / (b["t_s"] - a["t_s"]) * 100, 1)
     kinds = ("text", "voice")
     return {
         "minutes": args.minutes, "wall_s": round(wall, 1), "llm": args.llm, "cores": os.cpu_count(),
@@ -460,6 +461,11 @@ def report(result: dict[str, Any], flat_pct: float) -> None:
             f = flat[key]
             print(f"  {key:>8}: {f['early']:>8.1f} -> {f['late']:>8.1f} ({f['growth_pct']:+.1f} %, max {f['max']:.1f})"
                   f"  {'flat' if f['flat'] else 'GROWING'}")
+    busy = [s for s in result["samples"] if "cpu_pct" in s and s["t_s"] >= result["warmup_s"]]
+    if busy:
+        print(f"  CPU %, median (100 = one core of {result['cores']}): server "
+              f"{statistics.median(s['cpu_pct'] for s in busy):.0f}, clients (this process) "
+              f"{statistics.median(s['client_cpu_pct'] for s in busy):.0f}")
     verdict = {True: "yes", False: "NO", None: "not enough samples after warm-up"}[flat["flat"]]
     print(f"flat within {flat_pct:g} % after warm-up: {verdict}")
     print("\nerrors by source:" + ("" if result["errors"] else " none"))
