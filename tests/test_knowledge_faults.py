@@ -107,13 +107,18 @@ async def test_a_store_emptied_to_nothing_is_rebuilt(settings: Settings) -> None
     assert HOURS in done.text
 
 
-async def test_a_lost_ingested_collection_makes_ready_503_until_ingested_again(settings: Settings) -> None:
-    async with Fay(settings) as fay:  # what `fay kb ingest knowledge/... --collection ops-ingested` does
-        kb = open_knowledge(fay.settings, fay.plugins)
-        kb.ingest([settings.personas_dir / "kb" / "faq.yaml"], "ops-ingested")
-        kb.close()
+def lose_the_ingested_collection(settings: Settings) -> None:
+    """A collection filled the way `fay kb ingest knowledge/... --collection ops-ingested` does, then a damaged
+    store (which loses it: no persona file can rebuild it), and the persona that needs it as the default."""
+    kb = open_knowledge(settings, Plugins(settings).load())
+    kb.ingest([settings.personas_dir / "kb" / "faq.yaml"], "ops-ingested")
+    kb.close()
     damage(settings.data_dir / "knowledge" / "knowledge.sqlite3", "garbage")
     settings.default_persona = "ingested"
+
+
+async def test_a_lost_ingested_collection_makes_ready_503_until_ingested_again(settings: Settings) -> None:
+    lose_the_ingested_collection(settings)
     fay = Fay(settings)
     server = TestServer(create_app(fay), host="127.0.0.1")
     await server.start_server()
@@ -142,12 +147,7 @@ async def test_a_lost_ingested_collection_makes_ready_503_until_ingested_again(s
 async def test_ready_checks_a_store_nobody_opened_and_says_503_while_warming_up(settings: Settings) -> None:
     """Before the warm-up or any session, ``/ready`` opens and checks the store itself (it said 200 for a damaged
     store that nobody had opened); while the warm-up runs it says 503."""
-    async with Fay(settings) as fay:
-        kb = open_knowledge(fay.settings, fay.plugins)
-        kb.ingest([settings.personas_dir / "kb" / "faq.yaml"], "ops-ingested")
-        kb.close()
-    damage(settings.data_dir / "knowledge" / "knowledge.sqlite3", "garbage")
-    settings.default_persona = "ingested"
+    lose_the_ingested_collection(settings)
     fay = Fay(settings)
     server = TestServer(create_app(fay), host="127.0.0.1")
     await server.start_server()
