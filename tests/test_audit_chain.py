@@ -130,14 +130,22 @@ def test_a_restarted_log_continues_the_chain(tmp_path: Path) -> None:
 
 
 def test_two_processes_appending_to_one_folder_make_one_chain(tmp_path: Path) -> None:
-    script = ("import sys; from pathlib import Path; from fay_core.audit import AuditLog\n"
-              "log = AuditLog(Path(sys.argv[1]))\n"
+    folder = tmp_path / "audit"
+    gate = tmp_path / "go"  # all three start writing together (a process that ran alone tests nothing)
+    script = ("import sys, time; from pathlib import Path; from fay_core.audit import AuditLog\n"
+              "log = AuditLog(Path(sys.argv[1])); (Path(sys.argv[3]).parent / ('ready-' + sys.argv[2])).touch()\n"
+              "while not Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
               "for i in range(60): log.write({'session': sys.argv[2], 'kind': 'user', 'text': str(i)})\n")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name]) for name in ("p1", "p2", "p3")]
+    names = ("p1", "p2", "p3")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(folder), name, str(gate)]) for name in names]
+    deadline = time.monotonic() + 60
+    while not all((gate.parent / f"ready-{n}").exists() for n in names) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.touch()
     assert [p.wait(60) for p in procs] == [0, 0, 0]
-    result = verify(tmp_path)
+    result = verify(folder)
     assert result.ok and result.records == 180, result.summary()
-    sessions = [r["session"] for r in AuditLog(tmp_path).read()]
+    sessions = [r["session"] for r in AuditLog(folder).read()]
     assert sessions.count("p1") == sessions.count("p3") == 60
     assert sessions != sorted(sessions), "the processes should have interleaved (one ran alone: not a real test)"
 
