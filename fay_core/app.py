@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 
 from .assembly import Assembly
 from .audit import AuditLog
-from .errors import PersonaError, SessionLimit, UnknownPersona, UnknownSession
+from .errors import PersonaError, ServerDraining, SessionLimit, UnknownPersona, UnknownSession
 from .knowledge import Knowledge
+from .metrics import Metrics
 from .persona import Persona, PersonaStore
 from .plugins import Plugins, await_me_maybe
 from .session import Session
 from .settings import Settings, load_settings
+from .tracing import TurnTracer
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,15 @@ class Fay:
         self.personas = PersonaStore(self.settings.personas_dir)
         self.audit = AuditLog(self.settings.data_dir / "audit", self.settings.audit)
         self.knowledge = Knowledge(self.settings, self.plugins)
-        self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit)
         self.sessions: dict[str, Session] = {}
+        #: the runtime's Prometheus metrics (``GET /metrics``), in a registry of its own
+        self.metrics = Metrics(active=lambda: len(self.sessions))
+        redactor = self.plugins.redactor()
+        self.tracer = TurnTracer.configured(self.settings.tracing, redactor)
+        self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit, self.metrics, self.tracer)
         self.warming = False  #: while :meth:`warm_up` runs (``GET /ready`` answers 503)
+        self.draining = False  #: once :meth:`drain` started: no new sessions, ``GET /ready`` answers 503
+        self._drain_cut = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -50,6 +59,29 @@ class Fay:
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         await asyncio.gather(*(self.close_session(sid, "server stopping") for sid in list(self.sessions)))
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.close)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop starting sessions (:class:`~fay_core.errors.ServerDraining`, ``GET /ready`` 503) and wait up to
+        ``timeout_s`` for the open ones to end (closed by their clients, or idle), or until :meth:`cut_drain`.
+        Returns how many are still open; :meth:`stop` closes them."""
+        self.draining = True
+        self.metrics.draining.set(1)
+        log.info("draining: no new sessions; waiting up to %g s for %d open session(s)", timeout_s,
+                 len(self.sessions))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.sessions and not self._drain_cut.is_set() and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_cut.wait(), min(0.1, max(0.0, deadline - loop.time())))
+        left = len(self.sessions)
+        log.info("drained: %d session(s) still open are closed now", left)
+        return left
+
+    def cut_drain(self) -> None:
+        """End a :meth:`drain` now (a second SIGTERM)."""
+        self._drain_cut.set()
 
     async def __aenter__(self) -> Fay:
         await self.start()
@@ -62,12 +94,18 @@ class Fay:
                              tenant: str | None = None) -> Session:
         """Start a session with ``persona_id`` (the default persona if none); with ``tenant``, only one of that
         tenant's personas (:meth:`persona_for`). The session's ``tenant`` is its persona's."""
+        if self.draining:
+            self.metrics.session_refused("draining")
+            raise ServerDraining("this server is draining (shutting down) and starts no new sessions: start the "
+                                 "session on another node, or retry shortly")
         limit = self.settings.server.max_sessions
         if len(self.sessions) >= limit:
+            self.metrics.session_refused("limit")
             raise SessionLimit(f"too many sessions: the limit of {limit} is reached, try again later")
         persona = self.persona_for(persona_id, tenant)
         session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
+        self.metrics.session_created(persona)
         log.info("session %s started with persona %s", log_tag(session.id), persona.id)
         return session
 

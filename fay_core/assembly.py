@@ -3,6 +3,7 @@
 ::
 
     Session(persona, bus, record)               bus, history + audit record (redacted), tool context, disclosure
+                                                observers on the bus: errors into the record, metrics, traces
      0. recorder    SessionRecorder(session id, persona, record, folder)   personas with ``recording.enabled``;
                       records nothing until the customer consents (:mod:`fay_core.recording`)
      1. agent       Agent(bus, record, answerer, offline, retriever)
@@ -40,23 +41,28 @@ from .engines import AvatarStream
 from .errors import PluginError
 from .events import ErrorRaised, Event
 from .knowledge import Knowledge
+from .metrics import Metrics
 from .persona import Persona
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
 from .recording import SessionRecorder
 from .session import Session
 from .settings import Settings
+from .tracing import TurnTracer
 from .voice.pipeline import VoicePipeline
 
 
 class Assembly:
     """Builds the sessions of one runtime from what they share (settings, plugins, knowledge, audit log)."""
 
-    def __init__(self, settings: Settings, plugins: Plugins, knowledge: Knowledge, audit: AuditLog) -> None:
+    def __init__(self, settings: Settings, plugins: Plugins, knowledge: Knowledge, audit: AuditLog,
+                 metrics: Metrics | None = None, tracer: TurnTracer | None = None) -> None:
         self.settings = settings
         self.plugins = plugins
         self.knowledge = knowledge
         self.audit = audit
+        self.metrics = metrics  #: counts every session's turns, latency marks, errors and dropped events
+        self.tracer = tracer  #: one trace per turn, when OpenTelemetry is configured (:mod:`fay_core.tracing`)
         #: masks personal data in every audit record (the settings' built-ins and the plugins' detectors)
         self.redactor = plugins.redactor()
 
@@ -66,7 +72,7 @@ class Assembly:
         If any part fails, what was built is torn down and the error propagates.
         """
         sid = session_id or uuid.uuid4().hex
-        bus = Bus(sid)
+        bus = Bus(sid, on_drop=self.metrics.on_drop if self.metrics is not None else None)
         record = SessionRecord(sid, persona, History(), self.audit, redactor=self.redactor)
         tools = ToolContext(sid, persona.language, str(self.settings.data_dir))
         session = Session(persona, bus, record, self.agent(bus, persona, record, tools), tools,
@@ -78,6 +84,10 @@ class Assembly:
                 session.recorder = self.recorder(session)
                 session.on_close(session.recorder.close)
             bus.subscribe(record.error, ErrorRaised, name="session.errors", drop_stale=False)
+            if self.metrics is not None:
+                self.metrics.observe(bus, persona)
+            if self.tracer is not None:
+                self.tracer.observe(bus, persona)
             if self.plugins.hook_has_impls("event_observed"):
                 observe = functools.partial(self._observe, session)
                 bus.subscribe(observe, name="plugins.event_observed", drop_stale=False)

@@ -5,7 +5,8 @@
   before any queued ordered event. A plain-function (sync) subscriber that is idle, with nothing queued, gets the
   event at once inside ``publish()`` (one function call instead of a task wake-up: the hot path for audio frames);
   a busy one gets it queued, so order is kept either way. Sync handlers must therefore be quick; put slow work in
-  an ``async`` handler. A full queue drops its oldest event and counts it (``Subscription.dropped``);
+  an ``async`` handler. A full queue drops its oldest event and counts it (``Subscription.dropped``, and the
+  bus's ``on_drop`` callback with the subscriber's name, e.g. :meth:`fay_core.metrics.Metrics.on_drop`);
   the first drop is reported as an :class:`~fay_core.events.ErrorRaised`.
 - ``new_turn()`` starts a turn; events of an older turn are stale and dropped before delivery to subscribers
   made with ``drop_stale=True`` (the default). Events with ``turn_id == 0`` are never stale.
@@ -81,9 +82,11 @@ class Subscription:
 class Bus:
     """A session's event bus. See the module docstring for its guarantees."""
 
-    def __init__(self, session_id: str = "", *, maxsize: int = 1024) -> None:
+    def __init__(self, session_id: str = "", *, maxsize: int = 1024,
+                 on_drop: Callable[[str], None] | None = None) -> None:
         self.session_id = session_id
         self.maxsize = maxsize
+        self.on_drop = on_drop  #: called with the subscriber's name for every event a full queue drops
         self._turn_id = 0
         self._subs: list[Subscription] = []
         self._routes: dict[type[Event], tuple[Subscription, ...]] = {}
@@ -168,6 +171,8 @@ class Bus:
             if len(q) >= sub.maxsize:
                 q.popleft()
                 sub.dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop(sub.name)
                 if sub.dropped == 1 and not isinstance(event, ErrorRaised):
                     self._overflow(sub)
             q.append(event)

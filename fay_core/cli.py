@@ -89,8 +89,37 @@ def run(host: str | None, port: int | None) -> None:
     app.on_startup.append(announce)
     app.on_shutdown.insert(0, bound_shutdown)
     app.cleanup_ctx.append(warm_up)
+    asyncio.run(_serve(app, fay, host, port, shutdown_timeout=limit / 2))
+
+
+async def _serve(app: Any, fay: Any, host: str, port: int, *, shutdown_timeout: float) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT; then drain (``server.drain_timeout_s``: no new sessions, /ready 503,
+    the open sessions may end; a second signal cuts it short) while still serving, and shut down."""
+    import signal
+
+    from aiohttp import web
+
     # open requests get half the time to end (sessions are closed first, which ends their streams), cleanup the rest
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=limit / 2)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def signalled() -> None:
+        if stop.is_set():
+            fay.cut_drain()
+        stop.set()
+
+    try:
+        await web.TCPSite(runner, host, port).start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, signalled)
+        await stop.wait()
+        drain = fay.settings.server.drain_timeout_s
+        if drain > 0:
+            await fay.drain(drain)
+    finally:
+        await runner.cleanup()
 
 
 def _exit_now(limit: float) -> None:

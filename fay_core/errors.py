@@ -17,6 +17,7 @@ may see (no server paths, no exception reprs)::
      │    ├── UnknownSession   404  no live session of that id
      │    ├── ClosedSession    410  the session has ended: start a new one
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
+     │    │    └── ServerDraining   503  the server is draining (SIGTERM): start the session on another node
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
      │    ├── RecordingNotOffered  409  consent to record was sent, but the session's persona does not record
@@ -132,6 +133,12 @@ class SessionLimit(SessionError):
 
     status = 503
     retry_after_s = 10
+
+
+class ServerDraining(SessionLimit):
+    """The server is stopping (SIGTERM): it finishes its open sessions and starts none (``GET /ready`` is 503)."""
+
+    retry_after_s = 5
 
 
 class SessionForbidden(SessionError):

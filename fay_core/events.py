@@ -167,13 +167,15 @@ class AgentToolReturned(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentTurnFinished(Event):
-    """The whole answer of a turn. ``answered_by`` names the answerer (``llm``, ``offline``, ``fallback``)."""
+    """The whole answer of a turn. ``answered_by`` names the answerer (``llm``, ``offline``, ``fallback``);
+    ``declined``: it found nothing to ground an answer on and offered a colleague."""
 
     text: str
     citations: tuple[Citation, ...] = ()
     answered_by: str = ""
     interrupted: bool = False
     error: str = ""
+    declined: bool = False
 
 
 # --- speech out and the avatar --------------------------------------------------------------------------

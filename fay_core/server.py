@@ -5,7 +5,10 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
 
     GET    /health                          {"status": "ok", "sessions": N, "version", "knowledge": "ok"|...}
     GET    /ready                           200, or 503 {"ready": false, "knowledge", "reason"} (warming up,
-                                            or the knowledge base degraded)
+                                            draining after SIGTERM, or the knowledge base degraded)
+    GET    /metrics                         Prometheus text format (:mod:`fay_core.metrics`); open like /api/*
+                                            when nothing is configured, else the token or an ``admin`` key
+                                            (``server.metrics_public`` opens it)
                                             scope   (see "Keys and tenants" below)
     GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
     POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
@@ -82,6 +85,7 @@ from .errors import (
     InvalidMessage,
     InvalidRequest,
     KnowledgeError,
+    MissingScope,
     PersonaError,
     RecordingNotOffered,
     SessionForbidden,
@@ -91,6 +95,7 @@ from .events import AgentTurnFinished, Event
 from .http_input import check_charset, check_persona_id, plausible_file_path, read_body, read_json_object
 from .keys import KeyStore
 from .knowledge.store import check_name
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session
 from .wire import SSE_DEPRECATED, deprecated_copy, message
@@ -229,6 +234,10 @@ async def ready(request: web.Request) -> web.Response:
     checked) here first, with the default persona's collections: readiness is never reported for a store nobody
     looked at."""
     fay = request.app[FAY]
+    if fay.draining:
+        return web.json_response({"ready": False, "knowledge": fay.knowledge.status().state,
+                                  "reason": "draining: the server is stopping and starts no new sessions"},
+                                 status=503)
     if fay.warming:
         return web.json_response({"ready": False, "knowledge": fay.knowledge.status().state,
                                   "reason": "warming up: loading the knowledge index and the speech models"},
@@ -240,6 +249,20 @@ async def ready(request: web.Request) -> web.Response:
     status = fay.knowledge.status()
     body = {"ready": status.ready, "knowledge": status.state, "reason": status.reason}
     return web.json_response(body, status=200 if status.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The runtime's metrics in the Prometheus text format. Not under ``/api/``: a scraper reaches it with the
+    same credentials as an admin (``Authorization: Bearer <server.token or an admin key>``), or with none when
+    the server is open or ``server.metrics_public`` is set."""
+    fay = request.app[FAY]
+    if not fay.settings.server.metrics_public:
+        who = request.app[ACCESS].authenticate(request.headers.get("Authorization"))
+        if "admin" not in who.scopes:
+            raise MissingScope("GET /metrics needs the 'admin' scope: scrape with server.token or an admin key "
+                               "(fay keys create --scope admin), or set server.metrics_public")
+    body = fay.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 @requires("chat")
@@ -494,6 +517,7 @@ def create_app(fay: Fay) -> web.Application:
     app.on_shutdown.append(end_sessions)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/personas", list_personas)
     app.router.add_post("/api/sessions", create_session)
     app.router.add_post("/api/sessions/{session_id}/messages", post_message)

@@ -74,7 +74,12 @@ class ServerSettings(_Section):
                                     "(or, once keys exist, an API key: see `fay keys`); it acts for tenant 'default'")
     session_idle_s: float = Field(1800, gt=0, description="sessions idle this long are closed")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="`fay run` exits this long after SIGTERM at the "
-                                      "latest, whatever is still running")
+                                      "latest, whatever is still running (after the drain, if any)")
+    drain_timeout_s: float = Field(0.0, ge=0, description="on SIGTERM, `fay run` first drains: it starts no new "
+                                   "session (503, GET /ready 503) and waits up to this long for the open ones to "
+                                   "end, then closes the rest; 0: no drain (a second SIGTERM ends it at once)")
+    metrics_public: bool = Field(False, description="GET /metrics open to anyone even when a server.token or API "
+                                 "keys are configured (by default it then needs the token or an admin key)")
 
 
 class KeysSettings(_Section):
@@ -154,6 +159,10 @@ class KnowledgeSettings(_Section):
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
     auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")
+    chroma_url: str | None = Field(None, description="a Chroma server (`chroma run`), e.g. http://chroma:8000, "
+                                   "shared by every node: vectors and the manifest live there, each node keeps a "
+                                   "replica of the keyword index and intent models; none: embedded Chroma under "
+                                   "<data_dir>/knowledge")
     integrity_check: bool = Field(True, description="check the store when it opens (SQLite quick_check, Chroma "
                                   "against the manifest); one that fails is moved aside and rebuilt")
 
@@ -219,6 +228,15 @@ class AuditSettings(_Section):
         return key
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces of turns (:mod:`fay_core.tracing`): on when the ``otel`` extra is installed and
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (OpenTelemetry's own variables configure the exporter)."""
+
+    enabled: bool = Field(True, description="false: no traces even when an OTLP endpoint is set")
+    personal_data: bool = Field(False, description="put the question and the answer (redacted) on turn spans as "
+                                "fay.personal.* attributes; off: spans hold no user text")
+
+
 class RedactionSettings(_Section):
     """Personal data masked in the audit log, the server log and traces (tools and history keep real values)."""
 
@@ -254,6 +272,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

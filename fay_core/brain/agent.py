@@ -126,6 +126,7 @@ class Agent:
                 answered_by=turn.answered_by,
                 interrupted=interrupted,
                 error=error,
+                declined=turn.declined,
             )
             try:
                 self.record.answer(turn, finished)

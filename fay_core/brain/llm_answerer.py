@@ -115,6 +115,7 @@ class LLMAnswerer:
         sources = self.retriever.good(hits)
         if only and not sources and (failed or not self.tools):
             turn.answered_by = "guardrail"
+            turn.declined = True
             turn.say(decline_text(persona))
             return
         messages = self.messages(turn, sources)
@@ -155,9 +156,11 @@ class LLMAnswerer:
             log.warning("session %s turn %d: unsupported number(s) %s in the LLM answer were withheld",
                         self.bus.session_id, turn.id, ", ".join(gate.violations))
             turn.answered_by = "guardrail"
+            turn.declined = not sources
             turn.say(self.safe_reply(sources, bool(turn.text)))
         elif gate.hold:
             turn.answered_by = "guardrail"  # no source and no tool result: nothing to ground an answer on
+            turn.declined = True
             turn.say(decline_text(persona))
         turn.citations = citations_for(turn.text, sources)
 

@@ -38,6 +38,7 @@ class OfflineAnswerer:
         turn.mark("retrieved")
         good = self.retriever.good(hits)
         if not good:
+            turn.declined = True
             turn.say(decline_text(self.persona))
             return
         hit = good[0]

@@ -28,6 +28,7 @@ class Turn:
     tools: list[dict[str, Any]] = field(default_factory=list)
     answered_by: str = ""
     heard: str | None = None  # set on barge-in: the words the user actually heard
+    declined: bool = False  # the answerer declined (nothing to ground an answer on) and offered a colleague
     marks: dict[str, float] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
