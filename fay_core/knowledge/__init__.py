@@ -15,6 +15,7 @@ changed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "StoreStatus",
     "has_knowledge",
     "ingest_persona",
+    "knowledge_root",
     "open_knowledge",
     "persona_collections",
     "resolve_embedder",
@@ -71,7 +73,8 @@ class Knowledge:
 
     @property
     def root(self) -> Path:
-        return self.settings.data_dir / "knowledge"
+        """``<data_dir>/knowledge``; with ``knowledge.chroma_url``, this node's replica of the shared store."""
+        return knowledge_root(self.settings)
 
     @property
     def opened(self) -> bool:
@@ -189,16 +192,27 @@ def resolve_embedder(settings: Settings, plugins: Plugins) -> Any:
         raise KnowledgeError(f"knowledge base: {exc}") from None
 
 
+def knowledge_root(settings: Settings) -> Path:
+    """Where the knowledge base keeps its files: ``<data_dir>/knowledge`` (embedded Chroma, the manifest, keyword
+    index and intent models), or with ``knowledge.chroma_url`` this node's replica of the server's manifest,
+    ``<data_dir>/knowledge-replica/<hash of the URL>`` (see :mod:`.shared`)."""
+    url = settings.knowledge.chroma_url
+    if url is None:
+        return settings.data_dir / "knowledge"
+    return settings.data_dir / "knowledge-replica" / hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
 def open_knowledge(settings: Settings, plugins: Plugins) -> KnowledgeBase:
-    """A knowledge base under ``<data_dir>/knowledge`` with the configured embedder, loaders and reranker."""
+    """A knowledge base with the configured embedder, loaders and reranker: under ``<data_dir>/knowledge``, or on
+    the Chroma server ``knowledge.chroma_url`` names (:func:`knowledge_root`)."""
     embedder = resolve_embedder(settings, plugins)
     try:
         reranker = plugins.engine("reranker", settings.knowledge.reranker) if settings.knowledge.reranker else None
     except PluginError as exc:
         raise KnowledgeError(f"knowledge base: {exc}") from None
     loaders = {suffix: _plugin_loader(fn) for suffix, fn in plugins.loaders.items()}
-    return KnowledgeBase(settings.data_dir / "knowledge", embedder, settings.knowledge, loaders=loaders,
-                         reranker=reranker)
+    return KnowledgeBase(knowledge_root(settings), embedder, settings.knowledge, loaders=loaders,
+                         reranker=reranker, chroma_url=settings.knowledge.chroma_url)
 
 
 def _plugin_loader(fn: Any) -> Any:

@@ -1,7 +1,9 @@
 """The vector index: Chroma collections under ``<knowledge>/chroma`` and the embeddings that go into them.
 
 A row id is ``<path hash>:<entry id>:<row index>`` (see :meth:`VectorIndex.rows_of`), so a query needs only ids and
-distances from Chroma to know each candidate's entry and which of its rows matched. Embeddings are kept in an
+distances from Chroma to know each candidate's entry and which of its rows matched. On a Chroma server
+(``knowledge.chroma_url``, :mod:`.shared`) the first part also carries the file's content hash, and only rows of
+the versions in :attr:`VectorIndex.live` count. Embeddings are kept in an
 :class:`EmbeddingCache` (one per knowledge base unless one is handed in), so a re-ingest of unchanged text and a
 repeated question embed nothing.
 """
@@ -68,8 +70,12 @@ class VectorIndex:
     with a manifest write).
     """
 
-    def __init__(self, root: Path, embedder: Any, stamp: Any, cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, root: Path, embedder: Any, stamp: Any, cache: EmbeddingCache | None = None,
+                 url: str | None = None) -> None:
         self.root = root
+        self.url = url  #: a Chroma server's URL; None: embedded Chroma under ``<root>/chroma``
+        #: on a server, the row id prefixes (file versions) each collection's manifest names; None: embedded
+        self.live: dict[str, frozenset[str]] | None = None
         self.embedder = embedder
         self.cache = cache if cache is not None else EmbeddingCache()
         self._stamp = stamp
@@ -86,6 +92,10 @@ class VectorIndex:
 
     @property
     def chroma(self) -> Any:
+        if self._chroma is None and self.url is not None:
+            from .shared import chroma_client
+
+            self._chroma = chroma_client(self.url)
         if self._chroma is None:
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -111,6 +121,11 @@ class VectorIndex:
             self._collections[name] = col
         return col
 
+    def forget_collections(self) -> None:
+        """Drop the cached collection handles (they are fetched again when next used)."""
+        self._collections.clear()
+        self._counts.clear()
+
     def count(self, collection: str) -> int:
         """Rows in the collection (0 if it has none), cached until the manifest is written: Chroma's ``count()``
         scans its table, ~6 ms at 100,000 rows."""
@@ -125,17 +140,27 @@ class VectorIndex:
 
     def names(self) -> list[str]:
         """The Chroma collections on disk (chromadb < 0.6 lists collection objects, later versions names)."""
-        return [c if isinstance(c, str) else str(c.name) for c in self.chroma.list_collections()]
+        from .shared import MANIFEST
+
+        names = [c if isinstance(c, str) else str(c.name) for c in self.chroma.list_collections()]
+        return [n for n in names if n != MANIFEST]
 
     def delete(self, collection: str) -> None:
         if self.collection(collection) is not None:
             self.chroma.delete_collection(collection)
         self._collections.pop(collection, None)
 
+    def _counts_row(self, collection: str, row_id: str) -> bool:
+        """Whether a row is of a file version the manifest names (always, in embedded Chroma)."""
+        return self.live is None or row_id.split(":", 1)[0] in self.live.get(collection, ())
+
     @staticmethod
-    def rows_of(path: str, entries: Iterable[Entry]) -> list[Row]:
-        """The rows of a file's entries: every phrasing of an FAQ question, or a chunk's passage."""
-        prefix = hashlib.sha1(path.encode()).hexdigest()[:10]
+    def rows_of(path: str, entries: Iterable[Entry], sha256: str = "") -> list[Row]:
+        """The rows of a file's entries: every phrasing of an FAQ question, or a chunk's passage; with
+        ``sha256`` (on a Chroma server) the ids name the file's version too."""
+        from .shared import row_prefix
+
+        prefix = row_prefix(path, sha256) if sha256 else hashlib.sha1(path.encode()).hexdigest()[:10]
         return [(f"{prefix}:{e.id}:{i}", e.id, path, kind, text)
                 for e in entries for i, (kind, text) in enumerate(e.rows())]
 
@@ -147,20 +172,25 @@ class VectorIndex:
             col.upsert(
                 ids=[r[0] for r in part],
                 embeddings=vectors[start:start + batch],
-                metadatas=[{"entry": r[1], "path": r[2], "kind": r[3]} for r in part],
+                metadatas=[{"entry": r[1], "path": r[2], "kind": r[3], "version": r[0].split(":", 1)[0]}
+                           for r in part],
                 documents=[r[4] for r in part],
             )
 
-    def delete_path(self, collection: str, path: str) -> None:
+    def delete_path(self, collection: str, path: str, version: str | None = None) -> None:
+        """Delete a file's rows (only those of one ``version``, a row id prefix, if given)."""
         col = self.collection(collection)
         if col is not None:
-            col.delete(where={"path": path})
+            col.delete(where={"path": path} if version is None else {"$and": [{"path": path},
+                                                                               {"version": version}]})
 
     def nearest(self, collection: str, qv: np.ndarray, n: int) -> list[tuple[str, int, float]]:
         """The ``n`` rows closest to ``qv``, closest first: ``(entry id, row index, cosine similarity)``."""
         res = self.collection(collection).query(query_embeddings=[qv.tolist()], n_results=n, include=["distances"])
         out = []
         for rid, dist in zip(res["ids"][0], res["distances"][0], strict=True):
+            if not self._counts_row(collection, rid):
+                continue
             eid, _, row = rid.split(":", 1)[1].rpartition(":")
             out.append((eid, int(row), 1.0 - float(dist)))
         return out
@@ -171,6 +201,9 @@ class VectorIndex:
         got = col.get(where={"kind": "question"}, include=["embeddings", "metadatas", "documents"]) if col else {}
         texts, metas = got.get("documents") or [], got.get("metadatas") or []
         vectors = np.asarray(got["embeddings"], np.float32) if metas else np.zeros((0, 0), np.float32)
+        if self.live is not None and metas:
+            keep = [i for i, rid in enumerate(got["ids"]) if self._counts_row(collection, rid)]
+            texts, metas, vectors = [texts[i] for i in keep], [metas[i] for i in keep], vectors[keep]
         return texts, vectors, [str(m["entry"]) for m in metas]
 
     def similarity(self, collection: str, entry_id: str, qv: np.ndarray) -> float:
@@ -179,6 +212,10 @@ class VectorIndex:
         embs = got.get("embeddings")
         if embs is None or len(embs) == 0:
             return 0.0
+        if self.live is not None:
+            embs = [e for rid, e in zip(got["ids"], embs, strict=True) if self._counts_row(collection, rid)]
+            if not embs:
+                return 0.0
         return float(np.max(np.asarray(embs, dtype=np.float32) @ qv))
 
     def close(self) -> None:

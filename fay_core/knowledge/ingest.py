@@ -3,6 +3,9 @@
 Ingestion is idempotent: a file whose size, modification time and content hash are unchanged is skipped, a
 changed file's rows are replaced, and files gone from an ingested folder are dropped. Every file of a run is
 loaded before anything is written, so a bad file stops the run with the collection as it was.
+
+On a Chroma server (:mod:`.shared`) every write also goes to the server's manifest, and rows are replaced one
+file version at a time (see there for concurrent ingests).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .keyword import KeywordIndex
 from .loaders import BUILTIN_LOADERS
 from .manifest import Manifest, check_name
 from .ranking import Ranker
+from .shared import MANIFEST, SharedManifest, row_prefix
 
 #: a loaded file: path (or pseudo-path), sha256, size, modification time in ns, its entries
 Loaded = tuple[str, str, int, int, list[Entry]]
@@ -65,13 +69,18 @@ class Ingester:
         self.ranker = ranker
         self.settings = settings
         self.loaders = loaders
+        self.shared: SharedManifest | None = None  #: the Chroma server's manifest, when there is one
 
     def ensure_collection(self, collection: str) -> None:
         """Create ``collection`` for this embedder, or check that this embedder built it."""
         check_name(collection)
+        if self.shared is not None and collection == MANIFEST:
+            raise KnowledgeError(f"collection name {MANIFEST!r} is reserved for the shared manifest: choose another")
         built_with, name = self.manifest.embedder_of(collection), self.index.embedder_name
         if built_with is None:
             self.manifest.add(collection, name)
+            if self.shared is not None:
+                self.shared.put_collection(collection, name)
         elif built_with != name:
             raise KnowledgeError(
                 f"collection {collection!r} was built with embedder {built_with!r}, not {name!r}: set "
@@ -166,7 +175,9 @@ class Ingester:
 
     def write(self, collection: str, loaded: list[Loaded], *, progress: bool, report: IngestReport) -> None:
         """Embed and store everything in ``loaded``, replacing what its paths held, in one transaction."""
-        rows = [row for path, *_, entries in loaded for row in self.index.rows_of(path, entries)]
+        shared = self.shared
+        rows = [row for path, sha, *_, entries in loaded
+                for row in self.index.rows_of(path, entries, sha if shared is not None else "")]
         vectors = self.index.embed_rows([(kind, text) for *_, kind, text in rows], progress=progress,
                                         desc=f"embedding {collection}")
         self.index.collection(collection, create=True)
@@ -179,10 +190,22 @@ class Ingester:
             self.keywords.add(collection, ((r[0], r[1], r[2], r[4]) for r in rows))
             self.index.upsert(collection, rows, vectors)
         report.rows += len(rows)
+        if shared is not None:
+            for path, sha, size, mtime, entries in loaded:
+                shared.put_file(collection, path, sha, size, mtime, entries)
+            for path, sha, *_ in loaded:
+                if shared.sha_of(collection, path) != sha:  # another node wrote this file after us: its version wins
+                    self.index.delete_path(collection, path, row_prefix(path, sha))
 
     def drop_path(self, collection: str, path: str) -> None:
         """Remove a file's rows and entries (its intent model is retrained when next needed)."""
         self.ranker.forget(collection)
-        self.index.delete_path(collection, path)
+        if self.shared is None:
+            self.index.delete_path(collection, path)
+        else:  # only the version this node knows: a concurrent ingest's rows are its own to keep or remove
+            old = self.manifest.file(collection, path)
+            if old is not None:
+                self.index.delete_path(collection, path, row_prefix(path, old.sha256))
+            self.shared.drop_file(collection, path)
         self.keywords.delete_path(collection, path)
         self.manifest.drop_file(collection, path)

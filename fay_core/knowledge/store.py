@@ -7,7 +7,8 @@ all its phrasings. The parts, each in its own module:
 - :mod:`.manifest`: collections, files and entries in SQLite;
 - :mod:`.index`: the Chroma vectors and the embedding cache; :mod:`.keyword`: SQLite FTS5 keywords;
 - :mod:`.ranking`: dense vote shares, the intent model, keywords and codes fused into hits;
-- :mod:`.ingest`: files walked, loaded, embedded and written, idempotently.
+- :mod:`.ingest`: files walked, loaded, embedded and written, idempotently;
+- :mod:`.shared`: with a Chroma server (``chroma_url``), the manifest on the server and this one a replica of it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .keyword import KeywordIndex
 from .loaders import BUILTIN_LOADERS
 from .manifest import CollectionInfo, Manifest, check_name
 from .ranking import EXACT_WEIGHT, Ranker, dense_shares, mix_intents
+from .shared import SharedManifest, row_prefix
 
 __all__ = [
     "EXACT_WEIGHT",
@@ -46,7 +48,8 @@ class KnowledgeBase:
     ``embedder`` follows :class:`fay_core.engines.Embedder`; if it is also
     :class:`~fay_core.engines.EmbedsQueries`, FAQ phrasings are embedded in batches as queries (e5 models want
     ``query:`` on both sides of a question match). ``embed_cache``: share embeddings with other knowledge bases
-    (a benchmark's); by default each has its own.
+    (a benchmark's); by default each has its own. ``chroma_url``: the vectors and the manifest live on that
+    Chroma server, shared with every node, and ``root`` holds this node's replica (see :mod:`.shared`).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class KnowledgeBase:
         loaders: dict[str, Callable[..., list[Entry]]] | None = None,
         reranker: Any = None,
         embed_cache: EmbeddingCache | None = None,
+        chroma_url: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,10 @@ class KnowledgeBase:
         self._lock = threading.RLock()
         self.manifest = Manifest(self.root / "knowledge.sqlite3")
         self.keywords = KeywordIndex(self.manifest.db)
-        self.index = VectorIndex(self.root, embedder, self.manifest.stamp, embed_cache)
+        self.index = VectorIndex(self.root, embedder, self.manifest.stamp, embed_cache, url=chroma_url)
+        self.chroma_url = chroma_url
+        self._shared: SharedManifest | None = None
+        self._synced: str | None = None  # the server's stamp the replica was last brought up to
         settings = settings or KnowledgeSettings()
         self.ranker = Ranker(self.root, self.manifest, self.index, self.keywords, settings)
         self.ingester = Ingester(self.manifest, self.index, self.keywords, self.ranker, settings,
@@ -94,17 +101,85 @@ class KnowledgeBase:
 
     def embedder_of(self, collection: str) -> str | None:
         """The embedder ``collection`` was built with, or None if there is no such collection."""
-        return self.manifest.embedder_of(collection)
+        with self._lock:
+            self.sync()
+            return self.manifest.embedder_of(collection)
+
+    # --- the shared store -------------------------------------------------------------------------------
+
+    def shared(self) -> SharedManifest | None:
+        """The Chroma server's manifest (connected on first use), or None for an embedded store."""
+        if self.chroma_url is not None and self._shared is None:
+            self._shared = self.ingester.shared = SharedManifest(self.index.chroma)
+        return self._shared
+
+    def sync(self) -> bool:
+        """Bring this node's replica up to the server's manifest if its stamp moved (one request when it did
+        not); whether anything was applied. A no-op for an embedded store."""
+        with self._lock:
+            shared = self.shared()
+            if shared is None:
+                return False
+            stamp = shared.stamp()  # first: a write after it is seen again on the next sync
+            if stamp == self._synced and self.index.live is not None:
+                return False
+            remote_cols, files = shared.collections(), shared.files()
+            local_cols = set(self.manifest.names())
+            local = {(c, p): sha for c in local_cols for p, sha in self.manifest.hashes(c)}
+            remote = {(f.collection, f.path): f for f in files if f.collection in remote_cols}
+            changed = [f for key, f in remote.items() if local.get(key) != f.sha256]
+            entries = shared.entries(changed)
+            touched = {c for c, _ in local.keys() - remote.keys()} | {f.collection for f in changed}
+            with self.manifest.transaction():
+                for name in local_cols - remote_cols.keys():
+                    self.keywords.drop(name)
+                    self.manifest.drop(name)
+                for name in remote_cols.keys() - local_cols:
+                    self.manifest.add(name, remote_cols[name])
+                    self.keywords.ensure(name)
+                for c, p in local.keys() - remote.keys():
+                    if c in remote_cols:
+                        self.keywords.delete_path(c, p)
+                        self.manifest.drop_file(c, p)
+                for f in changed:
+                    got = entries.get(f.key, [])
+                    self.keywords.delete_path(f.collection, f.path)
+                    self.manifest.drop_file(f.collection, f.path)
+                    self.manifest.put_file(f.collection, f.path, f.sha256, f.size, f.mtime_ns, got,
+                                           {e.id: len(e.rows()) for e in got})
+                    rows = self.index.rows_of(f.path, got, f.sha256)
+                    self.keywords.add(f.collection, ((r[0], r[1], r[2], r[4]) for r in rows))
+            for c in touched | (local_cols ^ remote_cols.keys()):
+                self.ranker.forget(c)
+            self.index.forget_collections()  # a collection deleted and made again elsewhere has a new id
+            self._refresh_live()
+            self._synced = stamp
+            return True
+
+    def _refresh_live(self) -> None:
+        self.index.live = {c: frozenset(row_prefix(p, sha) for p, sha in self.manifest.hashes(c))
+                           for c in self.manifest.names()}
+
+    def _wrote(self) -> None:
+        """After this node wrote: its searches count its new rows, other nodes learn of the change."""
+        shared = self.shared()
+        if shared is not None:
+            self._refresh_live()
+            shared.bump()
+            self._synced = None  # other nodes may have written meanwhile: compare in full next time
 
     # --- collections ------------------------------------------------------------------------------------
 
     def collections(self) -> list[CollectionInfo]:
         """Every collection with its size."""
         with self._lock:
+            self.sync()
             return self.manifest.collections()
 
     def has(self, collection: str) -> bool:
-        return self.manifest.has(collection)
+        with self._lock:
+            self.sync()
+            return self.manifest.has(collection)
 
     def delete(self, collection: str) -> bool:
         """Delete a collection; returns whether it existed."""
@@ -114,6 +189,10 @@ class KnowledgeBase:
             self.ranker.forget(collection)
             self.keywords.drop(collection)
             self.manifest.drop(collection)
+            shared = self.shared()
+            if shared is not None:
+                shared.drop_collection(collection)
+                self._wrote()
             return existed
 
     # --- ingestion --------------------------------------------------------------------------------------
@@ -122,12 +201,20 @@ class KnowledgeBase:
                prune: bool = True) -> IngestReport:
         """Ingest files and folders into ``collection`` (see :mod:`.ingest` for idempotency)."""
         with self._lock:
-            return self.ingester.ingest(paths, collection, progress=progress, prune=prune)
+            self.sync()
+            try:
+                return self.ingester.ingest(paths, collection, progress=progress, prune=prune)
+            finally:
+                self._wrote()
 
     def ingest_entries(self, collection: str, key: str, entries: list[Entry]) -> IngestReport:
         """Ingest entries that come from no file (a persona's inline FAQ) under the pseudo-path ``key``."""
         with self._lock:
-            return self.ingester.ingest_entries(collection, key, entries)
+            self.sync()
+            try:
+                return self.ingester.ingest_entries(collection, key, entries)
+            finally:
+                self._wrote()
 
     def load(self, path: Path, source: str) -> list[Entry]:
         """The entries of one file, by its suffix's loader."""
@@ -136,6 +223,7 @@ class KnowledgeBase:
     def intent_model(self, collection: str) -> IntentModel | None:
         """The collection's intent model (see :mod:`fay_core.knowledge.intents`), None where it cannot help."""
         with self._lock:
+            self.sync()
             return self.ranker.intent_model(collection)
 
     # --- embedding and search ---------------------------------------------------------------------------
@@ -159,6 +247,7 @@ class KnowledgeBase:
         qv = self.embed_query(query)
         hits: list[Hit] = []
         with self._lock:
+            self.sync()
             for name in collections:
                 hits.extend(self.ranker.search(name, query, qv, top_k))
         hits.sort(key=lambda h: h.score, reverse=True)
@@ -174,6 +263,7 @@ class KnowledgeBase:
         """What is wrong beyond the SQLite files (see :mod:`.health`): Chroma opened, and the manifest and Chroma
         holding the same collections. Raises what opening Chroma raises."""
         with self._lock:
+            self.sync()
             listed, held = set(self.manifest.names()), set(self.index.names())
         problems = []
         if listed - held:
