@@ -98,7 +98,8 @@ def test_concurrent_ingests_of_one_collection_leave_it_consistent(nodes, tmp_pat
     for i in range(6):
         _doc(a_dir, f"a{i}.md", f"# Product A{i}\nProduct A{i} is a savings account with rate {i}.{i} percent.\n")
         _doc(b_dir, f"b{i}.md", f"# Card B{i}\nCard B{i} has a yearly fee of {10 + i} euros.\n")
-    versions = {"a": "# Branch hours\nThe branch opens at eight.\n" * 3, "b": "# Branch hours\nThe branch opens at nine.\n"}
+    versions = {"a": "# Branch hours\nThe branch opens at eight.\n" * 3,
+                "b": "# Branch hours\nThe branch opens at nine.\n"}
     a.ingest([a_dir], coll)  # the collection exists before the race
     errors: list[BaseException] = []
 
