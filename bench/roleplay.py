@@ -115,14 +115,23 @@ def tune(cases: list[Case]) -> dict[str, Any]:
     best: dict[str, Any] = {"f1": -1.0}
     grid = np.round(np.arange(-0.02, 0.16, 0.0025), 4)
     for lw, neg in itertools.product([0.0, 0.05, 0.1, 0.15, 0.2, 0.3], [0.0, 0.02, 0.04, 0.06]):
-        t_best = max(grid, key=lambda t: detection(cases, (lw, neg, t, 9.0))["checks"]["f1"])
-        a_best = max(grid, key=lambda a: (detection(cases, (lw, neg, t_best, a))["avoid"]["f1"], a))
+        t_best = _middle_best(grid, lambda t, lw=lw, neg=neg: detection(cases, (lw, neg, t, 9.0))["checks"]["f1"])
+        a_best = _middle_best(grid, lambda a, lw=lw, neg=neg, tb=t_best: detection(cases, (lw, neg, tb, a))["avoid"]
+                              ["f1"])
         d = detection(cases, (lw, neg, float(t_best), float(a_best)))
         f1 = d["checks"]["f1"] + d["avoid"]["f1"]
         if f1 > best["f1"]:
             best = {"f1": f1, "lexical_weight": lw, "negation_penalty": neg, "check_threshold": float(t_best),
                     "avoid_threshold": float(a_best), "detection": d}
     return best
+
+
+def _middle_best(grid: np.ndarray, f1: Any) -> float:
+    """The middle of the thresholds that reach the best F1 (not an edge of the plateau: that would overfit)."""
+    values = [f1(float(t)) for t in grid]
+    top = max(values)
+    tied = [float(t) for t, v in zip(grid, values, strict=True) if v == top]
+    return tied[len(tied) // 2]
 
 
 async def judge_demo(persona: Persona, transcript: Transcript, embedder: Any) -> dict[str, Any]:

@@ -21,6 +21,11 @@ out of the total (an LLM judge scores it from its description). ``total`` is the
 criteria on a 0-100 scale (``weight`` from the rubric). A persona with no rubric gives a scorecard with no
 criteria, ``total`` ``null`` and a note saying so: the metrics and the transcript are still worth keeping, and
 the CLI turns it into an error.
+
+**Checks in another language than the trainee's** (English checks, a Chinese session) are still matched by the
+multilingual embedder, but its cross-language scores sit below the threshold calibrated within one language:
+on the bench few such checks are found (recall under 0.1, precision 1), so the scores come out low. The
+scorecard then carries a ``note`` saying so: write the checks in the trainee's language, or use the LLM judge.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..persona import Persona, RubricItem
+from ..text import han_count, words
 from .evidence import EvidenceMatcher, Match
 from .metrics import speech_metrics
 from .transcript import Transcript
@@ -165,7 +171,26 @@ def score_offline(persona: Persona, transcript: Transcript, matcher: EvidenceMat
         ci += len(item.checks)
         ai += len(item.avoid)
         criteria.append(offline_criterion(item, mine, bad))
-    return Scorecard(criteria, metrics, total_of(criteria))
+    note = None
+    rubric_lang = _language([*checks, *avoid])
+    trainee_lang = _language([t.text for _, t in transcript.of("trainee")])
+    if rubric_lang and trainee_lang and rubric_lang != trainee_lang:
+        note = (f"the rubric's checks are in {_NAMES[rubric_lang]} but the trainee spoke {_NAMES[trainee_lang]}: "
+                "matching across languages finds few checks, so these scores run low; write the checks in the "
+                "trainee's language, or configure an LLM judge")
+    return Scorecard(criteria, metrics, total_of(criteria), note=note)
+
+
+_NAMES = {"en": "English", "zh": "Chinese"}
+
+
+def _language(texts: list[str]) -> str | None:
+    """``zh`` or ``en`` by which has more words in ``texts`` (a Han character is a word), ``None`` if none."""
+    han = sum(han_count(t) for t in texts)
+    other = sum(len(words(t)) for t in texts) - han
+    if not han and not other:
+        return None
+    return "zh" if han > other else "en"
 
 
 def offline_criterion(item: RubricItem, checks: list[Match], avoid: list[Match]) -> CriterionScore:
