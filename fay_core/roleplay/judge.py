@@ -37,7 +37,7 @@ from typing import Any
 from ..brain.llm import LLMClient, LLMConfig
 from ..errors import EngineError
 from ..persona import Persona, RubricItem
-from .scoring import MAX_SCORE, CheckResult, CriterionScore, Scorecard, Violation, total_of
+from .scorecard import MAX_SCORE, CheckResult, CriterionScore, Scorecard, Violation, total_of
 from .transcript import Transcript
 
 SYSTEM = """You assess a role-play training session. The trainee is scored on a rubric; the avatar played the \
