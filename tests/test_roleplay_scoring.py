@@ -232,6 +232,7 @@ def _fay(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, cwd=tmp_path)
 
 
+@pytest.mark.slow  # two processes, each loading the embedder
 def test_fay_roleplay_score_prints_json_and_a_table(tmp_path: Path) -> None:
     transcript = BENCH / "report" / "interview_en_good.json"
     run = _fay(tmp_path, "score", str(INTERVIEWER), str(transcript), "--json")
