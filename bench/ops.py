@@ -6,9 +6,9 @@
 Metrics: the same offline text turns (bank_teller_en, the demo bank's knowledge) through a session with the
 metrics observer and one without (``Assembly.metrics = None`` when it was built), turns alternating; the
 difference of the mean turn time is the cost per turn, beside the observer handler's own time per event (measured
-on a bare bus) and the time to render ``/metrics``. Chroma: the demo bank's English knowledge ingested once into embedded Chroma and once into a
-``chroma run`` server on loopback (started here); the same questions searched through ``KnowledgeBase.search``
-(query embedding, the replica's stamp check, ranking), p50/p95 per store.
+on a bare bus) and the time to render ``/metrics``. Chroma: the demo bank's English knowledge ingested once
+into embedded Chroma and once into a ``chroma run`` server on loopback (started here); the same questions
+searched through ``KnowledgeBase.search`` (query embedding, the replica's stamp check, ranking), p50/p95 per store.
 
 Prints a table and writes ``bench/results/ops.json``.
 """
