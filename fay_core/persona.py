@@ -72,6 +72,8 @@ class KnowledgeConfig(_Block):
     only: bool = Field(False, description="answer only from knowledge; decline and offer a human otherwise")
     top_k: int = Field(4, ge=1, le=50)
     min_score: float | None = Field(None, description="retrieval confidence below which nothing counts as found")
+    suggest_score: float | None = Field(None, description="retrieval confidence from which a question below "
+                                        "min_score is uncertain (see knowledge.suggest_score in the settings)")
     handoff: str = Field("", description="what to say when offering a human colleague")
 
     @field_validator("collections")

@@ -156,6 +156,18 @@ class KnowledgeSettings(_Section):
     confidence_weight: float = Field(0.05, ge=0, le=1, description="how much an ambiguous match lowers confidence: "
                                      "similarity + weight * ln(the top entry's share)")
     min_score: float = Field(0.86, ge=-1, le=1, description="confidence below which nothing counts as found")
+    suggest_score: float = Field(0.80, ge=-1, le=1, description="confidence from which a question below min_score "
+                                 "is uncertain rather than declined: an LLM decides from the top sources (with a 'not "
+                                 "in the sources' exit), the offline answerer offers the best entry as a suggestion")
+    coverage_weight: float = Field(0.15, ge=0, le=2, description="how much the share of a question's words found in "
+                                   "an entry moves its answerability score (a lexical check on the dense ranking)")
+    passage_offset: float = Field(0.08, ge=-1, le=1, description="added to a document chunk's confidence before the "
+                                  "thresholds: query-to-passage cosines run lower than query-to-question ones")
+    foreign_names: list[str] = Field(default_factory=list, description="more names (regular expressions) of other "
+                                     "companies: a question naming one the knowledge never mentions is declined")
+    not_offered: list[str] = Field(default_factory=list, description="more kinds of product (regular expressions) "
+                                   "the bank does not offer: a question naming one the knowledge never mentions is "
+                                   "declined")
     chunk_chars: int = Field(1200, ge=200, le=20000, description="longest chunk of a document section")
     max_tool_steps: int = Field(4, ge=1, le=20, description="LLM rounds with tool calls in one turn")
     auto_ingest: bool = Field(True, description="ingest a persona's knowledge paths when a session first needs them")

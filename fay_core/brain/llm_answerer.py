@@ -2,8 +2,12 @@
 
 One turn:
 
-1. Retrieve the persona's knowledge. A knowledge-only persona (``knowledge.only``) with nothing similar enough and
-   no tools declines and offers a colleague without calling the LLM.
+1. Assess what the persona's knowledge answers (:meth:`Retriever.assess`): confident parts give their sources;
+   when no part is confident but one is close (the uncertain band), the LLM gets that part's top sources and must
+   answer with ``NOT_IN_SOURCES`` when they do not answer the question (the answer is held until the end, and that
+   exit becomes the decline). A knowledge-only persona (``knowledge.only``) with nothing close enough (or a
+   question naming another bank or a product the knowledge never mentions) and no tools declines and offers a
+   colleague without calling the LLM.
 2. Build the messages: the persona's system prompt plus fixed rules; the history trimmed to the context budget;
    the retrieved entries as a numbered ``<sources>`` block in a user message (data, never instructions); the
    question.
@@ -22,12 +26,13 @@ from typing import Any
 
 from ..bus import Bus
 from ..knowledge import Hit
+from ..knowledge.answerability import Assessment
 from ..persona import Persona
 from .history import History, estimate_tokens
 from .guardrails import NumberGate
 from .llm import LLMClient, LLMConfig
 from .offline import decline_text, knowledge_failed
-from .rag import Retriever, citations_for, excerpt, rules, sources_block
+from .rag import NOT_IN_SOURCES, Retriever, citations_for, excerpt, rules, sources_block, unsure_rule
 from .tools import (
     ToolCall,
     ToolContext,
@@ -72,18 +77,21 @@ class LLMAnswerer:
 
     # --- the prompt -------------------------------------------------------------------------------------
 
-    def system_prompt(self, grounded: bool) -> str:
+    def system_prompt(self, grounded: bool, unsure: bool = False) -> str:
         persona = self.persona
         system = persona.system_prompt.strip() or f"You are {persona.name}."
         if grounded:
             system += "\n\n" + rules(persona.language, persona.knowledge.only)
+        if unsure:
+            system += "\n" + unsure_rule(persona.language)
         return system
 
-    def messages(self, turn: Turn, sources: list[Hit] | None = None) -> list[dict[str, Any]]:
-        """System prompt, trimmed history, the sources block (if any), and the question last."""
+    def messages(self, turn: Turn, sources: list[Hit] | None = None, unsure: bool = False) -> list[dict[str, Any]]:
+        """System prompt, trimmed history, the sources block (if any), and the question last. ``unsure``: the
+        sources may not answer the question, and the prompt says how to say so (``NOT_IN_SOURCES``)."""
         persona = self.persona
         grounded = self.retriever.enabled
-        system = self.system_prompt(grounded)
+        system = self.system_prompt(grounded, unsure)
         block = sources_block(sources) if sources else ""
         reserve = (self.config.max_tokens or 800) + estimate_tokens(system) + estimate_tokens(block)
         budget = max(self.config.context_tokens - reserve, 200)
@@ -106,21 +114,22 @@ class LLMAnswerer:
         persona = self.persona
         only = persona.knowledge.only
         try:
-            hits = await self.retriever.retrieve(turn.question)
+            assessment = await self.retriever.assess(turn.question)
             failed = False
         except Exception as exc:  # knowledge-only: decline, even with tools; otherwise answer without sources
             knowledge_failed(self.bus, turn, exc)
-            hits, failed = [], True
+            assessment, failed = Assessment(turn.question), True
         turn.mark("retrieved")
-        sources = self.retriever.good(hits)
+        sources, unsure = self.retriever.sources_for(assessment)
         if only and not sources and (failed or not self.tools):
             turn.answered_by = "guardrail"
             turn.declined = True
             turn.say(decline_text(persona))
             return
-        messages = self.messages(turn, sources)
+        messages = self.messages(turn, sources, unsure)
         gate = NumberGate([h.entry.cited_text() for h in sources] + [turn.question], turn.say,
-                          enabled=only, hold=only and not sources)
+                          enabled=only, hold=unsure or (only and not sources))
+        said = ""
         schemas = [openai_schema(t) for t in self.tools]
         for step in range(self.max_steps + 1):
             offer = schemas if schemas and step < self.max_steps else None
@@ -136,6 +145,7 @@ class LLMAnswerer:
                         if "llm_first_token" not in turn.marks:
                             turn.mark("llm_first_token")
                         text += content
+                        said += content
                         gate.feed(content)
                         if gate.tripped:
                             break
@@ -149,9 +159,16 @@ class LLMAnswerer:
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result or f"error: {error}"})
                 if result and not error:
                     gate.allow(result)
-                    if gate.hold:
+                    if gate.hold and not unsure:
                         gate.open()
         gate.flush()
+        if unsure and not gate.tripped:
+            if NOT_IN_SOURCES in said or not said.strip():  # the LLM found no answer in the uncertain sources
+                turn.answered_by = "guardrail"
+                turn.declined = True
+                turn.say(decline_text(persona))
+                return
+            gate.open()
         if gate.tripped:
             log.warning("session %s turn %d: unsupported number(s) %s in the LLM answer were withheld",
                         self.bus.session_id, turn.id, ", ".join(gate.violations))

@@ -1,8 +1,10 @@
 """The offline answerer: with no LLM, reply with the best knowledge-base entry and its source, or decline.
 
-It searches the persona's knowledge (hybrid dense + keyword retrieval, see :mod:`fay_core.knowledge`). When the
-best hit's confidence is below ``knowledge.min_score`` it declines and offers a human colleague; it never
-composes text of its own, so it cannot invent a rate.
+It asks the persona's knowledge what it answers of the question (:meth:`Retriever.assess`, see
+:mod:`fay_core.knowledge.answerability`): each answered part gets its entry with a ``[n]`` citation and a source
+line (a two-part question, two sources); when no part is confident but one is close (``knowledge.suggest_score``),
+the best entry is offered as a suggestion behind a check question ("Did you mean …?"); otherwise it declines and
+offers a human colleague. It never composes text of its own, so it cannot invent a rate.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 
 from ..bus import Bus
 from ..events import ErrorRaised
+from ..knowledge import Hit
+from ..knowledge.answerability import Assessment
 from ..persona import Persona
 from .rag import Retriever, citation, excerpt
 from .turn import Turn
@@ -31,26 +35,43 @@ class OfflineAnswerer:
     async def answer(self, turn: Turn) -> None:
         turn.answered_by = self.name
         try:
-            hits = await self.retriever.retrieve(turn.question)
+            assessment = await self.retriever.assess(turn.question)
         except Exception as exc:  # a broken knowledge base: say so on the bus, and decline rather than guess
             knowledge_failed(self.bus, turn, exc)
-            hits = []
+            assessment = Assessment(turn.question)
         turn.mark("retrieved")
-        good = self.retriever.good(hits)
-        if not good:
-            turn.declined = True
-            turn.say(decline_text(self.persona))
+        zh = self.persona.language == "zh"
+        answered = assessment.sources(("answer",))
+        if answered:
+            self._cite(turn, answered)
+            if any(p.verdict != "answer" for p in assessment.parts):  # a part the knowledge does not answer
+                turn.say("\n" + (f"其余的问题：{decline_text(self.persona)}" if zh
+                                 else f"For the rest of your question: {decline_text(self.persona)}"))
             return
-        hit = good[0]
-        e = hit.entry
-        turn.citations.append(citation(1, hit))
-        body = e.text if e.kind == "faq" else excerpt(e.text)
-        label = e.title if e.kind == "faq" else (e.section or e.title)
-        turn.say(f"{body.strip()} [1]")
-        if self.persona.language == "zh":
-            turn.say(f"\n来源 [1]：{e.source}：{label}")
-        else:
-            turn.say(f"\nSource [1]: {e.source}: {label}")
+        suggested = assessment.sources(("uncertain",))[:1]
+        if suggested:
+            hit = suggested[0]
+            turn.say(f"我不太确定您问的是不是：“{hit.entry.title}”？如果是的话：\n" if zh
+                     else f"I'm not sure I understood. Did you mean: \u201c{hit.entry.title}\u201d? If so:\n")
+            self._cite(turn, suggested)
+            turn.say("\n" + ("如果不是，需要我为您转接人工客服吗？" if zh
+                             else "If not, would you like me to connect you with a colleague?"))
+            return
+        turn.declined = True
+        turn.say(decline_text(self.persona))
+
+    def _cite(self, turn: Turn, hits: list[Hit]) -> None:
+        """Each hit's text with its ``[n]`` marker, then the source lines."""
+        zh = self.persona.language == "zh"
+        lines = []
+        for n, hit in enumerate(hits, len(turn.citations) + 1):
+            e = hit.entry
+            turn.citations.append(citation(n, hit))
+            body = e.text if e.kind == "faq" else excerpt(e.text)
+            label = e.title if e.kind == "faq" else (e.section or e.title)
+            turn.say(("\n" if n > 1 else "") + f"{body.strip()} [{n}]")
+            lines.append(f"来源 [{n}]：{e.source}：{label}" if zh else f"Source [{n}]: {e.source}: {label}")
+        turn.say("\n" + "\n".join(lines))
 
 
 def knowledge_failed(bus: Bus, turn: Turn, exc: Exception) -> None:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from ..events import Citation
 from ..knowledge import Hit, has_knowledge
+from ..knowledge.answerability import Assessment, Assessor, Names, builtin_names
 
 if TYPE_CHECKING:
-    from ..knowledge import Knowledge
+    from ..knowledge import Knowledge, KnowledgeBase
     from ..persona import Persona
     from ..settings import KnowledgeSettings
 
@@ -44,6 +45,22 @@ RULES_ONLY_ZH = """\
 只根据来源和工具结果回答。如果它们不能回答问题，请说明不知道，并询问客户是否需要转接人工客服，不要猜测。"""
 
 
+#: what the LLM answers when the sources of an uncertain question do not answer it (the answerer then declines)
+NOT_IN_SOURCES = "NOT_IN_SOURCES"
+
+UNSURE_EN = f"""\
+The sources may not answer this question: they are the closest entries found, not a confirmed match. If they do
+not answer it, reply with exactly {NOT_IN_SOURCES} and nothing else."""
+
+UNSURE_ZH = f"""\
+这些来源不一定能回答这个问题：它们只是找到的最接近的条目。如果它们不能回答，请只回复 {NOT_IN_SOURCES}，不要写别的。"""
+
+
+def unsure_rule(language: str) -> str:
+    """The system-prompt rule for an uncertain question: the explicit "not in the sources" exit."""
+    return UNSURE_ZH if language == "zh" else UNSURE_EN
+
+
 class Retriever:
     """The persona's knowledge for one session (the knowledge base itself is shared by all sessions)."""
 
@@ -51,7 +68,8 @@ class Retriever:
         self.persona = persona
         self.knowledge = knowledge
         self.enabled = has_knowledge(persona)
-        self.min_score = persona.knowledge.min_score if persona.knowledge.min_score is not None else settings.min_score
+        self.settings = settings
+        self.min_score, self.suggest_score = thresholds(persona, settings)
         self.top_k = persona.knowledge.top_k
         self.max_query_chars = settings.max_query_chars
         self._collections: list[str] | None = None
@@ -80,6 +98,48 @@ class Retriever:
             await asyncio.to_thread(self.knowledge.failed, exc)
             raise
 
+    async def assess(self, question: str) -> Assessment:
+        """What the persona's knowledge answers of ``question``, part by part and graded (see
+        :mod:`fay_core.knowledge.answerability`); an empty assessment if it has no knowledge.
+
+        Raises (after telling the knowledge base) what :meth:`retrieve` raises.
+        """
+        if not self.enabled:
+            return Assessment(question)
+        try:
+            collections = await self.prepare()
+            kb = self.knowledge.base()
+            assessor = assessor_for(kb, self.persona, collections, self.settings)
+            return await asyncio.to_thread(assessor.assess, query_text(question, self.max_query_chars))
+        except Exception as exc:
+            self._collections = None
+            await asyncio.to_thread(self.knowledge.failed, exc)
+            raise
+
+    def sources_for(self, assessment: Assessment) -> tuple[list[Hit], bool]:
+        """The sources an LLM gets for an assessed question, and whether they are uncertain.
+
+        Answered parts give their best hit and every other hit of theirs that is similar enough (or exact);
+        when no part is answered, the uncertain parts give their top hits (``unsure``: the LLM decides, with the
+        "not in the sources" exit); declined parts give nothing.
+        """
+        out: list[Hit] = []
+
+        def add(hits: list[Hit]) -> None:
+            for h in hits:
+                if all(o.id != h.id for o in out):
+                    out.append(h)
+
+        answered = [p for p in assessment.parts if p.verdict == "answer"]
+        for p in answered:
+            add([h for i, h in enumerate(p.hits) if i == 0 or h.similarity >= self.min_score or h.exact])
+        if out:
+            return out[: max(self.top_k, len(answered))], False
+        for p in assessment.parts:
+            if p.verdict == "uncertain":
+                add(list(p.hits[: min(self.top_k, 3)]))
+        return out[: self.top_k], bool(out)
+
     def good(self, hits: list[Hit]) -> list[Hit]:
         """The hits that count as found, or none.
 
@@ -90,6 +150,30 @@ class Retriever:
         if not any(h.confidence >= self.min_score or h.exact for h in hits):
             return []
         return [h for h in hits if h.similarity >= self.min_score or h.exact]
+
+
+#: candidates the assessor weighs (more than an answer cites: the lexical check may promote the fifth)
+ASSESS_TOP_K = 6
+
+
+def thresholds(persona: Persona, settings: KnowledgeSettings) -> tuple[float, float]:
+    """The persona's ``(min_score, suggest_score)``: its own where it sets them, else the settings'."""
+    k = persona.knowledge
+    min_score = k.min_score if k.min_score is not None else settings.min_score
+    suggest = k.suggest_score if k.suggest_score is not None else settings.suggest_score
+    return min_score, min(suggest, min_score)
+
+
+def assessor_for(kb: KnowledgeBase, persona: Persona, collections: list[str],
+                 settings: KnowledgeSettings) -> Assessor:
+    """The :class:`~fay_core.knowledge.answerability.Assessor` of a persona over its collections."""
+    min_score, suggest = thresholds(persona, settings)
+    banks, products = builtin_names()
+    names = Names([*banks, *products, *settings.foreign_names, *settings.not_offered])
+    top_k = max(persona.knowledge.top_k, ASSESS_TOP_K)
+    return Assessor(lambda text: kb.search(text, collections, top_k), lambda: kb.text_of(collections),
+                    min_score, suggest, names, coverage_weight=settings.coverage_weight,
+                    passage_offset=settings.passage_offset)
 
 
 def query_text(text: str, limit: int) -> str:

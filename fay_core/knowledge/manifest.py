@@ -163,6 +163,14 @@ class Manifest:
             "WHERE collection=? AND kind='faq'", (collection,)).fetchone()
         return int(n_faq), int(n_phrasings)
 
+    def text(self, collection: str) -> str:
+        """Every title, phrasing, section and text of the collection's entries, lower-cased, one per line."""
+        parts: list[str] = []
+        for title, text, section, questions in self.db.execute(
+                "SELECT title, text, section, questions FROM entries WHERE collection=?", (collection,)):
+            parts += [title or "", section or "", text or "", " ".join(json.loads(questions or "[]"))]
+        return "\n".join(parts).lower()
+
     def entries(self, collection: str, ids: Iterable[str]) -> dict[str, Entry]:
         ids = list(ids)
         if not ids:

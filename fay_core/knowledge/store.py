@@ -67,6 +67,7 @@ class KnowledgeBase:
         self.root.mkdir(parents=True, exist_ok=True)
         self.reranker = reranker
         self._lock = threading.RLock()
+        self._texts: dict[str, tuple[tuple[int, int], str]] = {}
         self.manifest = Manifest(self.root / "knowledge.sqlite3")
         self.keywords = KeywordIndex(self.manifest.db)
         self.index = VectorIndex(self.root, embedder, self.manifest.stamp, embed_cache, url=chroma_url)
@@ -258,6 +259,21 @@ class KnowledgeBase:
 
     def entries(self, collection: str, ids: Iterable[str]) -> dict[str, Entry]:
         return self.manifest.entries(collection, ids)
+
+    def text_of(self, collections: Sequence[str] | str) -> str:
+        """The lower-cased text of ``collections``' entries (what the entity checks of
+        :mod:`.answerability` look names up in), kept until the store changes."""
+        if isinstance(collections, str):
+            collections = [collections]
+        with self._lock:
+            stamp = self.manifest.stamp()
+            out = []
+            for name in collections:
+                got = self._texts.get(name)
+                if got is None or got[0] != stamp:
+                    got = self._texts[name] = (stamp, self.manifest.text(name))
+                out.append(got[1])
+            return "\n".join(out)
 
     def check(self) -> list[str]:
         """What is wrong beyond the SQLite files (see :mod:`.health`): Chroma opened, and the manifest and Chroma

@@ -1,0 +1,115 @@
+"""Answerability on the shipped bank personas: graded answers, entity checks, multi-part questions, the uncertain
+band reaching the LLM with its "not in the sources" exit.
+
+Real personas (personas/bank_teller_*.yaml), real Chroma, the real e5-fast embedder; the LLM is the FakeLLM server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fay_core.app import Fay
+from fay_core.events import AgentTurnFinished
+from fay_core.knowledge.answerability import Names, split_parts, terms
+from fay_core.settings import LLMSettings, Settings
+from fay_core.testing import FakeLLM, Reply, test_settings
+
+PERSONAS = Path(__file__).resolve().parent.parent / "personas"
+
+
+def settings(tmp_path: Path, fake: FakeLLM | None = None) -> Settings:
+    s = test_settings(tmp_path / "data", personas_dir=PERSONAS)
+    if fake is not None:
+        s.llm = LLMSettings(model=fake.model, api_base=fake.url, retries=0)
+    return s
+
+
+async def ask(fay: Fay, persona_id: str, question: str) -> AgentTurnFinished:
+    session = await fay.create_session(persona_id)
+    events: list[Any] = [e async for e in session.ask(question)]
+    assert isinstance(events[-1], AgentTurnFinished)
+    return events[-1]
+
+
+def cited(done: AgentTurnFinished) -> list[str]:
+    return [c.chunk_id.split("#", 1)[-1] for c in done.citations]
+
+
+def test_parts_terms_and_names_are_read_from_the_text() -> None:
+    assert split_parts("When do you close on Fridays, and do I need an appointment to open an account?") == [
+        "When do you close on Fridays", "do I need an appointment to open an account?"]
+    assert split_parts("ATM每天能取多少，跨行转账多久到账？") == ["ATM每天能取多少", "跨行转账多久到账？"]
+    assert split_parts("I finish work at 5, so when do you close?") == ["I finish work at 5, so when do you close?"]
+    assert split_parts("What is the saver rate?") == ["What is the saver rate?"]
+    assert terms("a 3-year deposit or a 12 month one") == {36, 12}
+    assert terms("存三年定期还是半年的") == {36, 6}
+    names = Names(["hsbc", "(?<!白)金卡"])
+    assert names.absent_in("What is HSBC's savings rate?", "harbor bank saver") == ["HSBC"]
+    assert names.absent_in("海港金卡年费多少", "白金卡年费1,200元") == ["金卡"]
+    assert names.absent_in("白金卡年费多少", "白金卡年费1,200元") == []
+
+
+@pytest.fixture(scope="module")
+def offline_fay(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings(tmp_path_factory.mktemp("offline"))
+
+
+async def test_offline_answers_declines_and_answers_two_parts(offline_fay: Settings) -> None:
+    async with Fay(offline_fay) as fay:
+        done = await ask(fay, "bank_teller_en", "do you charge me to send money")
+        assert done.answered_by == "offline" and cited(done) == ["hb-en-007"] and "80 per transfer" in done.text
+        # another bank's product: never answered with Harbor Bank's own figures
+        done = await ask(fay, "bank_teller_en", "What is HSBC's savings account interest rate?")
+        assert not done.citations and "colleague" in done.text and "2.10%" not in done.text
+        # a product the bank does not sell, and a term it does not offer
+        for q in ("What's the annual fee on the Harbor Gold card?", "What rate does your 5-year fixed deposit pay?"):
+            done = await ask(fay, "bank_teller_en", q)
+            assert not done.citations and "colleague" in done.text, q
+        done = await ask(fay, "bank_teller_en",
+                         "When do you close on Fridays, and do I need an appointment to open an account?")
+        assert cited(done) == ["hb-en-001", "hb-en-002"]
+        assert "17:00" in done.text and "photo ID" in done.text and "[2]" in done.text
+        done = await ask(fay, "bank_teller_zh", "工商银行的一年定期利率是多少？")
+        assert not done.citations and "人工客服" in done.text
+
+
+async def test_offline_offers_an_uncertain_match_as_a_suggestion(offline_fay: Settings) -> None:
+    async with Fay(offline_fay) as fay:
+        done = await ask(fay, "bank_teller_en", "how can I contact the bank")
+    assert cited(done) == ["hb-en-030"]
+    assert done.text.startswith("I'm not sure I understood. Did you mean:") and "400-800-1234" in done.text
+    assert "colleague" in done.text  # the check question's way out
+
+
+async def test_the_uncertain_band_reaches_the_llm_with_a_not_in_the_sources_exit(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.enqueue(Reply("NOT_IN_SOURCES"), Reply("Call 400-800-1234, any time [1]."))
+    async with Fay(settings(tmp_path, fake_llm)) as fay:
+        declined = await ask(fay, "bank_teller_en", "What time is it in Tokyo?")
+        answered = await ask(fay, "bank_teller_en", "how can I contact the bank")
+    assert len(fake_llm.requests) == 2
+    system = fake_llm.requests[0]["messages"][0]["content"]
+    assert "NOT_IN_SOURCES" in system and "<sources>" in fake_llm.requests[0]["messages"][-2]["content"]
+    # the exit is honoured: the customer hears the handoff, never the token
+    assert declined.answered_by == "guardrail" and "colleague" in declined.text
+    assert "NOT_IN_SOURCES" not in declined.text and not declined.citations
+    assert answered.answered_by == "llm" and answered.text == "Call 400-800-1234, any time [1]."
+    assert cited(answered) == ["hb-en-030"]
+
+
+async def test_a_confident_question_gets_no_exit_rule_and_a_declined_one_no_sources(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.enqueue(Reply("Domestic transfers in the app are free [1]."), Reply("I can't help with HSBC."))
+    async with Fay(settings(tmp_path, fake_llm)) as fay:
+        done = await ask(fay, "bank_teller_en", "Is there a fee for transfers?")
+        other = await ask(fay, "bank_teller_en", "What is HSBC's savings account interest rate?")
+    assert "NOT_IN_SOURCES" not in fake_llm.requests[0]["messages"][0]["content"]
+    assert cited(done) == ["hb-en-007"]
+    # the persona has tools, so the LLM is asked, but with no sources: nothing of Harbor Bank's to quote
+    assert not any("Reference sources" in (m.get("content") or "") for m in fake_llm.requests[1]["messages"])
+    assert not other.citations
