@@ -1,5 +1,5 @@
-"""The ``fay`` command line: ``run``, ``chat``, ``tts``, ``persona``, ``plugins``, ``kb``, ``keys``, ``audit`` (and
-plugin commands)."""
+"""The ``fay`` command line: ``run``, ``chat``, ``tts``, ``persona``, ``plugins``, ``kb``, ``keys``, ``audit``,
+``eval`` (and plugin commands)."""
 
 from __future__ import annotations
 
@@ -255,12 +255,14 @@ def plugins() -> None:
 
 
 from .audit_cli import audit  # noqa: E402
+from .evaluation.cli import eval_command  # noqa: E402
 from .knowledge.cli import kb  # noqa: E402
 from .keys_cli import keys  # noqa: E402
 
 cli.add_command(kb)
 cli.add_command(audit)
 cli.add_command(keys)
+cli.add_command(eval_command)
 
 
 def _add_plugin_commands() -> None:
