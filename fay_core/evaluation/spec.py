@@ -239,13 +239,17 @@ def _dotted(loc: tuple[Any, ...], data: Any) -> str:
     return out or "(suite)"
 
 
+#: the blocks a suite nests, by the field that holds them
+_NESTED: dict[str, type[BaseModel]] = {"cases": Case, "turns": Step, "simulate": Simulation}
+
+
 def _allowed(loc: tuple[Any, ...]) -> list[str]:
     """The fields allowed where the unknown field at ``loc`` was found."""
     model: type[BaseModel] = Suite
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        nested = {"cases": Case, "turns": Step, "simulate": Simulation}.get(str(part))
+        nested = _NESTED.get(str(part))
         if nested is None:
             return []
         model = nested
