@@ -103,6 +103,13 @@ class EvalSpecError(FayError):
         super().__init__(message)
         self.problems = problems or []
 
+    @property
+    def public(self) -> str:
+        """The problems with file names only."""
+        if not self.problems:
+            return str(self)
+        return "\n".join(f"{Path(f).name}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in self.problems)
+
 
 class PluginError(FayError):
     """A plugin failed to import, register or configure; the message names the plugin."""
