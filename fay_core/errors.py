@@ -9,6 +9,7 @@ may see (no server paths, no exception reprs)::
      ├── PersonaError          422  a persona file is missing, malformed or invalid (file, line, field)
      │    └── UnknownPersona   404  no persona of that id
      │         └── InvalidPersonaId   404  ... nor can there be: the id is no file name (too long, odd characters)
+     ├── EvalSpecError         422  a ``fay eval`` suite is missing, malformed or invalid (file, line, field)
      ├── PluginError           500  a plugin failed to import, register or configure
      ├── EngineError           500  an engine (LLM, ASR, TTS, VAD, renderer, embedder) failed at run time
      │    └── EngineUnavailable   500  the engine cannot run here (missing extra, model, or network)
@@ -93,6 +94,23 @@ class InvalidPersonaId(UnknownPersona):
 
     Refused before the file system sees it: an over-long name would fail there with an ``OSError``.
     """
+
+
+class EvalSpecError(FayError):
+    """A ``fay eval`` suite cannot be loaded. ``problems`` lists ``(file, line, field, message)`` tuples."""
+
+    status = 422
+
+    def __init__(self, message: str, problems: list[tuple[str, int | None, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+    @property
+    def public(self) -> str:
+        """The problems with file names only."""
+        if not self.problems:
+            return str(self)
+        return "\n".join(f"{Path(f).name}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in self.problems)
 
 
 class PluginError(FayError):
