@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 from ..app import Fay
 from ..brain.llm import LLMConfig
-from ..brain.offline import decline_text
-from ..events import AgentToolCalled, AgentToolReturned, AgentTurnFinished, Citation, ErrorRaised
+from ..events import AgentToolCalled, AgentToolReturned, AgentTurnFinished, ErrorRaised
 from ..persona import Persona, load_persona
 from ..session import Session
 from .checks import Transcript, TurnResult, check
@@ -236,7 +235,7 @@ class Evaluator:
             question=text,
             answer=finished.text,
             citations=list(finished.citations),
-            declined=declined(self.persona, finished.text, finished.citations),
+            declined=finished.declined,
             latency_ms=latency,
             tools=[tools[k] for k in order],
             answered_by=finished.answered_by,
@@ -263,8 +262,3 @@ class Evaluator:
         else:
             await session.close("eval case done")
 
-
-def declined(persona: Persona, text: str, citations: tuple[Citation, ...] | list[Citation]) -> bool:
-    """Whether an answer is the persona's decline: its hand-off text (``knowledge.handoff`` or the default), with no
-    source cited. (An LLM that declines in words of its own is not recognised: check those with ``judge``.)"""
-    return not citations and decline_text(persona) in text
