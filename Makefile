@@ -11,7 +11,7 @@ TYPED_PATHS := fay_core plugins examples/fay-plugin-weather/fay_plugin_weather
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-test system-deps web-deps bench lint clean
+.PHONY: run test install install-test system-deps web-deps smart-turn bench lint clean
 
 run: install
 	$(BIN)/fay run --host $(HOST) --port $(PORT)
@@ -27,7 +27,7 @@ lint: install-test
 	$(BIN)/python -m ruff check $(LINT_PATHS)
 	$(BIN)/python -m mypy --warn-unused-ignores $(TYPED_PATHS)
 
-install: $(VENV)/.installed web-deps
+install: $(VENV)/.installed web-deps smart-turn
 
 install-test: $(VENV)/.installed-test system-deps web-deps
 
@@ -51,6 +51,14 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Smart Turn v3 (the default turn gate) for offline use: only the ONNX file and its BSD-2 licence, taken from the
+# pipecat-ai wheel (pip download --no-deps: none of pipecat's dependencies), into $(VENV)/share/fay/smart_turn/
+smart-turn: $(VENV)/share/fay/smart_turn/LICENSE
+
+$(VENV)/share/fay/smart_turn/LICENSE: $(VENV)/.installed plugins/fay_smart_turn/fetch.py
+	$(BIN)/python -m fay_smart_turn.fetch --dest $(VENV)/share/fay/smart_turn
+	touch $@
 
 web-deps: web/node_modules/.installed
 

@@ -15,10 +15,17 @@ Scenarios (all offline, real engines unless said otherwise):
   speech onset (energy) and from the VAD onset to the moment playout paused, p50/p95, for two ``min_speech_ms``.
 - ``concurrency``: N sessions talking at once; the N at which the p95 end-of-speech → first-audio latency
   doubles compared with one session.
+- ``turn_taking``: the turn gate (real Silero VAD + Smart Turn, zero-latency ASR/answerer/TTS) against the silence
+  rule alone (``voice.turn.engine: none``): on the shared clips with a 500-800 ms silence inserted at one of their
+  phrase boundaries (a pause the VAD finds inside the clip), ``false_cutoff_rate`` (the utterance ended at the
+  inserted pause); on the clips as they are, ``end_wait_ms`` (true end of speech → the VAD's end of utterance).
+- ``bargein.default``: the stop latency with the shipped default persona's ``interruption`` block.
+- ``backchannel``: fillers and backchannels (Piper: "Mm-hm.", "Yeah.", "Right.", "Okay.") and a synthetic cough
+  over the avatar with the default settings: ``false_cancel_rate`` (share that interrupted the answer).
 
 Prints a table and writes ``bench/results/voice.json``.
 
-    python bench/voice.py [--turns 8] [--first-token 0.2] [--only latency,bargein]
+    python bench/voice.py [--turns 8] [--first-token 0.2] [--only latency,bargein,turn_taking,backchannel]
 """
 
 from __future__ import annotations
@@ -49,7 +56,11 @@ from fay_core.events import (  # noqa: E402
     PlayoutPaused,
     UserStartedSpeaking,
 )
-from fay_core.persona import InterruptionConfig, VoiceConfig  # noqa: E402
+from fay_core.persona import InterruptionConfig, VoiceConfig, load_persona  # noqa: E402
+from fay_core.plugins import Plugins  # noqa: E402
+from fay_core.events import UserStoppedSpeaking  # noqa: E402
+from fay_core.voice.audio import resample  # noqa: E402
+from fay_core.voice.vad import Segmenter, SegmenterConfig, SpeechPaused  # noqa: E402
 from fay_core.settings import LLMSettings  # noqa: E402
 from fay_core.testing import FakeLLM, Reply, test_settings  # noqa: E402
 from fay_whisper import WhisperASR, WhisperSettings  # noqa: E402
@@ -311,12 +322,14 @@ async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], t
         settings = bench_settings(tmp / "barge")
         async with Fay(settings) as fay:
             await fay.plugins.engine("asr", "whisper").warm_up()
-            for min_speech in (250, 150):
+            shipped = load_persona(ROOT / "personas" / "bank_teller_en.yaml").interruption
+            for min_speech in ("default", 250, 150):
                 true_lat, vad_lat = [], []
                 for k in range(args.barge_trials):
                     session = await fay.create_session("vera")
                     session.persona = session.persona.model_copy(update={
-                        "interruption": InterruptionConfig(min_speech_ms=min_speech, false_interruption_ms=1500),
+                        "interruption": shipped if min_speech == "default" else InterruptionConfig(
+                            min_speech_ms=int(min_speech), false_interruption_ms=1500),
                         "voice": VoiceConfig(engine="piper"),
                     })
                     session.agent.answerer = ZeroAnswerer(LONG_ANSWER)
@@ -355,7 +368,7 @@ async def bench_bargein(args: argparse.Namespace, en: list[tuple[str, bytes]], t
                     else:
                         print(f"  barge-in {min_speech} ms #{k}: playout never paused", file=sys.stderr)
                     await fay.close_session(session.id)
-                results[f"min_speech_{min_speech}ms"] = {
+                results["default" if min_speech == "default" else f"min_speech_{min_speech}ms"] = {
                     "stop_from_true_onset_ms": stats(true_lat), "stop_from_vad_onset_ms": stats(vad_lat),
                 }
     return results
@@ -385,14 +398,189 @@ async def bench_concurrency(args: argparse.Namespace, en: list[tuple[str, bytes]
     return {"levels": levels, "sessions_before_p95_doubles": sustained}
 
 
+def gated_fay(settings: Any) -> Fay:
+    """Fay with the smart_turn plugin (registered by hand where the installed entry points predate it)."""
+    import fay_smart_turn
+
+    plugins = Plugins(settings).load()
+    if "smart_turn" not in {i.name for i in plugins.infos}:
+        plugins.register(fay_smart_turn, "smart_turn")
+    return Fay(settings, plugins)
+
+
+def boundaries(pcm: bytes) -> list[int]:
+    """Sample offsets of the pauses the VAD finds inside ``pcm`` (phrase boundaries), not in its last 0.5 s."""
+    seg = Segmenter(SileroVAD().create_stream(), SegmenterConfig(min_silence_ms=100000))
+    out, t = [], 0.0
+    for i in range(0, len(pcm), 640):
+        t += 0.02
+        for ev in seg.feed(pcm[i : i + 640], t):
+            if isinstance(ev, SpeechPaused):
+                at = int(ev.at * 16000)
+                if 8000 < at < len(pcm) // 2 - 8000 and (not out or at - out[-1] > 8000):
+                    out.append(at)
+    return out
+
+
+def speech_end(pcm: bytes) -> float:
+    """Seconds into ``pcm`` where its speech ends: the end of the last 32 ms window Silero scores as speech (the
+    LibriVox clips carry recording noise to their end, so energy alone does not find it)."""
+    stream = SileroVAD().create_stream()
+    last = 0
+    for i in range(0, len(pcm) - 1024, 1024):
+        if stream.probability(pcm[i : i + 1024]) >= 0.5:
+            last = i + 1024
+    return last / 32000
+
+
+def turn_clips() -> list[tuple[str, str, bytes]]:
+    """(name, language, pcm) of the shared clips, or none with a note when the shared data is missing."""
+    if not (DATA / "speech_en").is_dir():
+        print(f"  turn_taking: skipped, no shared clips at {DATA}", file=sys.stderr)
+        return []
+    out = [(n, "en", p) for n, p in clips() if n != "english"]
+    out.append(("0870", "en", load_audio(DATA / "speech_en" / "sense_and_sensibility_01_austen_64kb-0870.wav")))
+    out.append(("jfk", "en", load_audio(DATA / "speech_en" / "jfk.flac")))
+    out.append(("aishell", "zh", load_audio(DATA / "speech_zh" / "BAC009S0764W0121.wav")))
+    return out
+
+
+async def bench_turn_taking(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(12)
+    items = turn_clips()
+    paused: list[tuple[str, str, bytes]] = []
+    for name, lang, pcm in items:
+        for b in boundaries(pcm)[:3]:
+            gap = silence(int(rng.integers(500, 801)))
+            paused.append((name, lang, pcm[: b * 2] + gap + pcm[b * 2 :]))
+    out: dict[str, Any] = {"paused_utterances": len(paused), "complete_utterances": len(items)}
+
+    async def run(engine: str) -> dict[str, Any]:
+        settings = bench_settings(tmp / f"turn-{engine}")
+        settings.voice.asr.engine = "zero"
+        settings.voice.asr.partials = False
+        settings.voice.turn.engine = engine
+        zh = tmp / f"turn-{engine}" / "personas" / "vera_zh.yaml"
+        zh.write_text(PERSONA.replace("language: en", "language: zh"), encoding="utf-8")
+        async with gated_fay(settings) as fay:
+            fay.plugins.register(ZeroPlugin(), "bench_zero")
+            sessions = {}
+            ends: dict[str, list[float]] = {"en": [], "zh": []}
+            for lang in ("en", "zh"):
+                session = await fay.create_session("vera" if lang == "en" else "vera_zh")
+                session.persona = session.persona.model_copy(update={
+                    "interruption": InterruptionConfig(enabled=False), "voice": VoiceConfig(engine="zero")})
+                session.agent.answerer = ZeroAnswerer("Sure.")
+                voice = await fay.assembly.add_voice(session)
+                await voice.warm_up()
+                sessions[lang] = session
+                session.bus.subscribe(lambda e, lang=lang: ends[lang].append(e.ts), UserStoppedSpeaking,
+                                      drop_stale=False)
+            cut = {"en": [0, 0], "zh": [0, 0]}
+            for _, lang, pcm in paused:
+                session = sessions[lang]
+                ends[lang].clear()
+                await stream_pcm(session.bus, silence(300) + pcm + silence(2000))
+                await asyncio.sleep(0.5)
+                cut[lang][0] += len(ends[lang]) > 1
+                cut[lang][1] += 1
+            waits: dict[str, list[float]] = {"en": [], "zh": []}
+            for _, lang, pcm in items:
+                session = sessions[lang]
+                ends[lang].clear()
+                t0 = time.monotonic()
+                await stream_pcm(session.bus, silence(300) + pcm + silence(2500))
+                await asyncio.sleep(0.3)
+                if ends[lang]:
+                    true_end = t0 + 0.3 + speech_end(pcm)
+                    waits[lang].append((ends[lang][-1] - true_end) * 1000)
+            gate = sessions["en"].voice.turn_gate  # type: ignore[union-attr]
+            fallbacks = sum(s.voice.turn_gate.fallbacks for s in sessions.values())  # type: ignore[union-attr]
+        n_cut = sum(c[0] for c in cut.values())
+        n = sum(c[1] for c in cut.values())
+        return {
+            "detector": getattr(gate.detector, "name", "none"),
+            "false_cutoff_rate": round(n_cut / max(1, n), 3),
+            "false_cutoff_by_language": {k: f"{c[0]}/{c[1]}" for k, c in cut.items()},
+            "end_wait_ms": stats(waits["en"] + waits["zh"]),
+            "fallbacks": fallbacks,
+        }
+
+    out["gate"] = await run("auto")
+    print(f"  turn gate: {out['gate']}", file=sys.stderr)
+    out["silence_rule"] = await run("none")
+    print(f"  silence rule: {out['silence_rule']}", file=sys.stderr)
+    return out
+
+
+def cough(ms: int = 250) -> bytes:
+    """A synthetic cough: a burst of band-limited noise with a fast attack and a decay."""
+    rng = np.random.default_rng(3)
+    n = 16 * ms
+    noise = np.convolve(rng.standard_normal(n), np.ones(6) / 6, mode="same")
+    env = np.minimum(1.0, np.arange(n) / 160) * np.exp(-np.arange(n) / (n / 3))
+    return (noise * env * 12000).astype(np.int16).tobytes()
+
+
+async def bench_backchannel(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    settings = bench_settings(tmp / "backch")
+    shipped = load_persona(ROOT / "personas" / "bank_teller_en.yaml").interruption
+    rows: dict[str, Any] = {}
+    cancels = total = 0
+    async with Fay(settings) as fay:
+        await fay.plugins.engine("asr", "whisper").warm_up()
+        piper = fay.plugins.engine("tts", "piper")
+        sounds: list[tuple[str, bytes]] = []
+        for text in ("Mm-hm.", "Yeah.", "Right.", "Okay."):
+            pcm = b""
+            async for chunk in piper.synthesize(text):
+                pcm += resample(chunk.pcm, chunk.sample_rate, 16000)
+            sounds.append((text, pcm))
+        sounds.append(("(cough)", cough()))
+        for k in range(args.backchannel_trials):
+            label, pcm = sounds[k % len(sounds)]
+            session = await fay.create_session("vera")
+            session.persona = session.persona.model_copy(update={"interruption": shipped,
+                                                                 "voice": VoiceConfig(engine="piper")})
+            session.agent.answerer = ZeroAnswerer(LONG_ANSWER)
+            await fay.assembly.add_voice(session)
+            got: dict[str, Any] = {}
+            started = asyncio.Event()
+
+            def on(e: Any, got: dict[str, Any] = got, started: asyncio.Event = started) -> None:
+                if isinstance(e, AvatarStartedSpeaking):
+                    started.set()
+                elif isinstance(e, Interrupted):
+                    got["interrupted"] = e
+                elif isinstance(e, PlayoutPaused):
+                    got["paused"] = True
+
+            session.bus.subscribe(on, drop_stale=False)
+            session.submit("Tell me about savings accounts.")
+            await asyncio.wait_for(started.wait(), 30)
+            await asyncio.sleep(0.5 + 0.11 * k)
+            await stream_pcm(session.bus, silence(100) + pcm + silence(1500))
+            cancelled = "interrupted" in got
+            row = rows.setdefault(label, {"cancelled": 0, "paused": 0, "n": 0})
+            row["cancelled"] += cancelled
+            row["paused"] += "paused" in got
+            row["n"] += 1
+            cancels += cancelled
+            total += 1
+            await fay.close_session(session.id)
+    return {"false_cancel_rate": round(cancels / max(1, total), 3), "by_sound": rows,
+            "note": "English only (Piper); the Mandarin fillers are covered by tests of real_words, not measured"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=8, help="voice turns for the latency scenario")
     ap.add_argument("--framework-turns", type=int, default=20)
     ap.add_argument("--barge-trials", type=int, default=8)
     ap.add_argument("--conc-turns", type=int, default=3, help="voice turns per session at each concurrency level")
+    ap.add_argument("--backchannel-trials", type=int, default=10)
     ap.add_argument("--first-token", type=float, default=0.2, help="fake LLM first-token delay (s)")
-    ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency")
+    ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency,turn_taking,backchannel")
     ap.add_argument("--answerer", choices=["agent", "plain"], default="agent",
                     help="agent: the persona's real answerer (RAG, tools); plain: the question alone to the LLM")
     args = ap.parse_args()
@@ -409,7 +597,8 @@ def main() -> None:
         if "vad" in only:
             report["vad"] = bench_vad(b"".join(p for _, p in en))
         for name, fn in (("latency", bench_latency), ("framework", bench_framework), ("bargein", bench_bargein),
-                         ("concurrency", bench_concurrency)):
+                         ("concurrency", bench_concurrency), ("turn_taking", bench_turn_taking),
+                         ("backchannel", bench_backchannel)):
             if name in only:
                 print(f"running {name} ...", file=sys.stderr)
                 report[name] = asyncio.run(fn(args, en, tmp))
@@ -450,6 +639,17 @@ def print_table(r: dict[str, Any]) -> None:
         for n, row in c["levels"].items():
             print(f"  {n:>2} sessions   p50 {row['p50']:>7}   p95 {row['p95']:>7}   turns {row['n']}")
         print(f"  sustained before p95 doubles: {c['sessions_before_p95_doubles']}")
+    if "turn_taking" in r:
+        t = r["turn_taking"]
+        print(f"\nturn taking ({t['paused_utterances']} paused, {t['complete_utterances']} complete utterances)")
+        print("  rule           false cut-offs   end wait p50   p95")
+        for k in ("gate", "silence_rule"):
+            if k in t:
+                row = t[k]
+                print(f"  {k:<14} {row['false_cutoff_rate']:>14}   {row['end_wait_ms']['p50']:>12}  "
+                      f"{row['end_wait_ms']['p95']:>5}")
+    if "backchannel" in r:
+        print(f"\nbackchannels over the avatar: false cancel rate {r['backchannel']['false_cancel_rate']}")
     print(f"\nwritten to {RESULTS / 'voice.json'}")
 
 

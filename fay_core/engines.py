@@ -1,4 +1,4 @@
-"""Engine contracts: what a plugin's ASR, TTS, VAD, embedder or avatar renderer must provide.
+"""Engine contracts: what a plugin's ASR, TTS, VAD, turn detector, embedder or avatar renderer must provide.
 
 Engines are registered by factory (see :mod:`fay_core.hookspecs`) so that nothing heavy loads until a session
 needs it. Factories take the validated settings of their plugin (or ``None``) and return an object that satisfies
@@ -89,6 +89,27 @@ class VADEngine(Protocol):
     name: str
 
     def create_stream(self, sample_rate: int = 16000) -> VADStream: ...
+
+
+@runtime_checkable
+class TurnDetector(Protocol):
+    """End of turn from the audio: has the user finished, or only paused? (``voice.turn.engine``; Smart Turn).
+
+    The voice pipeline asks when the VAD hears a pause, with the utterance so far; the answer decides whether the
+    turn ends after a short silence or the pipeline keeps listening (see :mod:`fay_core.voice.turns`). One object
+    is shared by every session: it must be safe to call concurrently and run its model off the event loop (a
+    thread pool of its own). A detector that raises, or answers later than the silence rule would have ended the
+    turn, is ignored for that pause (the silence rule decides).
+    """
+
+    name: str
+
+    async def end_of_turn(self, pcm: bytes, sample_rate: int, *, language: str | None = None) -> float:
+        """Probability (0..1) that the speech in ``pcm`` (16-bit mono, ending at the pause) is a complete turn.
+
+        ``language`` is the session's (``en``, ``zh``) or ``None``; the caller applies its own threshold.
+        """
+        ...
 
 
 @runtime_checkable

@@ -35,7 +35,7 @@ class RegisterSettings(Protocol):
 
 
 class RegisterEngine(Protocol):
-    """The ``register`` of the engine hooks (ASR, TTS, VAD, renderers, embedders, rerankers).
+    """The ``register`` of the engine hooks (ASR, TTS, VAD, turn detectors, renderers, embedders, rerankers).
 
     :param name: the engine's name, as settings and personas write it (``whisper``, ``piper``).
     :param factory: called once, on first use, with the plugin's validated settings (or with nothing if it takes
@@ -101,6 +101,20 @@ def register_vad(register: RegisterEngine) -> None:
     """Register voice activity detectors.
 
     :param register: ``register(name: str, factory: Callable[[settings | None], VADEngine], settings: str | None)``.
+    """
+
+
+@hookspec
+def register_turn_detectors(register: RegisterEngine) -> None:
+    """Register end-of-turn models: they tell a finished turn from a pause mid-sentence (``voice.turn.engine``).
+
+    The built-in one is Smart Turn v3 (plugin ``smart_turn``). ``auto`` takes the highest priority that can run
+    here (its factory raising :class:`~fay_core.errors.EngineUnavailable` when its model is missing); if none can,
+    or the chosen one fails or is slow, the voice pipeline ends turns by the silence rule alone
+    (``voice.vad.min_silence_ms``) and logs one warning.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], TurnDetector], settings: str | None,
+        languages=(...))``; see :class:`fay_core.engines.TurnDetector`.
     """
 
 

@@ -90,11 +90,16 @@ class InterruptionConfig(_Block):
     """Barge-in: when the user's speech stops the avatar."""
 
     enabled: bool = True
-    min_speech_ms: int = Field(250, ge=0, description="speech this long while the avatar talks pauses it")
-    min_words: int = Field(0, ge=0, description="words needed before a pause becomes an interruption")
+    min_speech_ms: int = Field(120, ge=0, description="speech this long while the avatar talks pauses it (from the "
+                               "VAD onset; coughs and backchannels that pause it resume)")
+    min_words: int = Field(0, ge=0, description="words needed before a pause becomes an interruption "
+                           "(backchannels and fillers such as 'mm-hm', 'okay', '嗯', '好的' never count)")
     false_interruption_ms: int = Field(800, ge=0, description="resume if no real words arrive in this window")
     half_duplex: bool = Field(False, description="ignore the microphone while the avatar speaks")
     echo_warmup_ms: int = Field(0, ge=0, description="ignore speech this long after the avatar starts talking")
+    uninterruptible: bool = Field(False, description="nothing this persona says can be interrupted; for single "
+                                  "passages (terms and conditions) mark them [uninterruptible]...[/uninterruptible] "
+                                  "in the answer's text instead")
 
 
 class RubricItem(_Block):

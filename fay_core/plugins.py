@@ -61,11 +61,12 @@ class Registration:
         return not self.languages or language in (None, "", "auto") or language in self.languages
 
 
-KINDS = ("asr", "tts", "vad", "renderer", "embedder", "reranker")
+KINDS = ("asr", "tts", "vad", "turn", "renderer", "embedder", "reranker")
 _KIND_HOOKS = {
     "asr": "register_asr_engines",
     "tts": "register_tts_engines",
     "vad": "register_vad",
+    "turn": "register_turn_detectors",
     "renderer": "register_avatar_renderers",
     "embedder": "register_embedders",
     "reranker": "register_rerankers",

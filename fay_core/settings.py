@@ -213,10 +213,43 @@ class TTSSettings(_Section):
     rest_failed_s: float = Field(60.0, ge=0, description="a failed engine is skipped this long (fallbacks speak)")
 
 
+class TurnSettings(_Section):
+    """The turn gate: when the VAD hears a pause, a turn-end model says whether the user has finished.
+
+    Complete: the turn ends after ``complete_silence_ms`` of silence. Not yet: the pipeline keeps listening for up
+    to ``max_pause_ms`` of silence. No model, a failing one, or one slower than the silence rule: the turn ends
+    after ``voice.vad.min_silence_ms`` (the silence rule), with one warning in the log.
+    """
+
+    engine: str = Field("auto", description="a registered turn detector; 'auto': the best one that can run here; "
+                        "'none': the silence rule alone")
+    complete_silence_ms: int = Field(200, ge=32, description="silence that ends a turn the model calls complete "
+                                     "(shorter gaps inside words and phrases are left alone)")
+    max_pause_ms: int = Field(1200, ge=64, description="longest pause kept listening through when the model says "
+                              "the user has not finished")
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"en": 0.5, "zh": 0.5},
+        description="probability of 'complete' from which a turn ends, by language ('*': any other language)",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 < v < 1}
+        if bad:
+            raise ValueError(f"thresholds are probabilities between 0 and 1, not {bad}")
+        return value
+
+    def threshold(self, language: str | None) -> float:
+        """The threshold for ``language`` (then ``*``, then 0.5)."""
+        return self.thresholds.get(language or "", self.thresholds.get("*", 0.5))
+
+
 class VoiceSettings(_Section):
-    """The voice pipeline: VAD, ASR and TTS choice (barge-in is per persona: ``interruption``)."""
+    """The voice pipeline: VAD, turn gate, ASR and TTS choice (barge-in is per persona: ``interruption``)."""
 
     vad: VADSettings = Field(default_factory=VADSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     asr: ASRSettings = Field(default_factory=ASRSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
 

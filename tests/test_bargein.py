@@ -116,3 +116,48 @@ async def test_half_duplex_ignores_speech_while_the_avatar_talks(
 def test_fillers_are_not_real_words() -> None:
     assert real_words("Mm-hmm.") == 0 and real_words("嗯嗯") == 0 and real_words("uh, um") == 0
     assert real_words("Wait, stop!") == 2 and real_words("等一下") == 3
+
+
+async def spoken(fay: Fay, text: str) -> bytes:
+    """``text`` in the real Piper voice, as 16 kHz microphone audio."""
+    from fay_core.voice.audio import resample
+
+    out = b""
+    async for chunk in fay.plugins.engine("tts", "piper").synthesize(text):
+        out += resample(chunk.pcm, chunk.sample_rate, 16000)
+    return out
+
+
+async def test_with_the_default_settings_a_backchannel_pauses_at_onset_and_playback_resumes(
+    llm_settings, fake_llm: FakeLLM
+) -> None:
+    async with Fay(llm_settings) as fay:
+        session, rec = await speaking_session(fay, InterruptionConfig())  # the shipped defaults
+        await stream_pcm(session.bus, await spoken(fay, "Okay.") + silence(700))
+        await rec.wait(PlayoutResumed, within=20)
+        stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
+        await session.bus.idle()
+        stop = next(e for e in rec.of(LatencyMeasured) if e.stage == "barge_in_stop")
+        assert stop.ms >= InterruptionConfig().min_speech_ms  # paused at the VAD onset of sustained speech
+        assert not stopped.interrupted and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
+        assert len(fake_llm.requests) == 1
+        assert " ".join(w.word for w in rec.of(WordPlayed)) == ANSWER  # every word played, none lost
+
+
+async def test_an_uninterruptible_passage_plays_through_speech(voice_settings, fake_llm: FakeLLM,  # noqa: F811
+                                                               shared_data: Path) -> None:
+    terms = "[uninterruptible]" + ANSWER + "[/uninterruptible]"
+    fake_llm.enqueue(Reply(terms))
+    async with Fay(voice_settings) as fay:
+        session, rec = await speaking_session(fay, InterruptionConfig())
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3] + silence(500))
+        await rec.wait(AvatarStoppedSpeaking, within=60)
+        await session.bus.idle()
+        assert not rec.of(PlayoutPaused) and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
+        assert " ".join(w.word for w in rec.of(WordPlayed)) == ANSWER  # the markers are not spoken
+
+
+def test_backchannels_are_not_real_words() -> None:
+    for text in ("Yeah.", "Right.", "Okay.", "Mm-hm.", "嗯", "对", "好的", "是", "是的", "对对对"):
+        assert real_words(text) == 0, text
+    assert real_words("Okay, stop.") == 1 and real_words("no") == 1 and real_words("对不起") == 2

@@ -3,14 +3,17 @@
 A persona's ``interruption`` block drives :class:`BargeIn`:
 
 1. Speech that starts while the avatar speaks is a *candidate* unless the persona is ``half_duplex`` (the
-   microphone is ignored while the avatar talks) or the avatar started talking less than ``echo_warmup_ms`` ago
-   (its own voice leaking back).
-2. Once the candidate's speech lasts ``min_speech_ms``, playout pauses at once (this is the stop latency the
-   benchmark reports, from the speech onset).
-3. While paused, the utterance so far is transcribed; ``min_words`` real words (at least one; fillers such as
-   "mm-hm" or "嗯" do not count) make it an interruption: the turn's audio is flushed and ``Interrupted`` carries
-   the words actually played. No real words within ``false_interruption_ms`` resumes playout where it paused,
-   and the utterance (a cough, a backchannel) does not start a turn.
+   microphone is ignored while the avatar talks), the avatar started talking less than ``echo_warmup_ms`` ago
+   (its own voice leaking back), or what is playing cannot be interrupted: the persona is ``uninterruptible``,
+   or the passage was marked ``[uninterruptible]...[/uninterruptible]`` in the answer's text (terms and
+   conditions). Such speech is ignored, as in half duplex.
+2. Once the candidate's speech lasts ``min_speech_ms`` (120 ms by default: the VAD onset of sustained speech),
+   playout pauses at once (this is the stop latency the benchmark reports, from the speech onset).
+3. While paused, the utterance so far is transcribed; ``min_words`` real words (at least one) make it an
+   interruption: the turn's audio is flushed and ``Interrupted`` carries the words actually played. Fillers
+   ("mm", "uh", "嗯") never count, and neither do backchannels ("mm-hm", "yeah", "right", "okay"; "对", "好的",
+   "是"). No real words within ``false_interruption_ms`` resumes playout where it paused, and the utterance
+   (a cough, a backchannel, noise) does not start a turn.
 """
 
 from __future__ import annotations
@@ -39,9 +42,21 @@ FILLERS = frozenset(
         "yeah-yeah", "嗯", "啊", "哦", "呃", "额", "噢", "唔", "嗯嗯", "哈"
     ]
 )
+#: words that acknowledge without taking the turn ("mm-hm", "yeah", "对", "好的"): never an interruption
+BACKCHANNELS = frozenset(
+    [
+        "yeah", "yes", "yep", "yup", "ya", "right", "okay", "ok", "sure", "alright", "uh-huh", "mhm", "aha",
+        "对", "是", "好", "行", "嗯", "噢", "喔", "明白", "没错"
+    ]
+)
+#: particles that only count with other words ("好的", "是的", "对啊" are backchannels)
+_PARTICLES = frozenset(["的", "啊", "呀", "吧", "啦", "呢", "哈"])
+
+
 def real_words(text: str) -> int:
-    """Words in ``text`` that are not fillers (a CJK character counts as a word)."""
-    return sum(1 for w in words(text.lower()) if w not in FILLERS)
+    """Words in ``text`` that are not fillers or backchannels (a CJK character counts as a word)."""
+    found = [w for w in words(text.lower()) if w not in FILLERS and w not in BACKCHANNELS]
+    return 0 if all(w in _PARTICLES for w in found) else len(found)
 
 
 class Verdict(Enum):
@@ -117,7 +132,10 @@ class BargeIn:
         cfg = self.config
         if not self.playout.speaking or not cfg.enabled:
             self._kind, self._attempt = _Kind.IDLE, None
-        elif cfg.half_duplex or (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms:
+        elif (
+            cfg.half_duplex or cfg.uninterruptible or self.playout.protected
+            or (onset - self.playout.speaking_since) * 1000 < cfg.echo_warmup_ms
+        ):
             self._kind, self._attempt = _Kind.IGNORED, None
         else:
             self._kind, self._attempt = _Kind.ATTEMPT, _Attempt(self.playout.speaking_turn, onset)
@@ -126,6 +144,8 @@ class BargeIn:
         """The current utterance has lasted ``speech_ms``: pause playout once it is long enough."""
         a = self._attempt
         if self._kind is not _Kind.ATTEMPT or a is None or a.paused or speech_ms < self.config.min_speech_ms:
+            return
+        if self.playout.protected:  # an uninterruptible passage began meanwhile: it plays on
             return
         if self.playout.speaking_turn != a.turn or not self.playout.pause():
             self._kind, self._attempt = _Kind.IDLE, None  # the avatar finished meanwhile: an ordinary utterance

@@ -3,6 +3,7 @@
 The session's assembly builds it when audio arrives (:meth:`fay_core.assembly.Assembly.add_voice`)::
 
     AudioReceived ─► VAD segmenter ─► ASR ─► TranscriptFinal ─► Agent
+                          │ turn gate (at a pause: finished, or not yet? :mod:`.turns`)
                           │ barge-in (pause / interrupt / resume)
     AgentTextDelta ─► sentence splitter ─► TTS (engine + fallbacks) ─► Playout ─► listeners (WebRTC, avatar)
 
@@ -49,8 +50,9 @@ from ..events import (
 from .audio import IN_RATE, OUT_RATE, resample
 from .bargein import BargeIn, Ticket, Verdict
 from .playout import Playout
-from .splitter import SentenceSplitter, speakable
+from .splitter import SentenceSplitter, protected_pieces, speakable
 from .tts import Speaker
+from .turns import TurnGate
 from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart
 
 if TYPE_CHECKING:
@@ -88,7 +90,8 @@ class _TurnVoice:
     turn_id: int
     clock: _Clock
     splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
-    sentences: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    sentences: asyncio.Queue[tuple[str, bool] | None] = field(default_factory=asyncio.Queue)  # (text, protected)
+    protected: bool = False  # inside an [uninterruptible] passage
     task: asyncio.Task[None] | None = None
     deltas: int = 0
     published: set[str] = field(default_factory=set)
@@ -119,6 +122,7 @@ class VoicePipeline:
                 max_utterance_ms=int(v.max_utterance_s * 1000),
             ),
         )
+        self.turn_gate = TurnGate.create(bus, self.segmenter, plugins, settings.turn, self.language or persona.language)
         self.playout = Playout(self.bus, OUT_RATE)
         self.speaker = Speaker(bus, persona, settings, plugins)
         self.bargein = BargeIn(self.bus, self.playout, persona.interruption, self._words_of)
@@ -166,12 +170,14 @@ class VoicePipeline:
         """Load the speech model and the persona's first voice now, so the first answer does not wait for them."""
         if isinstance(self.asr, SupportsWarmUp):
             await self.asr.warm_up()
+        await self.turn_gate.warm_up()
         try:
             await self.speaker.warm_up()
         except Exception as exc:  # the fallbacks will speak; the first sentence reports it properly
             log.info("session %s: TTS warm-up failed: %s", self.bus.session_id, exc)
 
     async def close(self) -> None:
+        await self.turn_gate.close()
         for tv in self._turns.values():
             if tv.task is not None:
                 tv.task.cancel()
@@ -225,11 +231,20 @@ class VoicePipeline:
         if self.bargein.state == "ignored":  # half duplex or echo warm-up: nobody will read it
             return
         if self.settings.asr.early_final and len(ev.pcm) / 2 / IN_RATE * 1000 >= self.settings.vad.min_utterance_ms:
-            task = self.bus.spawn(self._transcribe(ev.pcm), name="voice.asr-early")
-            self._early = (self._utt, task)
+            utt, pause = self._utt, ev.pause
+
+            def transcribe_early() -> None:  # after the turn gate's verdict (they would compete for the CPU)
+                seg = self.segmenter
+                if utt == self._utt and seg.speaking and seg.paused and seg.pauses == pause:  # still that pause
+                    self._early = (utt, self.bus.spawn(self._transcribe(ev.pcm), name="voice.asr-early"))
+
+            self.turn_gate.paused(ev, transcribe_early)
+        else:
+            self.turn_gate.paused(ev)
 
     def _speech_ended(self, ev: SpeechEnd) -> None:
         self.utterances += 1
+        self.turn_gate.ended(ev)
         self.bus.publish(UserStoppedSpeaking(session_id=self.bus.session_id, duration_ms=ev.duration_ms))
         clock = _Clock(ev.speech_end, "speech_end")
         clock.mark("vad_end")
@@ -338,23 +353,26 @@ class VoicePipeline:
             self._queue_sentence(tv, sentence)
 
     def _queue_sentence(self, tv: _TurnVoice, sentence: str) -> None:
-        text = speakable(sentence)
-        if not text or not any(c.isalnum() for c in text):
-            return
-        self._mark(tv, "first_sentence")
-        tv.sentences.put_nowait(text)
+        pieces, tv.protected = protected_pieces(sentence, tv.protected)
+        for piece, protected in pieces:
+            text = speakable(piece)
+            if not text or not any(c.isalnum() for c in text):
+                continue
+            self._mark(tv, "first_sentence")
+            tv.sentences.put_nowait((text, protected))
 
     async def _speak_turn(self, tv: _TurnVoice) -> None:
         try:
             if tv.disclose:
                 await self._disclose(tv)
-            while (sentence := await tv.sentences.get()) is not None:
+            while (item := await tv.sentences.get()) is not None:
+                sentence, protected = item
                 try:
                     async for chunk in self.speaker.speak(sentence, tv.turn_id):
                         if not chunk.pcm:
                             continue
                         self._mark(tv, "tts_first_audio")
-                        pts = self.playout.schedule(tv.turn_id, chunk)
+                        pts = self.playout.schedule(tv.turn_id, chunk, protected=protected)
                         if tv.disclose and tv.answer_pts is None and pts >= 0:
                             tv.answer_pts = pts
                 except FayError as exc:  # every engine failed: each failure was reported; the turn goes on

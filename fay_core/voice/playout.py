@@ -60,6 +60,7 @@ class _Segment:
     pos: int = 0  # bytes released
     next_word: int = 0
     started: bool = False
+    protected: bool = False  # an [uninterruptible] passage: barge-in leaves it alone
 
 
 @dataclass
@@ -133,6 +134,11 @@ class Playout:
         return self._current.turn_id if self._current is not None else 0
 
     @property
+    def protected(self) -> bool:
+        """True while an uninterruptible passage is being spoken (``schedule(..., protected=True)``)."""
+        return self._current is not None and bool(self._queue) and self._queue[0].protected
+
+    @property
     def queued_ms(self) -> float:
         return self._queued_bytes / 2 / self.sample_rate * 1000
 
@@ -143,8 +149,10 @@ class Playout:
 
     # --- scheduling -------------------------------------------------------------------------------------
 
-    def schedule(self, turn_id: int, chunk: AudioChunk) -> float:
-        """Queue ``chunk`` of ``turn_id``; publish ``SpeechScheduled``; return its start pts (-1 if refused)."""
+    def schedule(self, turn_id: int, chunk: AudioChunk, *, protected: bool = False) -> float:
+        """Queue ``chunk`` of ``turn_id``; publish ``SpeechScheduled``; return its start pts (-1 if refused).
+
+        ``protected``: the chunk belongs to an uninterruptible passage (:attr:`protected` while it plays)."""
         if turn_id <= self._dead_turn or self.bus.closed:
             return -1.0
         pcm = resample(chunk.pcm, chunk.sample_rate, self.sample_rate)
@@ -153,7 +161,7 @@ class Playout:
         words = _place_words(chunk.text, chunk.words, self.sample_rate)
         idle = self._current is None and not self._queue and not self.paused
         start_pts = self.pts + self._queued_bytes / 2 / self.sample_rate
-        seg = _Segment(turn_id, pcm, chunk.text, words)
+        seg = _Segment(turn_id, pcm, chunk.text, words, protected=protected)
         self._queue.append(seg)
         self._queued_bytes += len(pcm)
         play = self._turns.setdefault(turn_id, _TurnPlay(turn_id))

@@ -7,7 +7,9 @@ not a list number at the start of a line. Closing quotes and brackets stay with 
 than ``max_chars`` is cut at a comma (or a space, or in Chinese between two wide characters), never inside a
 number, so a run-on answer still starts speaking early.
 
-:func:`speakable` removes what should not be read aloud: citation markers ``[1]``, Markdown emphasis and headings.
+:func:`speakable` removes what should not be read aloud: citation markers ``[1]``, Markdown emphasis and headings,
+and the ``[uninterruptible]``/``[/uninterruptible]`` markers, which :func:`protected_pieces` reads: text between
+them (terms and conditions, a legal notice) is spoken without barge-in (see :mod:`fay_core.voice.bargein`).
 """
 
 from __future__ import annotations
@@ -33,11 +35,27 @@ _CLOSERS = set("\"')]}”’」』）】")
 _COMMAS = set(",，、：:")
 _CITATION = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 _MARKDOWN = re.compile(r"(\*\*|__|\*|`|^#+\s*|^\s*[-•]\s+)", re.MULTILINE)
+_PROTECT = re.compile(r"\[(/?)uninterruptible\]", re.IGNORECASE)
+
+
+def protected_pieces(sentence: str, protected: bool) -> tuple[list[tuple[str, bool]], bool]:
+    """Split ``sentence`` at ``[uninterruptible]`` markers: its pieces with whether each is protected, and the
+    state after it (``protected``: whether the sentence starts inside a marked passage)."""
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for m in _PROTECT.finditer(sentence):
+        if sentence[at : m.start()].strip():
+            pieces.append((sentence[at : m.start()], protected))
+        protected = not m.group(1)
+        at = m.end()
+    if sentence[at:].strip():
+        pieces.append((sentence[at:], protected))
+    return pieces, protected
 
 
 def speakable(text: str) -> str:
     """``text`` as it should be read aloud: no citation markers, emotion tags, Markdown markup or doubled spaces."""
-    text = strip_tags(_CITATION.sub("", text))
+    text = strip_tags(_PROTECT.sub("", _CITATION.sub("", text)))
     text = _MARKDOWN.sub("", text)
     return re.sub(r"[ \t]+", " ", text).strip()
 

@@ -2,8 +2,9 @@
 
 :class:`Segmenter` turns a stream of microphone frames of any size into speech events: start (after ``start_ms``
 of speech, with the onset placed where the speech began), silence (the user paused: a chance to transcribe
-early), resume, and end (after ``min_silence_ms`` of silence) with the utterance's audio, pre-roll included so
-the first syllable is not lost. The speech probability of each window comes from the VAD engine's stream
+early, and for the turn gate to judge), resume, and end (after ``min_silence_ms`` of silence, or the silence
+the turn gate asked for with :meth:`Segmenter.hold`) with the utterance's audio, pre-roll included so the first
+syllable is not lost. The speech probability of each window comes from the VAD engine's stream
 (``voice.vad.engine``; the built-in one is a plugin).
 """
 
@@ -24,10 +25,14 @@ class SpeechStart:
 
 @dataclass(frozen=True, slots=True)
 class SpeechPaused:
-    """The user went quiet at ``at`` (monotonic); ``pcm`` is the utterance so far (pre-roll included)."""
+    """The user went quiet at ``at`` (monotonic); ``pcm`` is the utterance so far (pre-roll included).
+
+    ``pause`` numbers the pauses of the stream: :meth:`Segmenter.hold` names the one it changes.
+    """
 
     at: float
     pcm: bytes
+    pause: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ class Segmenter:
         self._onset_sample = 0
         self._silence_sample = 0
         self._last_voiced = 0
+        self.pauses = 0  # pauses so far (the id of the current one while paused)
+        self._limit_ms: float | None = None  # silence that ends the current pause, if not min_silence_ms
         self.last_probability = 0.0
         self.windows = 0
 
@@ -101,6 +108,21 @@ class Segmenter:
         if not self.speaking:
             return 0.0
         return (self._samples - self._onset_sample) * 1000 / self.rate
+
+    @property
+    def silence_ms(self) -> float:
+        """How long the current pause has lasted (0 when not paused)."""
+        if not self.paused:
+            return 0.0
+        return (self._samples - self._silence_sample) * 1000 / self.rate
+
+    def hold(self, pause: int, silence_ms: float) -> bool:
+        """End pause ``pause`` after ``silence_ms`` of silence instead of ``min_silence_ms`` (the turn gate's
+        verdict). Returns False when that pause is over (speech resumed or the utterance ended): too late."""
+        if not (self.speaking and self.paused and pause == self.pauses):
+            return False
+        self._limit_ms = silence_ms
+        return True
 
     def utterance(self) -> bytes:
         """The current utterance's audio so far (pre-roll included)."""
@@ -150,15 +172,21 @@ class Segmenter:
             self._last_voiced = self._samples
             if self.paused:
                 self.paused = False
+                self._limit_ms = None
                 events.append(SpeechResumed())
         elif not self.paused:
             self.paused = True
+            self.pauses += 1
+            self._limit_ms = None
             self._silence_sample = start
         if self.paused:
             silent_ms = (self._samples - self._silence_sample) * 1000 / self.rate
             if silent_ms >= cfg.tail_ms and silent_ms - self.window * 1000 / self.rate < cfg.tail_ms:
-                events.append(SpeechPaused(at=self.time_of(self._silence_sample), pcm=bytes(self._utt)))
-            if silent_ms >= cfg.min_silence_ms:
+                events.append(
+                    SpeechPaused(at=self.time_of(self._silence_sample), pcm=bytes(self._utt), pause=self.pauses)
+                )
+            limit = self._limit_ms if self._limit_ms is not None else cfg.min_silence_ms
+            if silent_ms >= limit and silent_ms >= cfg.tail_ms:
                 events.append(self._end(forced=False))
                 return
         if (self._samples - self._onset_sample) * 1000 >= cfg.max_utterance_ms * self.rate:
@@ -178,6 +206,7 @@ class Segmenter:
         )
         self.speaking = False
         self.paused = False
+        self._limit_ms = None
         self._utt = bytearray()
         self._run = 0
         return ev
