@@ -29,7 +29,7 @@ lint: install-test
 
 install: $(VENV)/.installed web-deps smart-turn
 
-install-test: $(VENV)/.installed-test system-deps web-deps
+install-test: $(VENV)/.installed-test system-deps web-deps smart-turn
 
 # A current pip resolves this dependency set in seconds; the one a new venv gets backtracks for minutes.
 $(VENV)/.installed: pyproject.toml
