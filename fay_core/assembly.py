@@ -6,7 +6,10 @@
      0. recorder    SessionRecorder(session id, persona, record, folder)   personas with ``recording.enabled``;
                       records nothing until the customer consents (:mod:`fay_core.recording`)
      1. agent       Agent(bus, record, answerer, offline, retriever)
-                      answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one
+                      answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one;
+                      for a role-play (a scenario with steps) ScenarioRunner(bus, persona, llm) plays the plan
+                      (:mod:`fay_core.roleplay.runner`), and ReportWriter stores its report when it ends and on
+                      close (:mod:`fay_core.roleplay.reports`)
      2. timeline    AnimationTimeline(bus)      personas with an avatar renderer; its own 50 Hz clock until ...
      3. renderer    renderer.start(timeline, persona.avatar)   the persona's avatar stream
      4. voice       VoicePipeline(bus, persona, voice settings, plugins, disclosure)   when audio arrives or is
@@ -39,11 +42,13 @@ from .disclosure import Disclosure
 from .engines import AvatarStream
 from .errors import PluginError
 from .events import ErrorRaised, Event
-from .knowledge import Knowledge
+from .knowledge import Knowledge, resolve_embedder
 from .persona import Persona
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
 from .recording import SessionRecorder
+from .roleplay.reports import ReportStore, ReportWriter
+from .roleplay.runner import ScenarioRunner
 from .session import Session
 from .settings import Settings
 from .voice.pipeline import VoicePipeline
@@ -82,6 +87,8 @@ class Assembly:
                 observe = functools.partial(self._observe, session)
                 bus.subscribe(observe, name="plugins.event_observed", drop_stale=False)
             session.agent.attach()
+            if isinstance(session.agent.answerer, ScenarioRunner):
+                self._add_scenario(session, session.agent.answerer)
             if persona.avatar.renderer not in ("", "none"):
                 await self._add_avatar(session)
             for result in self.plugins.pm.hook.session_started(session=session):
@@ -99,13 +106,31 @@ class Assembly:
         offline = OfflineAnswerer(bus, persona, retriever)
         config = LLMConfig.resolve(self.settings.llm, persona)
         answerer: Answerer = offline
+        runner = ScenarioRunner(bus, persona) if persona.scenario.steps else None
         if config is not None:
             answerer = LLMAnswerer(
                 bus, persona, config, retriever, record.history,
                 tools=self.plugins.tools_for(persona.tools) if persona.tools else [],
                 tool_context=tools, max_tool_steps=self.settings.knowledge.max_tool_steps,
+                instructions=runner.instructions if runner is not None else None,
             )
+        if runner is not None:  # a role-play: the runner plays the plan, through the LLM if there is one
+            runner.llm = answerer if config is not None else None
+            answerer = runner
         return Agent(bus, record, answerer, offline, retriever)
+
+    def reports(self) -> ReportStore:
+        """Where role-play reports are stored: ``<data_dir>/reports/<tenant>/<session_id>.json``."""
+        return ReportStore(self.settings.data_dir / "reports")
+
+    def _add_scenario(self, session: Session, runner: ScenarioRunner) -> None:
+        """Give a role-play session its runner and its report, written when the scenario ends and on close."""
+        session.scenario = runner
+        writer = ReportWriter(session, runner, self.reports(),
+                              lambda: resolve_embedder(self.settings, self.plugins))
+        writer.attach()
+        session.report = writer
+        session.on_close(writer.close)
 
     def recorder(self, session: Session) -> SessionRecorder:
         """The session's consent-gated recorder, writing under ``<data_dir>/recordings/<tenant>/``."""

@@ -1,0 +1,270 @@
+"""The scenario runner: the avatar plays a persona's ``scenario`` (an interviewer, or a customer) step by step.
+
+It is the session's answerer (:class:`~fay_core.brain.agent.Answerer`) for personas whose scenario has steps; the
+assembly attaches it (:meth:`fay_core.assembly.Assembly.agent`). Each trainee turn:
+
+1. The persona's ``greeting`` opens the conversation; the trainee's first turn starts the first step, and the
+   avatar answers it with that step's first ``say:`` line.
+2. Later turns are heard by the current step: the aim is met when the trainee mentions one of its
+   ``listen_for`` phrases (case-insensitive; a step without any is met by its turn budget only). The step moves on
+   when its aim is met or when its budget is used (``turns:``, else the difficulty's ``patience``).
+3. The next step is the first ``next:`` branch whose conditions hold (see
+   :class:`~fay_core.persona.NextBranch`: ``if_mentioned``, ``if_not_mentioned``, ``if_aim``, ``otherwise``),
+   else the following step. Steps marked ``objection: true`` beyond the difficulty's ``objections`` are skipped
+   (a branch to one goes to the first step after it that is played).
+4. The avatar speaks: with an LLM configured, the LLM plays the role with the current step (its aim, and its
+   scripted line as a hint) in its prompt; without, the step's ``say:`` lines in order (the first when the step
+   starts, then one per follow-up; when they run out, a short nudge per language and role). A step with no
+   ``say:`` lines is announced by its aim.
+5. After the last step, or once ``time_limit_s`` has passed, the avatar says the scenario's ``closing`` line and
+   :class:`~fay_core.events.ScenarioEnded` is published; later turns get the closing line again.
+
+Every step change is a :class:`~fay_core.events.ScenarioStepChanged` (on the bus, the data channel and the answer
+stream). With a time limit, the scenario ends at the deadline even if nobody speaks (the closing line is then said
+at the next turn: the avatar does not speak unprompted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..bus import Bus
+from ..events import ErrorRaised, ScenarioEnded, ScenarioStepChanged
+from ..persona import END, Persona, ScenarioStep, localized
+
+if TYPE_CHECKING:
+    from ..brain.agent import Answerer
+    from ..brain.turn import Turn
+
+log = logging.getLogger(__name__)
+
+CLOSING = {"en": "Thank you, that is all for today. Goodbye.", "zh": "好的，今天就到这里，谢谢，再见。"}
+NUDGE = {
+    "interviewer": {"en": "Could you tell me a bit more about that?", "zh": "能再具体说说吗？"},
+    "customer": {"en": "Hmm, I'm still not sure about that.", "zh": "嗯，我还是不太确定。"},
+}
+ANNOUNCE = {"en": "Let's move on: {aim}", "zh": "我们进入下一个话题：{aim}"}
+
+
+def mentioned(text: str, phrases: list[str]) -> list[str]:
+    """The ``phrases`` that occur in ``text`` (case-insensitive; Chinese needs no word boundaries)."""
+    low = text.lower()
+    return [p for p in phrases if p.lower() in low]
+
+
+class ScenarioRunner:
+    """Plays ``persona.scenario`` on ``bus`` (see the module docstring).
+
+    ``llm`` answers in the role when given (an :class:`~fay_core.brain.llm_answerer.LLMAnswerer` built with
+    :meth:`instructions` as its ``instructions``); ``fallback`` answers a turn the scenario has no line for.
+    """
+
+    name = "scenario"
+
+    def __init__(self, bus: Bus, persona: Persona, *, llm: Answerer | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.bus = bus
+        self.persona = persona
+        self.scenario = persona.scenario
+        self.llm = llm
+        self.clock = clock
+        self.language = "zh" if persona.language == "zh" else "en"
+        level = self.scenario.level
+        self.patience = level.patience
+        objections = 0
+        #: the ids of the steps this difficulty plays
+        self.played: set[str] = set()
+        for step in self.scenario.steps:
+            if step.objection:
+                objections += 1
+                if objections > level.objections:
+                    continue
+            self.played.add(step.id)
+        #: who the trainee is (set by whoever creates the session; reports group a trainee's sessions by it)
+        self.trainee: str | None = None
+        self.started_at: float | None = None
+        self.index = -1
+        self.visited: list[str] = []
+        self.ended: ScenarioEnded | None = None
+        self._turns = 0
+        self._said = 0
+        self._mentions: set[str] = set()
+        self._aim_met = False
+        self._deadline: asyncio.Task[None] | None = None
+
+    # --- state --------------------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> ScenarioStep | None:
+        """The current step (``None`` before the first trainee turn and after the end)."""
+        if self.ended is not None or self.index < 0:
+            return None
+        return self.scenario.steps[self.index]
+
+    @property
+    def elapsed_s(self) -> float:
+        return 0.0 if self.started_at is None else self.clock() - self.started_at
+
+    @property
+    def closing(self) -> str:
+        return localized(self.scenario.closing, self.language, CLOSING)
+
+    def budget(self, step: ScenarioStep) -> int:
+        """Trainee turns ``step`` waits for its aim."""
+        return step.turns or self.patience
+
+    def instructions(self) -> str:
+        """The role and the current step, for the LLM's system prompt."""
+        sc = self.scenario
+        step = self.step
+        role = sc.avatar_role
+        other = "candidate" if role == "interviewer" else "bank adviser"
+        lines = [f"This is a role-play training. You play the {role}; the user is the {other} being trained. "
+                 f"Stay in your role, never coach the user, and keep each turn to one to three sentences.",
+                 f"Difficulty: {sc.difficulty}"
+                 + (" (be demanding: push back and ask for specifics)." if sc.difficulty == "hard" else
+                    " (be cooperative)." if sc.difficulty == "easy" else ".")]
+        if sc.goal:
+            lines.append(f"Goal of the scenario: {sc.goal}")
+        if step is not None:
+            lines.append(f"Current step {self.index + 1} of {len(sc.steps)}: {step.aim}")
+            hint = self._line(step, self._said)
+            if hint:
+                lines.append(f"Say something close to: {hint}")
+        return "\n".join(lines)
+
+    # --- the turn -----------------------------------------------------------------------------------------
+
+    async def answer(self, turn: Turn) -> None:
+        """Hear the trainee's turn, move the plan on, and say the avatar's line (see the module docstring)."""
+        turn.answered_by = self.name
+        if self.ended is not None:
+            turn.say(self.ended.closing or self.closing)
+            return
+        line: str | None
+        if self.index < 0:
+            self._start(turn)
+            line = self._next_line()
+        elif self.scenario.time_limit_s is not None and self.elapsed_s >= self.scenario.time_limit_s:
+            self._end("time_limit", turn.id)
+            line = None
+        else:
+            line = self._hear(turn)
+        if self.ended is not None:
+            turn.say(self.ended.closing)
+            return
+        if self.llm is not None:
+            try:
+                await self.llm.answer(turn)
+                turn.answered_by = self.llm.name
+                return
+            except Exception as exc:  # the scripted line stands in, if the step has one
+                if turn.text or not line:
+                    raise
+                log.warning("session %s turn %d: the LLM failed, the scripted line stands in: %s",
+                            self.bus.session_id, turn.id, exc)
+                self.bus.publish(ErrorRaised.of(exc, session_id=self.bus.session_id, turn_id=turn.id,
+                                                source="llm"))
+                turn.answered_by = "fallback"
+        turn.say(line or NUDGE[self.scenario.avatar_role][self.language])
+
+    def _start(self, turn: Turn) -> None:
+        self.started_at = self.clock()
+        first = self._resolve(0)
+        if first is None:
+            self._end("completed", turn.id)
+            return
+        self._enter(first, "start", turn.id)
+        if self.scenario.time_limit_s is not None:
+            self._deadline = self.bus.spawn(self._expire(self.scenario.time_limit_s), name="scenario.deadline")
+
+    def _hear(self, turn: Turn) -> str | None:
+        step = self.step
+        assert step is not None
+        self._turns += 1
+        said = mentioned(turn.question, list({*step.listen_for, *_branch_phrases(step)}))
+        self._mentions.update(p.lower() for p in said)
+        if any(p.lower() in self._mentions for p in step.listen_for):
+            self._aim_met = True
+        if not self._aim_met and self._turns < self.budget(step):
+            return self._next_line()
+        target, reason = self._choose(step)
+        if target is None:
+            self._end("completed", turn.id)
+            return None
+        self._enter(target, reason, turn.id)
+        return self._next_line()
+
+    def _choose(self, step: ScenarioStep) -> tuple[int | None, str]:
+        """The next step's index (``None``: the end) and why it was chosen."""
+        for branch in step.next:
+            if branch.if_mentioned and not any(p.lower() in self._mentions for p in branch.if_mentioned):
+                continue
+            if branch.if_not_mentioned and any(p.lower() in self._mentions for p in branch.if_not_mentioned):
+                continue
+            if branch.if_aim is not None and (branch.if_aim == "met") != self._aim_met:
+                continue
+            if branch.target == END:
+                return None, "branch"
+            index = next(i for i, s in enumerate(self.scenario.steps) if s.id == branch.target)
+            return self._resolve(index), "branch"
+        return self._resolve(self.index + 1), "aim_met" if self._aim_met else "budget"
+
+    def _resolve(self, index: int) -> int | None:
+        """The first step from ``index`` on that this difficulty plays (``None``: none is left)."""
+        steps = self.scenario.steps
+        while index < len(steps) and steps[index].id not in self.played:
+            index += 1
+        return index if index < len(steps) else None
+
+    def _enter(self, index: int, reason: str, turn_id: int) -> None:
+        self.index = index
+        self._turns = self._said = 0
+        self._mentions = set()
+        self._aim_met = False
+        step = self.scenario.steps[index]
+        self.visited.append(step.id)
+        self.bus.publish(ScenarioStepChanged(
+            session_id=self.bus.session_id, turn_id=turn_id, step_id=step.id, index=index,
+            total=len(self.scenario.steps), aim=step.aim, reason=reason, elapsed_s=self.elapsed_s,
+            time_limit_s=self.scenario.time_limit_s))
+
+    def _line(self, step: ScenarioStep, k: int) -> str | None:
+        if k < len(step.say):
+            return step.say[k]
+        if k == 0:
+            return ANNOUNCE[self.language].format(aim=step.aim)
+        return None
+
+    def _next_line(self) -> str | None:
+        step = self.step
+        if step is None:
+            return None
+        line = self._line(step, self._said)
+        self._said += 1
+        return line
+
+    def _end(self, reason: str, turn_id: int) -> None:
+        if self.ended is not None:
+            return
+        self.ended = ScenarioEnded(session_id=self.bus.session_id, turn_id=turn_id, reason=reason,
+                                   elapsed_s=self.elapsed_s, steps_visited=tuple(self.visited), closing=self.closing)
+        if self._deadline is not None and self._deadline is not asyncio.current_task():
+            self._deadline.cancel()
+        self.bus.publish(self.ended)
+
+    async def _expire(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        self._end("time_limit", 0)
+
+
+def _branch_phrases(step: ScenarioStep) -> list[str]:
+    out: list[str] = []
+    for branch in step.next:
+        out.extend(branch.if_mentioned or ())
+        out.extend(branch.if_not_mentioned or ())
+    return out
