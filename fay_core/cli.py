@@ -1,5 +1,5 @@
-"""The ``fay`` command line: ``run``, ``chat``, ``tts``, ``persona``, ``plugins``, ``kb``, ``keys``, ``audit`` (and
-plugin commands)."""
+"""The ``fay`` command line: ``run``, ``chat``, ``tts``, ``persona``, ``plugins``, ``kb``, ``keys``, ``audit``,
+``roleplay`` (and plugin commands)."""
 
 from __future__ import annotations
 
@@ -257,10 +257,12 @@ def plugins() -> None:
 from .audit_cli import audit  # noqa: E402
 from .knowledge.cli import kb  # noqa: E402
 from .keys_cli import keys  # noqa: E402
+from .roleplay.cli import roleplay  # noqa: E402
 
 cli.add_command(kb)
 cli.add_command(audit)
 cli.add_command(keys)
+cli.add_command(roleplay)
 
 
 def _add_plugin_commands() -> None:

@@ -30,6 +30,7 @@ may see (no server paths, no exception reprs)::
      │    ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
      │    ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
      │    └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
+     ├── TranscriptError       400  a role-play transcript is malformed (turn index and field named)
      ├── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
      │    ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
      │    ├── BodyTooLarge     413  over ``server.max_body_bytes``
@@ -232,6 +233,13 @@ class PeerLimit(OfferError):
 
     status = 503
     retry_after_s = 10
+
+
+class TranscriptError(FayError):
+    """A role-play transcript cannot be read; the message names the source, the turn index and the field, e.g.
+    ``transcript.json: turns[3].speaker: 'coach' is not a speaker (use 'trainee' or 'avatar')``."""
+
+    status = 400
 
 
 class InvalidRequest(FayError):

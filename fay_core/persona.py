@@ -106,9 +106,17 @@ class InterruptionConfig(_Block):
 
 
 class RubricItem(_Block):
+    """One criterion a role-play is scored on (see :mod:`fay_core.roleplay.scoring`).
+
+    ``checks`` are things the trainee should say or do, ``avoid`` things they must not say (a compliance breach),
+    each a plain sentence in the persona's language, best written the way a trainee would say it.
+    """
+
     criterion: str
     weight: float = Field(1.0, ge=0)
     description: str = ""
+    checks: list[str] = Field(default_factory=list, description="what the trainee should say or do, one sentence each")
+    avoid: list[str] = Field(default_factory=list, description="what the trainee must not say, one sentence each")
 
 
 def _localized(value: Any) -> str | dict[str, str]:
