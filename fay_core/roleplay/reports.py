@@ -311,3 +311,30 @@ class ReportWriter:
         path = await asyncio.to_thread(self.store.save, report)
         log.info("session %s: role-play report written (%s)", session.id, reason)
         return path
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """A report for people (``fay roleplay report``): the scores (a trainer's beside the AI's), then the transcript."""
+    final = report.get("final") or final_scores(report)
+    total = final.get("total")
+    lines = [f"{report.get('persona_name') or report.get('persona')} · session {report.get('session_id')} · "
+             f"trainee {report.get('trainee') or '-'} · {report.get('ended_reason')}",
+             f"total {'-' if total is None else f'{total:g}'} / 100"]
+    if report.get("error"):
+        lines.append(f"error: {report['error']}")
+    overrides = report.get("overrides") or {}
+    for c in (report.get("scorecard") or {}).get("criteria", []):
+        ai = "-" if c.get("score") is None else f"{c['score']:g}"
+        ov = overrides.get(c["criterion"])
+        shown = f"{ov['score']:g} (trainer; AI {ai}: {ov['comment']})" if ov else f"{ai} (AI)"
+        lines.append(f"  {c['criterion']}: {shown} / {c.get('max_score', 10):g}")
+        for k in c.get("checks", []):
+            lines.append(f"    {'+' if k.get('found') else '-'} {k['check']}"
+                         + (f"  \"{k['quote']}\" (turn {k['turn']})" if k.get("found") else "  (missing)"))
+        for v in c.get("violations", []):
+            lines.append(f"    ! {v['avoid']}  \"{v['quote']}\" (turn {v['turn']})")
+    lines.append("transcript:")
+    for i, t in enumerate(report.get("transcript", {}).get("turns", [])):
+        when = "" if t.get("start_s") is None else f"{t['start_s']:7.1f}s "
+        lines.append(f"  [{i}] {when}{t['speaker']}: {t['text']}")
+    return "\n".join(lines)

@@ -10,12 +10,13 @@ assembly attaches it (:meth:`fay_core.assembly.Assembly.agent`). Each trainee tu
    when its aim is met or when its budget is used (``turns:``, else the difficulty's ``patience``).
 3. The next step is the first ``next:`` branch whose conditions hold (see
    :class:`~fay_core.persona.NextBranch`: ``if_mentioned``, ``if_not_mentioned``, ``if_aim``, ``otherwise``),
-   else the following step. Steps marked ``objection: true`` beyond the difficulty's ``objections`` are skipped
-   (a branch to one goes to the first step after it that is played).
+   else the following step. Steps marked ``objection: true`` beyond the difficulty's ``objections`` are skipped:
+   passed as if the trainee had said nothing in them (their ``next:`` with nothing mentioned, the aim missed).
 4. The avatar speaks: with an LLM configured, the LLM plays the role with the current step (its aim, and its
    scripted line as a hint) in its prompt; without, the step's ``say:`` lines in order (the first when the step
-   starts, then one per follow-up; when they run out, a short nudge per language and role). A step with no
-   ``say:`` lines is announced by its aim.
+   starts, then one per follow-up; when they run out, a short nudge per language and role). Offline, a step with
+   no ``say:`` lines is announced by its aim; if the LLM fails, the step's scripted line stands in, and where there
+   is none the agent's offline answerer does (the knowledge base, as for any persona).
 5. After the last step, or once ``time_limit_s`` has passed, the avatar says the scenario's ``closing`` line and
    :class:`~fay_core.events.ScenarioEnded` is published; later turns get the closing line again.
 
@@ -162,7 +163,7 @@ class ScenarioRunner:
                 await self.llm.answer(turn)
                 turn.answered_by = self.llm.name
                 return
-            except Exception as exc:  # the scripted line stands in, if the step has one
+            except Exception as exc:  # the scripted line stands in, if the step has one (else the agent's fallback)
                 if turn.text or not line:
                     raise
                 log.warning("session %s turn %d: the LLM failed, the scripted line stands in: %s",
@@ -170,11 +171,13 @@ class ScenarioRunner:
                 self.bus.publish(ErrorRaised.of(exc, session_id=self.bus.session_id, turn_id=turn.id,
                                                 source="llm"))
                 turn.answered_by = "fallback"
+        elif line is None and self._said == 1 and self.step is not None:  # a step without lines starts: announce it
+            line = ANNOUNCE[self.language].format(aim=self.step.aim)
         turn.say(line or NUDGE[self.scenario.avatar_role][self.language])
 
     def _start(self, turn: Turn) -> None:
         self.started_at = self.clock()
-        first = self._resolve(0)
+        first = self._resolve(0 if self.scenario.steps else None)
         if first is None:
             self._end("completed", turn.id)
             return
@@ -201,25 +204,35 @@ class ScenarioRunner:
 
     def _choose(self, step: ScenarioStep) -> tuple[int | None, str]:
         """The next step's index (``None``: the end) and why it was chosen."""
-        for branch in step.next:
-            if branch.if_mentioned and not any(p.lower() in self._mentions for p in branch.if_mentioned):
-                continue
-            if branch.if_not_mentioned and any(p.lower() in self._mentions for p in branch.if_not_mentioned):
-                continue
-            if branch.if_aim is not None and (branch.if_aim == "met") != self._aim_met:
-                continue
-            if branch.target == END:
-                return None, "branch"
-            index = next(i for i, s in enumerate(self.scenario.steps) if s.id == branch.target)
-            return self._resolve(index), "branch"
-        return self._resolve(self.index + 1), "aim_met" if self._aim_met else "budget"
+        target, branched = self._route(self.index, self._mentions, self._aim_met)
+        return (None if target is None else self._resolve(target),
+                "branch" if branched else "aim_met" if self._aim_met else "budget")
 
-    def _resolve(self, index: int) -> int | None:
-        """The first step from ``index`` on that this difficulty plays (``None``: none is left)."""
+    def _route(self, index: int, mentions: set[str], aim_met: bool) -> tuple[int | None, bool]:
+        """Where step ``index`` leads (``None``: the end), and whether a ``next:`` condition chose it."""
         steps = self.scenario.steps
-        while index < len(steps) and steps[index].id not in self.played:
-            index += 1
-        return index if index < len(steps) else None
+        for branch in steps[index].next:
+            if branch.if_mentioned and not any(p.lower() in mentions for p in branch.if_mentioned):
+                continue
+            if branch.if_not_mentioned and any(p.lower() in mentions for p in branch.if_not_mentioned):
+                continue
+            if branch.if_aim is not None and (branch.if_aim == "met") != aim_met:
+                continue
+            chose = branch.otherwise is None  # "otherwise" is the default route, not a condition that held
+            if branch.target == END:
+                return None, chose
+            return next(i for i, s in enumerate(steps) if s.id == branch.target), chose
+        return (index + 1 if index + 1 < len(steps) else None), False
+
+    def _resolve(self, index: int | None) -> int | None:
+        """``index``, or where a step this difficulty skips leads: it is passed as if the trainee had said nothing
+        in it (its ``next:`` with nothing mentioned and the aim missed). ``None``: the end."""
+        seen: set[int] = set()
+        steps = self.scenario.steps
+        while index is not None and steps[index].id not in self.played and index not in seen:
+            seen.add(index)
+            index = self._route(index, set(), False)[0]
+        return None if index is None or index in seen else index
 
     def _enter(self, index: int, reason: str, turn_id: int) -> None:
         self.index = index
@@ -234,11 +247,7 @@ class ScenarioRunner:
             time_limit_s=self.scenario.time_limit_s))
 
     def _line(self, step: ScenarioStep, k: int) -> str | None:
-        if k < len(step.say):
-            return step.say[k]
-        if k == 0:
-            return ANNOUNCE[self.language].format(aim=step.aim)
-        return None
+        return step.say[k] if k < len(step.say) else None
 
     def _next_line(self) -> str | None:
         step = self.step
