@@ -20,7 +20,13 @@ from click.testing import CliRunner
 from fay_core.app import Fay
 from fay_core.cli import cli
 from fay_core.errors import PersonaError
-from fay_core.events import AgentTurnFinished, ScenarioEnded, ScenarioStepChanged, TranscriptFinal
+from fay_core.events import (
+    AgentTurnFinished,
+    AvatarStoppedSpeaking,
+    ScenarioEnded,
+    ScenarioStepChanged,
+    TranscriptFinal,
+)
 from fay_core.persona import parse_persona
 from fay_core.server import create_app
 from fay_core.settings import LLMSettings, Settings
@@ -292,9 +298,8 @@ async def test_a_scenario_over_the_voice_path_with_the_llm_playing_the_customer(
     from fay_core.voice.audio import resample, silence, stream_pcm
 
     settings.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url)
-    settings.knowledge.auto_ingest = False  # the customer's LLM needs no product sources here
     tts = PiperTTS()
-    trainee = ["Good morning, how can I help you today?",
+    trainee = ["What can I do for you today?",
                "How often do you travel abroad?",
                "The annual fee is waived after you spend one hundred and twenty thousand.",
                "There is no foreign transaction fee.",
@@ -306,12 +311,17 @@ async def test_a_scenario_over_the_voice_path_with_the_llm_playing_the_customer(
         session = await fay.create_session("sales_en")
         voice = await fay.assembly.add_voice(session)
         await voice.asr.warm_up()
-        rec = Recorder(session.bus, TranscriptFinal, AgentTurnFinished, ScenarioStepChanged, ScenarioEnded)
+        rec = Recorder(session.bus, TranscriptFinal, AgentTurnFinished, AvatarStoppedSpeaking, ScenarioStepChanged,
+                       ScenarioEnded)
         for i, line in enumerate(trainee, start=1):
             chunks = [c async for c in tts.synthesize(line, language="en")]
             pcm = resample(b"".join(c.pcm for c in chunks), chunks[0].sample_rate, 16000)
-            await stream_pcm(session.bus, silence(300) + pcm + silence(900), realtime=False)
-            await rec.wait(AgentTurnFinished, lambda e, i=i: e.turn_id == i, within=60)
+            await stream_pcm(session.bus, silence(300) + pcm + silence(900))  # paced like a microphone
+            for _ in range(600):  # the avatar answers and finishes speaking before the trainee goes on
+                if len(rec.of(AvatarStoppedSpeaking)) >= i:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(rec.of(AvatarStoppedSpeaking)) >= i, [(type(e).__name__, e) for e in rec.events]
         ended = await rec.wait(ScenarioEnded, within=5)
         report = await wait_for_file(report_path(settings, session.id), within=60)
     heard = [e.text for e in rec.of(TranscriptFinal)]
@@ -324,6 +334,10 @@ async def test_a_scenario_over_the_voice_path_with_the_llm_playing_the_customer(
     steps = session.persona.scenario.steps
     assert "You play the customer" in systems[0] and steps[0].aim in systems[0]
     assert steps[1].aim in systems[1], systems[1]
+    # the customer's LLM reads the demo bank's product facts (its knowledge base) as sources
+    sources = [m["content"] for r in fake_llm.requests for m in r["messages"] if m["role"] == "user"]
+    blocks = [text for text in sources if text.startswith("Reference sources")]
+    assert any("foreign transaction" in text.lower() for text in blocks), sources
     turns = report["transcript"]["turns"]
     spoken = [t for t in turns if t["speaker"] == "trainee"]
     assert len(spoken) == len(trainee) and all(t["end_s"] - t["start_s"] > 0.5 for t in spoken), spoken
