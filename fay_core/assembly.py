@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+import weakref
 from typing import Any
 
 from .audit import AuditLog
@@ -64,6 +65,8 @@ class Assembly:
         self.audit = audit
         #: masks personal data in every audit record (the settings' built-ins and the plugins' detectors)
         self.redactor = plugins.redactor()
+        #: the role-play sessions' report writers, while their sessions (or a write after their close) hold them
+        self.writers: weakref.WeakValueDictionary[str, ReportWriter] = weakref.WeakValueDictionary()
 
     async def build(self, persona: Persona, session_id: str | None = None) -> Session:
         """A started session for ``persona``: agent, avatar (if any), observers, then the ``session_started`` hooks.
@@ -130,6 +133,7 @@ class Assembly:
                               lambda: resolve_embedder(self.settings, self.plugins))
         writer.attach()
         session.report = writer
+        self.writers[session.id] = writer
         session.on_close(writer.close)
 
     def recorder(self, session: Session) -> SessionRecorder:

@@ -48,7 +48,7 @@ const els = {
   token: $("token"), audio: $("remote-audio"), transcript: $("transcript"), live: $("live"), form: $("ask"),
   text: $("text"), send: $("send"), avatar: $("avatar"), placeholder: $("avatar-placeholder"),
   scenario: $("scenario"), scenarioStep: $("scenario-step"), scenarioAim: $("scenario-aim"),
-  scenarioTime: $("scenario-time"), scenarioReport: $("scenario-report"),
+  scenarioTime: $("scenario-time"), scenarioReport: $("scenario-report"), scenarioLabel: $("scenario-label"),
 };
 
 const fay = (window.fay = {
@@ -438,9 +438,11 @@ function showScenario(msg) {
   fay.scenario = { ...(fay.scenario || {}), ...msg, ended };
   els.scenario.hidden = false;
   if (!ended) {
+    els.scenarioLabel.textContent = "Step";
     els.scenarioStep.textContent = `${msg.index + 1} of ${msg.total}`;
     els.scenarioAim.textContent = msg.aim;
   } else {
+    els.scenarioLabel.textContent = "Scenario";
     els.scenarioStep.textContent = "ended";
     els.scenarioAim.textContent = msg.reason === "time_limit" ? "time is up" : "scenario complete";
     els.scenarioReport.href = `/web/report.html?session=${encodeURIComponent(fay.sessionId || "")}`;

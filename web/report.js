@@ -117,7 +117,7 @@ function showTranscript(r) {
   const list = $("transcript");
   list.replaceChildren();
   r.transcript.turns.forEach((t, i) => {
-    list.append(el("li", { class: t.speaker, id: `turn-${i}`, "data-turn": String(i) },
+    list.append(el("li", { class: `turn-${t.speaker}`, id: `turn-${i}`, "data-turn": String(i) },
       el("span", { class: "when" }, t.start_s !== null ? clock(t.start_s) : ""),
       el("span", { class: "who" }, t.speaker === "trainee" ? "Trainee " : `${r.persona_name || "Avatar"} `),
       el("span", { class: "text" }, t.text)));
@@ -163,6 +163,9 @@ function showMetrics(r) {
     if (v !== null) chart.append(svg("rect", { x: 0, y: 0, width: Math.min(100, (100 * v) / scale), height: 6, fill: "#1f6feb", rx: 3 }));
     box.append(el("div", { class: "metric", "data-metric": key }, label, el("b", {}, v === null ? "–" : show(v)), chart));
   }
+  if (m.talk_share === null && m.words_per_minute === null) {
+    box.append(el("p", { class: "muted wide" }, "Typed session: the timings of speech (talk share, pace) are missing."));
+  }
   showTimeline(r);
 }
 
@@ -171,14 +174,17 @@ function showTimeline(r) {
   box.replaceChildren();
   const timed = r.transcript.turns.filter((t) => t.start_s !== null && t.end_s !== null);
   if (!timed.length) return;
-  const end = Math.max(...timed.map((t) => t.end_s), 1);
+  const start = Math.min(...timed.map((t) => t.start_s));
+  const span = Math.max(Math.max(...timed.map((t) => t.end_s)) - start, 1);
+  const end = start + span;
   const chart = svg("svg", { viewBox: "0 0 300 44", role: "img", "aria-label": "who spoke when" });
   chart.append(svg("text", { x: 0, y: 10, "font-size": 8, fill: "#667085" }, "avatar"),
     svg("text", { x: 0, y: 30, "font-size": 8, fill: "#667085" }, "trainee"),
+    svg("text", { x: 40, y: 43, "font-size": 7, fill: "#667085" }, clock(start)),
     svg("text", { x: 300, y: 43, "font-size": 7, fill: "#667085", "text-anchor": "end" }, clock(end)));
   for (const t of timed) {
-    const x = 40 + (260 * t.start_s) / end;
-    const w = Math.max(1, (260 * (t.end_s - t.start_s)) / end);
+    const x = 40 + (258 * (t.start_s - start)) / span;
+    const w = Math.max(2, (258 * (t.end_s - t.start_s)) / span);
     chart.append(svg("rect", { x, y: t.speaker === "avatar" ? 3 : 23, width: w, height: 10, rx: 2,
       fill: t.speaker === "avatar" ? "#98a2b3" : "#1f6feb" }));
   }

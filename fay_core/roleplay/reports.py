@@ -186,11 +186,13 @@ class TurnTimes:
         self.trainee: dict[int, list[float]] = {}
         self.avatar: dict[int, list[float]] = {}
         self.voiced: set[int] = set()  # turns whose avatar side the playout timed
+        self.updates = 0  # timings taken so far (a report written before the last of them is out of date)
         self._onset: float | None = None
         self._stop: float | None = None
 
     def on_event(self, event: Event) -> None:
         t = event.turn_id
+        self.updates += 1
         if isinstance(event, UserStartedSpeaking):
             self._onset, self._stop = event.onset or event.ts, None
         elif isinstance(event, UserStoppedSpeaking):
@@ -244,7 +246,7 @@ class ReportWriter:
         self.times = TurnTimes()
         self.t0 = time.monotonic()
         self.started = time.time()
-        self.written_at: int | None = None  # the history length when last written
+        self.written_at: tuple[int, int] | None = None  # (history length, timings seen) when last written
         self._ending_turn: int | None = None
         self._lock = asyncio.Lock()
 
@@ -261,11 +263,11 @@ class ReportWriter:
             else:
                 self._ending_turn = event.turn_id
         elif event.turn_id == self._ending_turn and event.turn_id:
-            voiced = self.session.voice is not None
-            if isinstance(event, AvatarStoppedSpeaking) or not voiced:  # the closing line is said (or written)
+            # the closing line is written (then, with a voice, said: its times complete the report)
+            if isinstance(event, AvatarStoppedSpeaking):
                 self._ending_turn = None
-                reason = self.runner.ended.reason if self.runner.ended is not None else "completed"
-                self.session.bus.spawn(self.write(reason), name="report.write")
+            reason = self.runner.ended.reason if self.runner.ended is not None else "completed"
+            self.session.bus.spawn(self.write(reason, again=False), name="report.write")
 
     async def close(self) -> None:
         """On session close: write (again) if the scenario started and something was said since."""
@@ -276,7 +278,7 @@ class ReportWriter:
         """Score the transcript and store the report (unless ``again`` is false and nothing was said since the last
         write, or the scenario never started); never raises (a scoring failure is stored as ``error``)."""
         async with self._lock:  # a write in progress finishes first
-            if self.runner.started_at is None or (not again and self.written_at == len(self.session.history.messages)):
+            if self.runner.started_at is None or (not again and self.written_at == self._state()):
                 return None
             try:
                 return await self._write(reason)
@@ -284,12 +286,20 @@ class ReportWriter:
                 log.exception("session %s: the role-play report could not be written", self.session.id)
                 return None
 
+    def _state(self) -> tuple[int, int]:
+        return len(self.session.history.messages), self.times.updates
+
+    async def settled(self) -> None:
+        """Wait for a write in progress (a report asked for while its session closes is read after it)."""
+        async with self._lock:
+            pass
+
     async def _write(self, reason: str) -> Path:
         from .scoring import score_transcript
 
         session = self.session
         persona = session.persona
-        self.written_at = len(session.history.messages)
+        self.written_at = self._state()
         transcript = build_transcript(session, self.times, self.t0)
         sc = persona.scenario
         report: dict[str, Any] = {
