@@ -30,7 +30,7 @@ from fay_core.events import (
 from fay_core.persona import parse_persona
 from fay_core.server import create_app
 from fay_core.settings import LLMSettings, Settings
-from fay_core.testing import FakeLLM, Recorder, Reply, test_settings
+from fay_core.testing import FakeLLM, Recorder, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 SALES = (ROOT / "personas" / "sales_en.yaml").read_text(encoding="utf-8")
@@ -64,10 +64,15 @@ def report_path(settings: Settings, sid: str, tenant: str = "default") -> Path:
     return settings.data_dir / "reports" / tenant / f"{sid}.json"
 
 
+def read_report(path: Path) -> dict[str, Any] | None:
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
 async def wait_for_file(path: Path, within: float = 60.0) -> dict[str, Any]:
     for _ in range(int(within * 10)):
-        if path.is_file():
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+        report = await asyncio.to_thread(read_report, path)
+        if report is not None:
+            return report
         await asyncio.sleep(0.1)
     raise AssertionError(f"no report at {path} after {within} s")
 
@@ -199,7 +204,8 @@ async def test_a_scoring_failure_keeps_the_transcript_with_the_error(alone: Sett
     settings = alone
     settings.knowledge.embedder = "no-such-embedder"
     async with Fay(settings) as fay:
-        session, answers, _ = await play(fay, "interviewer_zh", ["你好，我准备好了。", "我在客服岗位有三年的工作经验。"])
+        said = ["你好，我准备好了。", "我在客服岗位有三年的工作经验。"]
+        session, answers, _ = await play(fay, "interviewer_zh", said)
         await fay.close_session(session.id)
     report = json.loads(report_path(settings, session.id).read_text(encoding="utf-8"))
     assert report["scorecard"] is None and "no-such-embedder" in report["error"]
@@ -223,7 +229,8 @@ async def test_report_over_http_survives_a_restart_and_keeps_the_ai_score_beside
     try:
         async with ClientSession(base_url=str(server.make_url(""))) as http:
             sids = []
-            for lines in (GOOD_ADVISER[:2] + ["It is a good card.", "Really good.", "Cards are useful.", "Yes.", "Bye."], GOOD_ADVISER):
+            poor = GOOD_ADVISER[:2] + ["It is a good card.", "Really good.", "Cards are useful.", "Yes.", "Bye."]
+            for lines in (poor, GOOD_ADVISER):
                 async with http.post("/api/sessions", json={"persona": "sales_en", "trainee": "lin.wu"}) as r:
                     body = await r.json()
                     assert r.status == 201 and body["scenario"]["role"] == "customer", body
