@@ -5,16 +5,18 @@ adjacent sentences, and the whole turn), and the best span is its evidence. A sp
 
     score = (cos(phrase, span) - baseline(phrase)) + LEXICAL_WEIGHT * lexical(phrase, span) - negation
 
-- ``cos`` is the cosine of the two texts embedded by the knowledge base's embedder (multilingual e5: both sides
-  embedded as queries, the symmetric use e5 wants for sentence-to-sentence matching), so a check written in
-  English still finds its Chinese answer (with a lower score: see the bench).
+- ``cos`` is the cosine of the two texts embedded by the knowledge base's embedder (multilingual e5: the phrase
+  as a query, the span as a passage, as the knowledge base searches; on the tune set this beat embedding both as
+  queries, F1 0.84 against 0.79), so a check written in English still finds its Chinese answer (less often:
+  see the bench's cross-language line).
 - ``baseline`` is the phrase's mean cosine with a few neutral sentences (:data:`NEUTRAL`, English and Chinese).
   e5's cosines crowd into 0.75-0.9 and some phrases sit high against everything; subtracting a phrase's own
   baseline makes one threshold fit all phrases.
 - ``lexical`` is the share of the phrase's content tokens found in the span: English words (lower-cased, stop
   words out, crudely stemmed) and Chinese character bigrams.
 - ``negation``: :data:`NEGATION_PENALTY` when the span negates ("never", "can't", 不, 没有...) and the phrase does
-  not, so that "I can't guarantee returns" is not evidence for the avoid phrase "I guarantee returns".
+  not, meant to keep "I can't promise that" from matching the avoid phrase "I guarantee ...". The tune set chose
+  0 (it cost more true checks than it saved false ones), so it is off; the knob stays for other rubrics.
 
 A phrase is found when its best score reaches :data:`CHECK_THRESHOLD` (checks) or :data:`AVOID_THRESHOLD`
 (avoid phrases: a false violation costs the trainee points, so that one is set for precision).
@@ -40,13 +42,13 @@ from ..text import HAN
 from .transcript import Transcript
 
 #: weight of the lexical overlap (0-1) beside the baseline-corrected cosine
-LEXICAL_WEIGHT = 0.10
+LEXICAL_WEIGHT = 0.05
 #: a check is found at or above this score
-CHECK_THRESHOLD = 0.060
+CHECK_THRESHOLD = 0.115
 #: an avoid phrase is violated at or above this score
-AVOID_THRESHOLD = 0.075
+AVOID_THRESHOLD = 0.1325
 #: subtracted when the span negates and the phrase does not
-NEGATION_PENALTY = 0.04
+NEGATION_PENALTY = 0.0
 
 #: sentences that say nothing in particular: each phrase's baseline is its mean cosine with them
 NEUTRAL = (
@@ -160,12 +162,14 @@ class EvidenceMatcher:
         self.negation_penalty = negation_penalty
         self._neutral: np.ndarray | None = None
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Rows of L2-normalised vectors, ``texts`` embedded as queries."""
+    def embed(self, texts: Sequence[str], *, passages: bool = False) -> np.ndarray:
+        """Rows of L2-normalised vectors, ``texts`` embedded as queries (or as ``passages``)."""
         if not texts:
             return np.zeros((0, int(getattr(self.embedder, "dim", 1))), np.float32)
-        if isinstance(self.embedder, EmbedsQueries):
-            vecs: Any = self.embedder.embed_queries(list(texts))
+        if passages:
+            vecs: Any = self.embedder.embed_documents(list(texts))
+        elif isinstance(self.embedder, EmbedsQueries):
+            vecs = self.embedder.embed_queries(list(texts))
         else:
             vecs = [self.embedder.embed_query(t) for t in texts]
         arr = np.asarray(vecs, dtype=np.float32)
@@ -176,11 +180,11 @@ class EvidenceMatcher:
         for the scorer and for calibration."""
         found_spans = spans(transcript)
         if self._neutral is None:
-            self._neutral = self.embed(NEUTRAL)
+            self._neutral = self.embed(NEUTRAL, passages=True)
         if not phrases or not found_spans:
             return found_spans, np.zeros((len(phrases), len(found_spans), 3), np.float32)
         p = self.embed(phrases)
-        s = self.embed([sp.text for sp in found_spans])
+        s = self.embed([sp.text for sp in found_spans], passages=True)
         cos = p @ s.T - (p @ self._neutral.T).mean(axis=1, keepdims=True)
         ptoks = [content_tokens(x) for x in phrases]
         stoks = [content_tokens(sp.text) for sp in found_spans]

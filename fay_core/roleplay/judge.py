@@ -10,8 +10,8 @@ does)::
 
 **Every quote is verified** against the transcript: it must be, after normalising case, whitespace and
 punctuation, a substring of a trainee turn (the turn the judge named, or else any trainee turn, whose index is
-then used). What is not there was made up, and goes with what it earned, as the knowledge base's ``NumberGate``
-drops an unsupported number:
+then used), and the scorecard keeps that turn's own wording of it. What is not there was made up, and goes with
+what it earned, as the knowledge base's ``NumberGate`` drops an unsupported number:
 
 - a found check whose quote is not verified becomes not found, and the judge's score loses that check's share
   (``max_score / len(checks)``);
@@ -37,7 +37,7 @@ from typing import Any
 from ..brain.llm import LLMClient, LLMConfig
 from ..errors import EngineError
 from ..persona import Persona, RubricItem
-from .scoring import MAX_SCORE, CheckResult, CriterionScore, Scorecard, Violation, total_of
+from .scorecard import MAX_SCORE, CheckResult, CriterionScore, Scorecard, Violation, total_of
 from .transcript import Transcript
 
 SYSTEM = """You assess a role-play training session. The trainee is scored on a rubric; the avatar played the \
@@ -57,21 +57,37 @@ def normalise(text: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
-def verify_quote(transcript: Transcript, quote: Any, turn: Any) -> int | None:
-    """The index of the trainee turn ``quote`` is taken from (the named ``turn`` first), or ``None``."""
+def _normalised_with_map(text: str) -> tuple[str, list[int]]:
+    """``normalise(text)`` and, for each of its characters, the index in ``text`` it came from."""
+    out, where = [], []
+    for i, ch in enumerate(text):
+        n = normalise(ch)
+        out.append(n)
+        where.extend([i] * len(n))
+    return "".join(out), where
+
+
+def _locate(quote: str, text: str) -> str | None:
+    """The verbatim stretch of ``text`` that ``quote`` matches once normalised, or ``None``."""
+    q = normalise(quote)
+    norm, where = _normalised_with_map(text)
+    at = norm.find(q)
+    if len(q) < 2 or at < 0:
+        return None
+    return text[where[at]:where[at + len(q) - 1] + 1]
+
+
+def verify_quote(transcript: Transcript, quote: Any, turn: Any) -> tuple[int, str] | None:
+    """The trainee turn ``quote`` is taken from (the named ``turn`` first) and the quote as that turn words it
+    (verbatim), or ``None`` when no trainee turn holds it."""
     if not isinstance(quote, str):
         return None
-    q = normalise(quote)
-    if len(q) < 2:
-        return None
     trainee = transcript.of("trainee")
-    if isinstance(turn, int) and not isinstance(turn, bool):
-        for i, t in trainee:
-            if i == turn and q in normalise(t.text):
-                return i
-    for i, t in trainee:
-        if q in normalise(t.text):
-            return i
+    named = [(i, t) for i, t in trainee if isinstance(turn, int) and not isinstance(turn, bool) and i == turn]
+    for i, t in [*named, *trainee]:
+        found = _locate(quote, t.text)
+        if found is not None:
+            return i, found
     return None
 
 
@@ -131,9 +147,9 @@ def verified_criterion(item: RubricItem, judged: dict[str, Any], transcript: Tra
     for check in item.checks:
         c = claimed.get(check, {})
         if c.get("found") is True:
-            turn = verify_quote(transcript, c.get("quote"), c.get("turn"))
-            if turn is not None:
-                checks.append(CheckResult(check, True, turn, str(c["quote"]).strip()))
+            hit = verify_quote(transcript, c.get("quote"), c.get("turn"))
+            if hit is not None:
+                checks.append(CheckResult(check, True, *hit))
                 continue
             dropped.append({"check": check, "turn": c.get("turn"), "quote": c.get("quote"), "credit": share})
             score -= share
@@ -142,11 +158,11 @@ def verified_criterion(item: RubricItem, judged: dict[str, Any], transcript: Tra
     for v in judged.get("violations", []):
         if not isinstance(v, dict) or v.get("avoid") not in item.avoid:
             continue
-        turn = verify_quote(transcript, v.get("quote"), v.get("turn"))
-        if turn is None:
+        hit = verify_quote(transcript, v.get("quote"), v.get("turn"))
+        if hit is None:
             dropped.append({"avoid": v.get("avoid"), "turn": v.get("turn"), "quote": v.get("quote")})
         else:
-            violations.append(Violation(str(v["avoid"]), turn, str(v["quote"]).strip()))
+            violations.append(Violation(str(v["avoid"]), *hit))
     note = None
     if not item.checks:
         evidence = [e for e in judged.get("evidence", []) if isinstance(e, dict)]

@@ -21,131 +21,34 @@ out of the total (an LLM judge scores it from its description). ``total`` is the
 criteria on a 0-100 scale (``weight`` from the rubric). A persona with no rubric gives a scorecard with no
 criteria, ``total`` ``null`` and a note saying so: the metrics and the transcript are still worth keeping, and
 the CLI turns it into an error.
+
+**Checks in another language than the trainee's** (English checks, a Chinese session) are still matched by the
+multilingual embedder, but its cross-language scores sit below the threshold calibrated within one language:
+on the bench few such checks are found (recall under 0.1, precision 1), so the scores come out low. The
+scorecard then carries a ``note`` saying so: write the checks in the trainee's language, or use the LLM judge.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..brain.llm import LLMConfig
 from ..persona import Persona, RubricItem
+from ..text import han_count, words
 from .evidence import EvidenceMatcher, Match
+from .judge import judge_transcript
 from .metrics import speech_metrics
+from .scorecard import (MAX_SCORE, VIOLATION_PENALTY, CheckResult, CriterionScore, Scorecard, Violation,
+                        criterion_score, total_of)
 from .transcript import Transcript
 
-if TYPE_CHECKING:
-    from ..brain.llm import LLMConfig
+__all__ = ["MAX_SCORE", "VIOLATION_PENALTY", "CheckResult", "CriterionScore", "Scorecard", "Violation",
+           "criterion_score", "score_offline", "score_transcript", "total_of"]
 
-#: every criterion is scored out of this
-MAX_SCORE = 10.0
-#: points lost per violated avoid phrase
-VIOLATION_PENALTY = 3.0
 NO_RUBRIC = ("this persona has no scenario.rubric: nothing to score (add criteria with checks and avoid phrases to "
              "its scenario)")
 NO_CHECKS = "no checks or avoid phrases: not scored offline (add checks, or configure an LLM judge)"
-
-
-@dataclass
-class CheckResult:
-    """One check: ``found`` with the trainee ``turn`` (index into the transcript) and a verbatim ``quote``."""
-
-    check: str
-    found: bool
-    turn: int | None = None
-    quote: str | None = None
-    similarity: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "found": self.found, "turn": self.turn, "quote": self.quote,
-                "similarity": self.similarity}
-
-
-@dataclass
-class Violation:
-    """An avoid phrase the trainee said, where and in which words."""
-
-    avoid: str
-    turn: int
-    quote: str
-    similarity: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"avoid": self.avoid, "turn": self.turn, "quote": self.quote, "similarity": self.similarity}
-
-
-@dataclass
-class CriterionScore:
-    """One rubric criterion's score (``None``: not scored), its evidence and how it was reached."""
-
-    criterion: str
-    score: float | None
-    max_score: float = MAX_SCORE
-    weight: float = 1.0
-    checks: list[CheckResult] = field(default_factory=list)
-    violations: list[Violation] = field(default_factory=list)
-    method: str = "offline"
-    reasoning: str | None = None
-    note: str | None = None
-    #: what the LLM judge claimed and the transcript does not hold (quotes dropped with their credit)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "criterion": self.criterion, "score": self.score, "max_score": self.max_score, "weight": self.weight,
-            "checks": [c.to_dict() for c in self.checks], "violations": [v.to_dict() for v in self.violations],
-            "method": self.method, "reasoning": self.reasoning, "note": self.note, "dropped": list(self.dropped),
-        }
-
-
-@dataclass
-class Scorecard:
-    """A transcript's scores on a rubric, its speech metrics and the total (0-100, ``None`` if nothing scored)."""
-
-    criteria: list[CriterionScore]
-    metrics: dict[str, Any]
-    total: float | None
-    max_total: float = 100.0
-    method: str = "offline"
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"criteria": [c.to_dict() for c in self.criteria], "metrics": dict(self.metrics), "total": self.total,
-                "max_total": self.max_total, "method": self.method, "note": self.note}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scorecard:
-        """The inverse of :meth:`to_dict` (extra keys are ignored, missing optional ones take their defaults)."""
-        criteria = []
-        for c in data.get("criteria", []):
-            criteria.append(CriterionScore(
-                criterion=c["criterion"], score=c.get("score"), max_score=c.get("max_score", MAX_SCORE),
-                weight=c.get("weight", 1.0),
-                checks=[CheckResult(k["check"], bool(k["found"]), k.get("turn"), k.get("quote"), k.get("similarity"))
-                        for k in c.get("checks", [])],
-                violations=[Violation(v["avoid"], v["turn"], v["quote"], v.get("similarity"))
-                            for v in c.get("violations", [])],
-                method=c.get("method", "offline"), reasoning=c.get("reasoning"), note=c.get("note"),
-                dropped=list(c.get("dropped", []))))
-        return cls(criteria, dict(data.get("metrics", {})), data.get("total"), data.get("max_total", 100.0),
-                   data.get("method", "offline"), data.get("note"))
-
-
-def criterion_score(item: RubricItem, found: int, violations: int) -> float | None:
-    """The rule of the module docstring: ``None`` for a criterion with neither checks nor avoid phrases."""
-    if not item.checks and not item.avoid:
-        return None
-    base = MAX_SCORE * found / len(item.checks) if item.checks else MAX_SCORE
-    return round(max(base - VIOLATION_PENALTY * violations, 0.0), 1)
-
-
-def total_of(criteria: list[CriterionScore]) -> float | None:
-    """The weighted mean of the scored criteria, 0-100 (``None`` when none is scored or all weigh 0)."""
-    scored = [c for c in criteria if c.score is not None]
-    weight = sum(c.weight for c in scored)
-    if not scored or weight <= 0:
-        return None
-    return round(100 * sum(c.weight * (c.score or 0.0) / c.max_score for c in scored) / weight, 1)
 
 
 def score_offline(persona: Persona, transcript: Transcript, matcher: EvidenceMatcher) -> Scorecard:
@@ -165,7 +68,26 @@ def score_offline(persona: Persona, transcript: Transcript, matcher: EvidenceMat
         ci += len(item.checks)
         ai += len(item.avoid)
         criteria.append(offline_criterion(item, mine, bad))
-    return Scorecard(criteria, metrics, total_of(criteria))
+    note = None
+    rubric_lang = _language([*checks, *avoid])
+    trainee_lang = _language([t.text for _, t in transcript.of("trainee")])
+    if rubric_lang and trainee_lang and rubric_lang != trainee_lang:
+        note = (f"the rubric's checks are in {_NAMES[rubric_lang]} but the trainee spoke {_NAMES[trainee_lang]}: "
+                "matching across languages finds few checks, so these scores run low; write the checks in the "
+                "trainee's language, or configure an LLM judge")
+    return Scorecard(criteria, metrics, total_of(criteria), note=note)
+
+
+_NAMES = {"en": "English", "zh": "Chinese"}
+
+
+def _language(texts: list[str]) -> str | None:
+    """``zh`` or ``en`` by which has more words in ``texts`` (a Han character is a word), ``None`` if none."""
+    han = sum(han_count(t) for t in texts)
+    other = sum(len(words(t)) for t in texts) - han
+    if not han and not other:
+        return None
+    return "zh" if han > other else "en"
 
 
 def offline_criterion(item: RubricItem, checks: list[Match], avoid: list[Match]) -> CriterionScore:
@@ -188,6 +110,4 @@ async def score_transcript(persona: Persona, transcript: Transcript, *, embedder
     offline = await asyncio.to_thread(score_offline, persona, transcript, matcher)
     if llm is None or not persona.scenario.rubric:
         return offline
-    from .judge import judge_transcript
-
     return await judge_transcript(persona, transcript, llm, offline)
