@@ -146,7 +146,7 @@ class ReportStore:
 
 def final_scores(report: dict[str, Any]) -> dict[str, Any]:
     """The scores with the trainer's overrides applied: ``{"criteria": {name: score}, "total"}``."""
-    from .scoring import Scorecard, total_of
+    from .scorecard import Scorecard, total_of
 
     card = report.get("scorecard")
     if not card:
