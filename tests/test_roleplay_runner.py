@@ -23,6 +23,7 @@ from fay_core.errors import PersonaError
 from fay_core.events import (
     AgentTurnFinished,
     AvatarStoppedSpeaking,
+    ErrorRaised,
     ScenarioEnded,
     ScenarioStepChanged,
     TranscriptFinal,
@@ -351,3 +352,17 @@ async def test_a_scenario_over_the_voice_path_with_the_llm_playing_the_customer(
     assert report["scorecard"]["metrics"]["words_per_minute"] is not None
     needs = next(c for c in report["scorecard"]["criteria"] if c["criterion"] == "Needs discovery")
     assert any(k["found"] for k in needs["checks"]), needs
+
+
+async def test_a_failing_llm_leaves_the_scripted_line_and_the_llm_plays_on_when_back(
+        alone: Settings, fake_llm: FakeLLM) -> None:
+    alone.llm = LLMSettings(model=fake_llm.model, api_base=fake_llm.url, retries=0)
+    fake_llm.enqueue(Reply(status=500, error="upstream exploded"), Reply("Well, I travel a lot, actually."))
+    async with Fay(alone) as fay:
+        session = await fay.create_session("sales_en")
+        rec = Recorder(session.bus, ErrorRaised)
+        first = await session.answer(GOOD_ADVISER[0])
+        second = await session.answer("Where do you usually spend the most?")
+    assert first.answered_by == "fallback" and first.text == session.persona.scenario.steps[0].say[0]
+    assert any("LLM" in e.message or "500" in e.message for e in rec.of(ErrorRaised)), rec.events
+    assert second.answered_by == "llm" and second.text == "Well, I travel a lot, actually."
