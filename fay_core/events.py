@@ -252,8 +252,9 @@ class ScenarioStepChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioEnded(Event):
-    """A role-play scenario ended: ``reason`` is ``completed`` (its last step), ``time_limit`` or ``patience``
-    (a step's budget ran out with nothing else to go to is ``completed`` too); ``closing`` is the last line said."""
+    """A role-play scenario ended: ``reason`` is ``completed`` (its last step was done, or a branch went to ``end``)
+    or ``time_limit``; ``turn_id`` 0 when the time limit passed between turns. ``closing`` is the avatar's last line
+    (said in the ending turn, or at the next one after a time limit)."""
 
     reason: str
     elapsed_s: float = 0.0

@@ -34,12 +34,13 @@ import math
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ReportNotScored, UnknownCriterion, UnknownReport
+from ..errors import InvalidBody, ReportNotScored, UnknownCriterion, UnknownReport
 from ..events import (
     AgentTextDelta,
     AgentTurnFinished,
@@ -64,6 +65,8 @@ VERSION = 1
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: the longest trainer comment kept
 MAX_COMMENT = 2000
+#: one read-modify-write of a report file at a time in this process (an override and a rewrite on close)
+_FILES = threading.RLock()
 
 
 class ReportStore:
@@ -90,6 +93,10 @@ class ReportStore:
 
     def save(self, report: dict[str, Any]) -> Path:
         """Write ``report`` atomically, keeping the overrides a stored copy already has."""
+        with _FILES:
+            return self._save(report)
+
+    def _save(self, report: dict[str, Any]) -> Path:
         path = self.path(report["tenant"], report["session_id"])
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError, ValueError, UnknownReport):
@@ -110,6 +117,11 @@ class ReportStore:
 
     def override(self, tenant: str, session_id: str, criterion: str, score: float, comment: str) -> dict[str, Any]:
         """Set a trainer's ``score`` of ``criterion`` with ``comment``; the AI's score is kept beside it."""
+        with _FILES:
+            return self._override(tenant, session_id, criterion, score, comment)
+
+    def _override(self, tenant: str, session_id: str, criterion: str, score: float, comment: str
+                  ) -> dict[str, Any]:
         report = self.load(tenant, session_id)
         card = report.get("scorecard")
         if not card:
@@ -122,8 +134,6 @@ class ReportStore:
             raise UnknownCriterion(f"no criterion {criterion!r} in this report (known: {known})")
         top = float(item.get("max_score", 10))
         if not math.isfinite(score) or not 0 <= score <= top:
-            from ..errors import InvalidBody
-
             raise InvalidBody(f"'score' must be a number from 0 to {top:g} (the criterion's max_score)")
         report.setdefault("overrides", {})[criterion] = {
             "score": score, "comment": comment, "ai_score": item.get("score"), "at": time.time()}
