@@ -25,6 +25,7 @@ the parts' cleanups in the reverse order of this list, the ``session_ended`` hoo
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 import weakref
 from typing import Any
@@ -41,18 +42,21 @@ from .brain.tools import ToolContext
 from .bus import Bus
 from .disclosure import Disclosure
 from .engines import AvatarStream
-from .errors import PluginError
+from .errors import FayError, PluginError
 from .events import ErrorRaised, Event
 from .knowledge import Knowledge, resolve_embedder
 from .persona import Persona
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
 from .recording import SessionRecorder
+from .roleplay.evidence import EvidenceMatcher
 from .roleplay.reports import ReportStore, ReportWriter
 from .roleplay.runner import ScenarioRunner
 from .session import Session
 from .settings import Settings
 from .voice.pipeline import VoicePipeline
+
+log = logging.getLogger(__name__)
 
 
 class Assembly:
@@ -67,6 +71,7 @@ class Assembly:
         self.redactor = plugins.redactor()
         #: the role-play sessions' report writers, while their sessions (or a write after their close) hold them
         self.writers: weakref.WeakValueDictionary[str, ReportWriter] = weakref.WeakValueDictionary()
+        self._matcher: EvidenceMatcher | None = None
 
     async def build(self, persona: Persona, session_id: str | None = None) -> Session:
         """A started session for ``persona``: agent, avatar (if any), observers, then the ``session_started`` hooks.
@@ -109,7 +114,7 @@ class Assembly:
         offline = OfflineAnswerer(bus, persona, retriever)
         config = LLMConfig.resolve(self.settings.llm, persona)
         answerer: Answerer = offline
-        runner = ScenarioRunner(bus, persona) if persona.scenario.steps else None
+        runner = ScenarioRunner(bus, persona, matcher=self.matcher) if persona.scenario.steps else None
         if config is not None:
             answerer = LLMAnswerer(
                 bus, persona, config, retriever, record.history,
@@ -121,6 +126,16 @@ class Assembly:
             runner.llm = answerer if config is not None else None
             answerer = runner
         return Agent(bus, record, answerer, offline, retriever)
+
+    def matcher(self) -> EvidenceMatcher | None:
+        """The role-play phrase matcher (the knowledge base's embedder), made once; ``None`` if it cannot be."""
+        if self._matcher is None:
+            try:
+                self._matcher = EvidenceMatcher(resolve_embedder(self.settings, self.plugins))
+            except FayError as exc:
+                log.warning("role-play steps are matched by their keywords only: %s", exc)
+                return None
+        return self._matcher
 
     def reports(self) -> ReportStore:
         """Where role-play reports are stored: ``<data_dir>/reports/<tenant>/<session_id>.json``."""

@@ -94,9 +94,9 @@ def test_shipped_role_plays_have_scripted_steps_and_rubrics() -> None:
 @pytest.mark.parametrize(
     ("edit", "line", "field", "words"),
     [
-        (("goto: classic", "goto: nowhere"), 48, "scenario.steps.1.next.0.goto", "no step 'nowhere'"),
-        (("    - id: foreign", "    - id: needs"), 50, "scenario.steps.2.id", "used twice"),
-        (("        - otherwise: close", "        - otherwise: close\n          if_aim: met"), 58,
+        (("goto: classic", "goto: nowhere"), 49, "scenario.steps.1.next.0.goto", "no step 'nowhere'"),
+        (("    - id: foreign", "    - id: needs"), 51, "scenario.steps.2.id", "used twice"),
+        (("        - otherwise: close", "        - otherwise: close\n          if_aim: met"), 59,
          "scenario.steps.2.next.0", "'otherwise' takes no condition"),
         (("  difficulty: medium", "  difficulty: brutal"), 27, "scenario.difficulty", "'easy', 'medium' or 'hard'"),
         (("      turns: 2", "      turnz: 2"), 38, "scenario.steps.0.turnz", "allowed: aim, id, listen_for"),
@@ -165,6 +165,20 @@ async def test_offline_sales_scenario_plays_its_lines_branches_ends_and_stores_a
     (apply,) = close["checks"]
     assert apply["found"] and apply["quote"] in turns[apply["turn"]]["text"]
     assert turns[apply["turn"]]["speaker"] == "trainee"
+
+
+@pytest.mark.parametrize(("said", "reason"), [
+    ("Once you spend a lot over the year, the fee goes away.", "aim_met"),  # the sentence, in other words
+    ("It is a very popular card with our customers.", None),  # neither: the customer waits (patience 2)
+])
+async def test_a_step_sentence_is_met_in_other_words(alone: Settings, said: str, reason: str | None) -> None:
+    async with Fay(alone) as fay:
+        session, answers, rec = await play(fay, "sales_en", [*GOOD_ADVISER[:2], said])
+    changes = [(c.step_id, c.reason) for c in rec.of(ScenarioStepChanged)]
+    if reason is None:
+        assert changes[-1] == ("fee", "aim_met") and answers[-1].text == session.persona.scenario.steps[1].say[1]
+    else:
+        assert changes[-1] == ("foreign", reason), changes
 
 
 async def test_difficulty_decides_the_objections_and_the_patience(alone: Settings) -> None:

@@ -6,7 +6,9 @@ assembly attaches it (:meth:`fay_core.assembly.Assembly.agent`). Each trainee tu
 1. The persona's ``greeting`` opens the conversation; the trainee's first turn starts the first step, and the
    avatar answers it with that step's first ``say:`` line.
 2. Later turns are heard by the current step: the aim is met when the trainee mentions one of its
-   ``listen_for`` phrases (case-insensitive; a step without any is met by its turn budget only). The step moves on
+   ``listen_for`` phrases (case-insensitive), or says one of those that are sentences (three words or more, four
+   Chinese characters or more) in other words, as the scorer's matcher judges it (the knowledge base's embedder
+   plus a lexical signal, :mod:`.evidence`). A step without any is met by its turn budget only. The step moves on
    when its aim is met or when its budget is used (``turns:``, else the difficulty's ``patience``).
 3. The next step is the first ``next:`` branch whose conditions hold (see
    :class:`~fay_core.persona.NextBranch`: ``if_mentioned``, ``if_not_mentioned``, ``if_aim``, ``otherwise``),
@@ -36,10 +38,12 @@ from typing import TYPE_CHECKING
 from ..bus import Bus
 from ..events import ErrorRaised, ScenarioEnded, ScenarioStepChanged
 from ..persona import END, Persona, ScenarioStep, localized
+from ..text import han_count, words
 
 if TYPE_CHECKING:
     from ..brain.agent import Answerer
     from ..brain.turn import Turn
+    from .evidence import EvidenceMatcher
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,11 @@ class ScenarioRunner:
     name = "scenario"
 
     def __init__(self, bus: Bus, persona: Persona, *, llm: Answerer | None = None,
+                 matcher: Callable[[], EvidenceMatcher | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bus = bus
+        #: gives the scorer's phrase matcher (embedder + lexical) for the sentences of ``listen_for``, or ``None``
+        self.matcher = matcher
         self.persona = persona
         self.scenario = persona.scenario
         self.llm = llm
@@ -154,7 +161,7 @@ class ScenarioRunner:
             self._end("time_limit", turn.id)
             line = None
         else:
-            line = self._hear(turn)
+            line = await self._hear(turn)
         if self.ended is not None:
             turn.say(self.ended.closing)
             return
@@ -185,7 +192,7 @@ class ScenarioRunner:
         if self.scenario.time_limit_s is not None:
             self._deadline = self.bus.spawn(self._expire(self.scenario.time_limit_s), name="scenario.deadline")
 
-    def _hear(self, turn: Turn) -> str | None:
+    async def _hear(self, turn: Turn) -> str | None:
         step = self.step
         assert step is not None
         self._turns += 1
@@ -193,6 +200,8 @@ class ScenarioRunner:
         self._mentions.update(p.lower() for p in said)
         if any(p.lower() in self._mentions for p in step.listen_for):
             self._aim_met = True
+        elif not self._aim_met:
+            self._aim_met = await self._said_in_other_words(step, turn.question)
         if not self._aim_met and self._turns < self.budget(step):
             return self._next_line()
         target, reason = self._choose(step)
@@ -201,6 +210,23 @@ class ScenarioRunner:
             return None
         self._enter(target, reason, turn.id)
         return self._next_line()
+
+    async def _said_in_other_words(self, step: ScenarioStep, text: str) -> bool:
+        """Whether ``text`` says one of the step's ``listen_for`` sentences in other words (the scorer's matcher;
+        keywords are matched as they are written only)."""
+        sentences = [p for p in step.listen_for if is_sentence(p)]
+        matcher = self.matcher() if sentences and self.matcher is not None else None
+        if matcher is None:
+            return False
+        from .transcript import Transcript, TranscriptTurn
+
+        try:
+            checks, _ = await asyncio.to_thread(matcher.match, sentences, [],
+                                                Transcript([TranscriptTurn("trainee", text)]))
+        except Exception as exc:  # the embedder failed: the lexical match and the budget still move the plan
+            log.warning("session %s: the step's sentences could not be matched: %s", self.bus.session_id, exc)
+            return False
+        return any(m.found for m in checks)
 
     def _choose(self, step: ScenarioStep) -> tuple[int | None, str]:
         """The next step's index (``None``: the end) and why it was chosen."""
@@ -269,6 +295,11 @@ class ScenarioRunner:
     async def _expire(self, after_s: float) -> None:
         await asyncio.sleep(after_s)
         self._end("time_limit", 0)
+
+
+def is_sentence(phrase: str) -> bool:
+    """A phrase of three words or more (or four Chinese characters or more): matched by meaning, not as written."""
+    return len(words(phrase)) >= 3 or han_count(phrase) >= 4
 
 
 def _branch_phrases(step: ScenarioStep) -> list[str]:
