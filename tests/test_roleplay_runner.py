@@ -380,3 +380,11 @@ async def test_a_failing_llm_leaves_the_scripted_line_and_the_llm_plays_on_when_
     assert first.answered_by == "fallback" and first.text == session.persona.scenario.steps[0].say[0]
     assert any("LLM" in e.message or "500" in e.message for e in rec.of(ErrorRaised)), rec.events
     assert second.answered_by == "llm" and second.text == "Well, I travel a lot, actually."
+
+
+def test_keywords_match_whole_words_and_chinese_anywhere() -> None:
+    from fay_core.roleplay.runner import mentioned
+
+    said = "Happy to explain: apply in the App, after 120,000 spent. 年费可以免年费"
+    assert mentioned(said, ["app", "apply", "120,000", "免年费", "plan", "pp"]) == ["app", "apply", "120,000", "免年费"]
+    assert mentioned("I'm happy", ["app"]) == []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -56,9 +57,16 @@ ANNOUNCE = {"en": "Let's move on: {aim}", "zh": "我们进入下一个话题：{
 
 
 def mentioned(text: str, phrases: list[str]) -> list[str]:
-    """The ``phrases`` that occur in ``text`` (case-insensitive; Chinese needs no word boundaries)."""
-    low = text.lower()
-    return [p for p in phrases if p.lower() in low]
+    """The ``phrases`` that occur in ``text``: case-insensitive, as whole words where a phrase starts or ends with
+    a letter or digit ("app" is not in "happy"); Chinese needs no word boundaries."""
+    out = []
+    for phrase in phrases:
+        p = re.escape(phrase.lower())
+        left = r"(?<![^\W_])" if phrase[:1].isascii() and phrase[:1].isalnum() else ""
+        right = r"(?![^\W_])" if phrase[-1:].isascii() and phrase[-1:].isalnum() else ""
+        if re.search(left + p + right, text.lower()):
+            out.append(phrase)
+    return out
 
 
 class ScenarioRunner:
