@@ -7,7 +7,10 @@
      0. recorder    SessionRecorder(session id, persona, record, folder)   personas with ``recording.enabled``;
                       records nothing until the customer consents (:mod:`fay_core.recording`)
      1. agent       Agent(bus, record, answerer, offline, retriever)
-                      answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one
+                      answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one;
+                      for a role-play (a scenario with steps) ScenarioRunner(bus, persona, llm) plays the plan
+                      (:mod:`fay_core.roleplay.runner`), and ReportWriter stores its report when it ends and on
+                      close (:mod:`fay_core.roleplay.reports`)
      2. timeline    AnimationTimeline(bus)      personas with an avatar renderer; its own 50 Hz clock until ...
      3. renderer    renderer.start(timeline, persona.avatar)   the persona's avatar stream
      4. voice       VoicePipeline(bus, persona, voice settings, plugins, disclosure)   when audio arrives or is
@@ -23,7 +26,9 @@ the parts' cleanups in the reverse order of this list, the ``session_ended`` hoo
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
+import weakref
 from typing import Any
 
 from .audit import AuditLog
@@ -38,18 +43,23 @@ from .brain.tools import ToolContext
 from .bus import Bus
 from .disclosure import Disclosure
 from .engines import AvatarStream
-from .errors import PluginError
+from .errors import FayError, PluginError
 from .events import ErrorRaised, Event
-from .knowledge import Knowledge
+from .knowledge import Knowledge, resolve_embedder
 from .metrics import Metrics
 from .persona import Persona
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
 from .recording import SessionRecorder
+from .roleplay.evidence import EvidenceMatcher
+from .roleplay.reports import ReportStore, ReportWriter
+from .roleplay.runner import ScenarioRunner
 from .session import Session
 from .settings import Settings
 from .tracing import TurnTracer
 from .voice.pipeline import VoicePipeline
+
+log = logging.getLogger(__name__)
 
 
 class Assembly:
@@ -65,6 +75,9 @@ class Assembly:
         self.tracer = tracer  #: one trace per turn, when OpenTelemetry is configured (:mod:`fay_core.tracing`)
         #: masks personal data in every audit record (the settings' built-ins and the plugins' detectors)
         self.redactor = plugins.redactor()
+        #: the role-play sessions' report writers, while their sessions (or a write after their close) hold them
+        self.writers: weakref.WeakValueDictionary[str, ReportWriter] = weakref.WeakValueDictionary()
+        self._matcher: EvidenceMatcher | None = None
 
     async def build(self, persona: Persona, session_id: str | None = None) -> Session:
         """A started session for ``persona``: agent, avatar (if any), observers, then the ``session_started`` hooks.
@@ -92,6 +105,8 @@ class Assembly:
                 observe = functools.partial(self._observe, session)
                 bus.subscribe(observe, name="plugins.event_observed", drop_stale=False)
             session.agent.attach()
+            if isinstance(session.agent.answerer, ScenarioRunner):
+                self._add_scenario(session, session.agent.answerer)
             if persona.avatar.renderer not in ("", "none"):
                 await self._add_avatar(session)
             for result in self.plugins.pm.hook.session_started(session=session):
@@ -109,13 +124,42 @@ class Assembly:
         offline = OfflineAnswerer(bus, persona, retriever)
         config = LLMConfig.resolve(self.settings.llm, persona)
         answerer: Answerer = offline
+        runner = ScenarioRunner(bus, persona, matcher=self.matcher) if persona.scenario.steps else None
         if config is not None:
             answerer = LLMAnswerer(
                 bus, persona, config, retriever, record.history,
                 tools=self.plugins.tools_for(persona.tools) if persona.tools else [],
                 tool_context=tools, max_tool_steps=self.settings.knowledge.max_tool_steps,
+                instructions=runner.instructions if runner is not None else None,
             )
+        if runner is not None:  # a role-play: the runner plays the plan, through the LLM if there is one
+            runner.llm = answerer if config is not None else None
+            answerer = runner
         return Agent(bus, record, answerer, offline, retriever)
+
+    def matcher(self) -> EvidenceMatcher | None:
+        """The role-play phrase matcher (the knowledge base's embedder), made once; ``None`` if it cannot be."""
+        if self._matcher is None:
+            try:
+                self._matcher = EvidenceMatcher(resolve_embedder(self.settings, self.plugins))
+            except FayError as exc:
+                log.warning("role-play steps are matched by their keywords only: %s", exc)
+                return None
+        return self._matcher
+
+    def reports(self) -> ReportStore:
+        """Where role-play reports are stored: ``<data_dir>/reports/<tenant>/<session_id>.json``."""
+        return ReportStore(self.settings.data_dir / "reports")
+
+    def _add_scenario(self, session: Session, runner: ScenarioRunner) -> None:
+        """Give a role-play session its runner and its report, written when the scenario ends and on close."""
+        session.scenario = runner
+        writer = ReportWriter(session, runner, self.reports(),
+                              lambda: resolve_embedder(self.settings, self.plugins))
+        writer.attach()
+        session.report = writer
+        self.writers[session.id] = writer
+        session.on_close(writer.close)
 
     def recorder(self, session: Session) -> SessionRecorder:
         """The session's consent-gated recorder, writing under ``<data_dir>/recordings/<tenant>/``."""

@@ -22,6 +22,9 @@ may see (no server paths, no exception reprs)::
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
      │    ├── RecordingNotOffered  409  consent to record was sent, but the session's persona does not record
+     │    ├── UnknownReport    404  no role-play report for that session (not a scenario session, or another tenant's)
+     │    ├── UnknownCriterion 404  an override names a criterion the report's rubric does not have
+     │    ├── ReportNotScored  409  an override of a report whose scoring failed (it holds the transcript only)
      │    └── InvalidMessage   400  a message to answer is empty
      │         └── MessageTooLong   413  ... or over ``server.max_message_chars``
      ├── OfferError            400  a WebRTC offer the server refuses
@@ -168,6 +171,24 @@ class SessionForbidden(SessionError):
 
 class RecordingNotOffered(SessionError):
     """Consent to record was given for a session whose persona does not record (``recording.enabled`` is off)."""
+
+    status = 409
+
+
+class UnknownReport(SessionError):
+    """No role-play report is stored for the session (see :mod:`fay_core.roleplay.reports`)."""
+
+    status = 404
+
+
+class UnknownCriterion(SessionError):
+    """A trainer's override names a criterion the report does not score."""
+
+    status = 404
+
+
+class ReportNotScored(SessionError):
+    """An override of a report whose scoring failed: it holds the transcript and the error, no scores."""
 
     status = 409
 

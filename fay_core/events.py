@@ -232,6 +232,38 @@ class PlayoutResumed(UrgentEvent):
     shift_s: float = 0.0
 
 
+# --- role-play scenarios -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioStepChanged(Event):
+    """A role-play scenario moved to step ``index`` (0-based) of ``total`` (see :mod:`fay_core.roleplay.runner`).
+
+    ``reason``: ``start``, ``aim_met``, ``budget`` (its turns were used), or ``branch`` (a ``next:`` condition
+    chose it); ``elapsed_s`` since the scenario started; ``time_limit_s`` if it has one.
+    """
+
+    step_id: str
+    index: int
+    total: int
+    aim: str = ""
+    reason: str = ""
+    elapsed_s: float = 0.0
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioEnded(Event):
+    """A role-play scenario ended: ``reason`` is ``completed`` (its last step was done, or a branch went to ``end``)
+    or ``time_limit``; ``turn_id`` 0 when the time limit passed between turns. ``closing`` is the avatar's last line
+    (said in the ending turn, or at the next one after a time limit)."""
+
+    reason: str
+    elapsed_s: float = 0.0
+    steps_visited: tuple[str, ...] = ()
+    closing: str = ""
+
+
 # --- control ------------------------------------------------------------------------------------------
 
 
@@ -302,6 +334,8 @@ __all__ = [
     "LatencyMeasured",
     "PlayoutPaused",
     "PlayoutResumed",
+    "ScenarioEnded",
+    "ScenarioStepChanged",
     "SessionClosed",
     "SpeechScheduled",
     "SpeechSynthesized",

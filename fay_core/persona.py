@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import PersonaError, UnknownPersona
 from .tenancy import DEFAULT_TENANT, RESERVED_PREFIX, TENANT_PATTERN
@@ -116,15 +126,6 @@ class RubricItem(_Block):
     avoid: list[str] = Field(default_factory=list, description="what the trainee must not say, one sentence each")
 
 
-class ScenarioConfig(_Block):
-    """A role-play plan: an interview, a sales training, or plain service."""
-
-    kind: Literal["service", "interview", "sales"] = "service"
-    goal: str = ""
-    steps: list[str] = Field(default_factory=list)
-    rubric: list[RubricItem] = Field(default_factory=list)
-
-
 def _localized(value: Any) -> str | dict[str, str]:
     if isinstance(value, str):
         return value
@@ -148,6 +149,136 @@ def localized(value: Localized | None, language: str, defaults: dict[str, str]) 
         if text.strip():
             return text.strip()
     return defaults[lang]
+
+
+Difficulty = Literal["easy", "medium", "hard"]
+#: a ``goto`` that ends the scenario (the avatar says the closing line)
+END = "end"
+
+
+class DifficultyLevel(_Block):
+    """What a difficulty does to a scenario."""
+
+    objections: int = Field(ge=0, description="how many of the steps marked 'objection: true' are played, in order "
+                                              "(the others are skipped)")
+    patience: int = Field(ge=1, description="trainee turns the avatar waits for a step's aim when the step sets no "
+                                            "'turns' of its own")
+
+
+#: the difficulty levels a scenario gets unless it sets its own (``levels:``)
+DEFAULT_LEVELS: dict[str, DifficultyLevel] = {
+    "easy": DifficultyLevel(objections=1, patience=3),
+    "medium": DifficultyLevel(objections=2, patience=2),
+    "hard": DifficultyLevel(objections=3, patience=1),
+}
+
+
+class NextBranch(_Block):
+    """One way out of a step. Branches are tried in order; the first whose conditions all hold is taken.
+
+    Conditions (any number, all must hold): ``if_mentioned`` (the trainee said at least one of these phrases in the
+    step, case-insensitive), ``if_not_mentioned`` (none of them), ``if_aim`` (``met`` or ``missed``: whether the
+    step's aim was met before its turn budget ran out). ``goto`` names the next step (or ``end``); a branch written
+    ``otherwise: <step>`` has no condition and is taken when no branch before it was.
+    """
+
+    if_mentioned: list[str] | None = None
+    if_not_mentioned: list[str] | None = None
+    if_aim: Literal["met", "missed"] | None = None
+    goto: str | None = None
+    otherwise: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> NextBranch:
+        if (self.goto is None) == (self.otherwise is None):
+            raise ValueError("a branch names its next step with exactly one of 'goto' (after conditions) or "
+                             "'otherwise'")
+        if self.otherwise is not None and (self.if_mentioned or self.if_not_mentioned or self.if_aim):
+            raise ValueError("'otherwise' takes no condition: write the conditions with 'goto'")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The step id (or ``end``) this branch leads to."""
+        return self.goto if self.goto is not None else str(self.otherwise)
+
+
+class ScenarioStep(_Block):
+    """A step of a scenario's plan; a plain string in ``steps:`` is a step with only its ``aim``."""
+
+    id: str = Field("", description="names the step for 'goto' (default: step1, step2, ... by position)")
+    aim: str = Field(min_length=1, description="what the trainee should achieve in this step")
+    say: list[str] = Field(default_factory=list, description="the avatar's scripted lines (offline mode): the first "
+                                                             "when the step starts, the next ones as follow-ups")
+    listen_for: list[str] = Field(default_factory=list, description="phrases whose mention by the trainee meets the "
+                                                                    "aim (case-insensitive)")
+    turns: int | None = Field(None, ge=1, description="trainee turns before the step moves on (default: the "
+                                                      "difficulty's patience)")
+    objection: bool = Field(False, description="an objection: played only while the difficulty allows more")
+    next: list[NextBranch] = Field(default_factory=list, description="where to go next (default: the next step)")
+
+    @field_validator("say", "listen_for")
+    @classmethod
+    def _no_blank(cls, items: list[str]) -> list[str]:
+        if any(not item.strip() for item in items):
+            raise ValueError("an empty line: remove it or write the text")
+        return [item.strip() for item in items]
+
+
+def _step(value: Any) -> Any:
+    return {"aim": value} if isinstance(value, str) else value
+
+
+class ScenarioConfig(_Block):
+    """A role-play plan: an interview, a sales training, or plain service (see :mod:`fay_core.roleplay.runner`)."""
+
+    kind: Literal["service", "interview", "sales"] = "service"
+    role: Literal["interviewer", "customer"] | None = Field(
+        None, description="whom the avatar plays (the trainee is the other side); default from kind: interview -> "
+                          "interviewer, sales -> customer")
+    goal: str = ""
+    difficulty: Difficulty = "medium"
+    levels: dict[Difficulty, DifficultyLevel] = Field(default_factory=dict, description="overrides of the "
+                                                                                        "default difficulty levels")
+    time_limit_s: float | None = Field(None, gt=0, description="the scenario ends with its closing line after this")
+    closing: Localized | None = Field(None, description="the avatar's last line (default per language)")
+    steps: list[Annotated[ScenarioStep, BeforeValidator(_step)]] = Field(default_factory=list)
+    rubric: list[RubricItem] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _step_ids(self) -> ScenarioConfig:
+        for i, step in enumerate(self.steps):
+            if not step.id:
+                step.id = f"step{i + 1}"
+        return self
+
+    @property
+    def avatar_role(self) -> str:
+        """Whom the avatar plays: ``role``, else ``customer`` for a sales scenario and ``interviewer`` otherwise."""
+        return self.role or ("customer" if self.kind == "sales" else "interviewer")
+
+    @property
+    def level(self) -> DifficultyLevel:
+        """The difficulty level in force (``levels`` overriding :data:`DEFAULT_LEVELS`)."""
+        return self.levels.get(self.difficulty) or DEFAULT_LEVELS[self.difficulty]
+
+    def problems(self) -> list[tuple[tuple[Any, ...], str]]:
+        """What is wrong across steps (duplicate ids, a ``goto`` to no step), as ``(location, message)``."""
+        out: list[tuple[tuple[Any, ...], str]] = []
+        seen: set[str] = set()
+        for i, step in enumerate(self.steps):
+            if step.id in seen or step.id == END:
+                out.append((("scenario", "steps", i, "id"), f"step id {step.id!r} is used twice (or is the reserved "
+                                                           f"{END!r}): give each step its own id"))
+            seen.add(step.id)
+        known = ", ".join([*seen, END])
+        for i, step in enumerate(self.steps):
+            for j, branch in enumerate(step.next):
+                if branch.target not in seen and branch.target != END:
+                    field = "goto" if branch.goto is not None else "otherwise"
+                    out.append((("scenario", "steps", i, "next", j, field),
+                                f"no step {branch.target!r} (known: {known})"))
+        return out
 
 
 class RecordingConfig(_Block):
@@ -300,6 +431,10 @@ def parse_persona(text: str, path: Path | str) -> Persona:
         raise PersonaError(
             "\n".join(f"{f}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in problems), problems
         ) from None
+    problems = [(str(path), _line_of(root, loc), ".".join(str(p) for p in loc), msg)
+                for loc, msg in persona.scenario.problems()]
+    if problems:
+        raise PersonaError("\n".join(f"{f}:{ln or '?'}: {field}: {msg}" for f, ln, field, msg in problems), problems)
     persona._id = path.stem
     persona._path = path.resolve()
     persona._version = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -336,12 +471,22 @@ def _allowed(loc: tuple[Any, ...]) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = next((a for a in _types_in(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
         if model is None:
             return []
     return sorted(model.model_fields)
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    """``annotation`` and the types inside it (``list[X]``, ``X | None``, ``Annotated[X, ...]``), outermost first."""
+    out = [annotation]
+    for arg in getattr(annotation, "__args__", ()):
+        out.extend(_types_in(arg))
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and hasattr(annotation, "__metadata__"):  # Annotated[X, ...]: __origin__ is X
+        out.extend(_types_in(origin))
+    return out
 
 
 def load_persona(path: Path | str) -> Persona:

@@ -11,7 +11,9 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             (``server.metrics_public`` opens it)
                                             scope   (see "Keys and tenants" below)
     GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
-    POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
+    POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "...",
+                                                     "trainee"?: "..." (role-play: whose sessions a report's
+                                                     trend groups; ignored by personas without a scenario)}
                                                     -> {"session_id", "persona", "greeting", "disclosure",
                                                         "recording": {"enabled", "notice"}, "authenticated",
                                                         "session_secret" (only when signed in)}
@@ -24,6 +26,12 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
     GET    /api/sessions                    admin   the tenant's open sessions [{"session_id", "persona",
                                                     "created", "idle_s", "authenticated"}]
     GET    /api/sessions/{id}/audit         admin   the session's audit records (open or closed), oldest first
+    GET    /api/sessions/{id}/report        chat    a role-play's report (open or closed session): scorecard,
+                                                    transcript with times, "final" (overrides applied), "trend"
+                                                    (see :mod:`fay_core.roleplay.reports`); 404 if none
+    POST   /api/sessions/{id}/report/overrides
+                                            admin   a trainer's {"criterion", "score", "comment"} -> the report;
+                                                    404 unknown criterion, 409 a report whose scoring failed
     POST   /api/knowledge/{collection}/documents
                                             ingest  {"id", "title"?, "text"}, or a Markdown body
                                                     (Content-Type: text/markdown) with ?id=...; ingested into
@@ -66,6 +74,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 import weakref
@@ -96,6 +105,7 @@ from .http_input import check_charset, check_persona_id, plausible_file_path, re
 from .keys import KeyStore
 from .knowledge.store import check_name
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .roleplay import reports
 from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session
 from .wire import SSE_DEPRECATED, deprecated_copy, message
@@ -106,6 +116,8 @@ FAY: web.AppKey[Fay] = web.AppKey("fay", Fay)
 SECRET_HEADER = "X-Fay-Session-Secret"
 CUSTOMER_TOKEN_HEADER = "X-Fay-Customer-Token"
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+#: what a trainee id given at session creation may look like
+TRAINEE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def _version() -> str:
@@ -304,12 +316,19 @@ async def create_session(request: web.Request) -> web.Response:
     customer_id = fay.plugins.pm.hook.authenticate_customer(token=token) if token else None
     if token and not customer_id:
         return error_response(401, "customer_token is not valid (expired or unknown): sign the customer in again")
+    trainee = body.get("trainee")
+    if trainee is not None and (not isinstance(trainee, str) or not TRAINEE.fullmatch(trainee)):
+        raise InvalidBody("'trainee' must be 1-64 letters, digits or . _ @ - (an id of the person in training)")
     session = await fay.create_session(persona, tenant=principal(request).tenant)
     session.customer_id = customer_id
+    if session.scenario is not None:
+        session.scenario.trainee = trainee
     p = session.persona
     out = {"session_id": session.id, "persona": p.id, "name": p.name, "language": p.language, "greeting": p.greeting,
            "disclosure": session.disclosure.text, "recording": recording.offer(session.recorder),
            "authenticated": customer_id is not None}
+    if session.scenario is not None:
+        out["scenario"] = scenario_info(session)
     if token and customer_id:
         secret = secrets.token_urlsafe(32)
         request.app[OWNERS][session] = Owner(secret=_digest(secret), token=_digest(token))
@@ -434,6 +453,52 @@ async def session_audit(request: web.Request) -> web.Response:
     return web.json_response({"session_id": session_id, "records": records})
 
 
+def scenario_info(session: Session) -> dict[str, Any]:
+    """A role-play session's plan as clients show it (``POST /api/sessions``' ``scenario``)."""
+    sc = session.persona.scenario
+    return {"kind": sc.kind, "role": sc.avatar_role, "difficulty": sc.difficulty, "steps": len(sc.steps),
+            "time_limit_s": sc.time_limit_s, "report": f"/api/sessions/{session.id}/report"}
+
+
+@requires("chat")
+async def get_report(request: web.Request) -> web.Response:
+    """A role-play session's report. A live session's is brought up to date first (written "on request"); a closed
+    session's is read from the store (its tenant's, by id, as anonymous sessions are reached)."""
+    fay = request.app[FAY]
+    session_id = request.match_info["session_id"]
+    tenant = principal(request).tenant
+    live = fay.sessions.get(session_id)
+    if live is not None and live.tenant == tenant:
+        owned_session(request)
+        if live.report is not None:
+            ended = live.scenario.ended if live.scenario is not None else None
+            await live.report.write(ended.reason if ended is not None else "in progress", again=False)
+    else:
+        writer = fay.assembly.writers.get(session_id)
+        if writer is not None and writer.session.tenant == tenant:  # closing: its last write comes first
+            await writer.settled()
+    return web.json_response(await asyncio.to_thread(reports.view, fay.assembly.reports(), tenant, session_id))
+
+
+@requires("admin")
+async def post_override(request: web.Request) -> web.Response:
+    """A trainer's score of one criterion, with a comment; the AI's score stays beside it."""
+    fay = request.app[FAY]
+    body = await read_json(request)
+    criterion, score, comment = body.get("criterion"), body.get("score"), body.get("comment")
+    if not isinstance(criterion, str) or not criterion:
+        raise InvalidBody("'criterion' (the rubric criterion's name, a string) is required")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise InvalidBody("'score' (a number from 0 to the criterion's max_score) is required")
+    if not isinstance(comment, str) or not comment.strip() or len(comment) > reports.MAX_COMMENT:
+        raise InvalidBody(f"'comment' (1-{reports.MAX_COMMENT} characters: why the score changes) is required")
+    tenant = principal(request).tenant
+    store = fay.assembly.reports()
+    session_id = request.match_info["session_id"]
+    await asyncio.to_thread(store.override, tenant, session_id, criterion, float(score), comment.strip())
+    return web.json_response(await asyncio.to_thread(reports.view, store, tenant, session_id))
+
+
 #: the longest document id accepted by the ingest endpoint
 MAX_DOCUMENT_ID = 200
 
@@ -526,6 +591,8 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_delete("/api/sessions/{session_id}", delete_session)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_get("/api/sessions/{session_id}/audit", session_audit)
+    app.router.add_get("/api/sessions/{session_id}/report", get_report)
+    app.router.add_post("/api/sessions/{session_id}/report/overrides", post_override)
     app.router.add_post("/api/knowledge/{collection}/documents", ingest_document)
     app.router.add_get("/", index)
     from .transport import setup_webrtc  # imports aiortc: only when serving

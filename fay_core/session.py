@@ -30,6 +30,8 @@ from .events import (
     AgentTurnFinished,
     ErrorRaised,
     Event,
+    ScenarioEnded,
+    ScenarioStepChanged,
     SessionClosed,
 )
 from .persona import Persona
@@ -40,12 +42,15 @@ if TYPE_CHECKING:
     from .avatar.timeline import AnimationTimeline
     from .engines import AvatarStream
     from .recording import SessionRecorder
+    from .roleplay.reports import ReportWriter
+    from .roleplay.runner import ScenarioRunner
     from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
 
 #: the events :meth:`Session.ask` yields for a turn
-ANSWER_EVENTS = (AgentTextDelta, AgentToolCalled, AgentToolReturned, AgentTurnFinished, ErrorRaised)
+ANSWER_EVENTS = (AgentTextDelta, AgentToolCalled, AgentToolReturned, AgentTurnFinished, ErrorRaised,
+                 ScenarioStepChanged, ScenarioEnded)
 
 
 class Session:
@@ -78,6 +83,10 @@ class Session:
         self.created = time.time()
         self.last_active = time.monotonic()
         self.closed = False
+        #: the role-play scenario being played, for personas whose scenario has steps (:mod:`fay_core.roleplay`)
+        self.scenario: ScenarioRunner | None = None
+        #: the role-play's report writer (:mod:`fay_core.roleplay.reports`)
+        self.report: ReportWriter | None = None
         #: the voice pipeline, once the assembly gave the session one (audio arrived, or it was asked for)
         self.voice: VoicePipeline | None = None
         #: the lip-sync/animation timeline, for personas with an avatar renderer

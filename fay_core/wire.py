@@ -18,6 +18,9 @@ and the audit log's citations all come from here, so a name means the same thing
     interrupted    Interrupted                           {"turn", "reason"}
     latency        LatencyMeasured                       {"turn", "stage", "ms", "since"}
     error          ErrorRaised                           {"turn", "source", "message", "fatal"}
+    scenario_step  ScenarioStepChanged                   {"turn", "step", "index", "total", "aim", "reason",
+                                                          "elapsed_s", "time_limit_s"}  a role-play's step
+    scenario_end   ScenarioEnded                         {"turn", "reason", "elapsed_s", "steps", "closing"}
     state          (the data channel's avatar state)     {"state": "listening" | "thinking" | "speaking", "ts"}
 
 A citation is :meth:`Citation.to_json() <fay_core.events.Citation.to_json>`:
@@ -42,6 +45,8 @@ from .events import (
     Event,
     Interrupted,
     LatencyMeasured,
+    ScenarioEnded,
+    ScenarioStepChanged,
     TranscriptFinal,
     TranscriptPartial,
     UserTextReceived,
@@ -82,6 +87,13 @@ def message(event: Event) -> dict[str, Any] | None:
         return {"type": "latency", "turn": t, "stage": event.stage, "ms": round(event.ms, 1), "since": event.since}
     if isinstance(event, ErrorRaised):
         return error_message(event.source, event.message, event.fatal, turn=t)
+    if isinstance(event, ScenarioStepChanged):
+        return {"type": "scenario_step", "turn": t, "step": event.step_id, "index": event.index, "total": event.total,
+                "aim": event.aim, "reason": event.reason, "elapsed_s": round(event.elapsed_s, 1),
+                "time_limit_s": event.time_limit_s}
+    if isinstance(event, ScenarioEnded):
+        return {"type": "scenario_end", "turn": t, "reason": event.reason, "elapsed_s": round(event.elapsed_s, 1),
+                "steps": list(event.steps_visited), "closing": event.closing}
     return None
 
 

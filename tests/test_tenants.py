@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,42 @@ async def _offer_other(http: ClientSession, w: World) -> None:
     assert not any(s.persona.id == "teller_a" and s.tenant == "bank-b" for s in w.fay.sessions.values())
 
 
+def _stored_report(w: World) -> str:
+    """A role-play report of a bank-a session, as the report writer stores it (the scoring is not under test here)."""
+    sid = uuid.uuid4().hex
+    card = {"criteria": [{"criterion": "Clarity", "score": 5.0, "max_score": 10, "weight": 1, "checks": [],
+                          "violations": []}], "metrics": {}, "total": 50.0}
+    w.fay.assembly.reports().save({"session_id": sid, "tenant": "bank-a", "persona": "teller_a", "trainee": None,
+                                   "transcript": {"turns": []}, "scorecard": card, "error": None, "overrides": {}})
+    return sid
+
+
+def _report_request(suffix: str = "", **kw: Any
+                    ) -> Callable[[ClientSession, World], Awaitable[tuple[str, str, dict[str, Any]]]]:
+    async def make(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+        return "POST" if suffix else "GET", f"/api/sessions/{_stored_report(w)}/report{suffix}", kw
+
+    return make
+
+
+def _report_other(suffix: str = "", **kw: Any) -> Callable[[ClientSession, World], Awaitable[None]]:
+    async def check(http: ClientSession, w: World) -> None:
+        sid = _stored_report(w)
+        method = "POST" if suffix else "GET"
+        theirs = await call(http, method, f"/api/sessions/{sid}/report{suffix}", "b_all", w, **kw)
+        fake = "0" * len(sid)
+        unknown = await call(http, method, f"/api/sessions/{fake}/report{suffix}", "b_all", w, **kw)
+        assert theirs[0] == unknown[0] == 404, (theirs, unknown)
+        assert theirs[1]["error"] == unknown[1]["error"].replace(fake, sid)
+        status, body, _ = await call(http, "GET", f"/api/sessions/{sid}/report", "a_chat", w)
+        assert status == 200 and body["overrides"] == {}  # still there, untouched
+
+    return check
+
+
+OVERRIDE = {"json": {"criterion": "Clarity", "score": 7, "comment": "clearer than the AI says"}}
+
+
 def _case_table() -> dict[tuple[str, str], Case]:
     return {
         ("GET", "/api/personas"): Case("chat", _personas, _personas_other),
@@ -244,6 +281,9 @@ def _case_table() -> dict[tuple[str, str], Case]:
         ("GET", "/api/sessions"): Case("admin", _list_sessions, _list_sessions_other),
         ("GET", "/api/sessions/{session_id}/audit"): Case("admin", _session_request("GET", "/audit"),
                                                           _session_other("GET", "/audit")),
+        ("GET", "/api/sessions/{session_id}/report"): Case("chat", _report_request(), _report_other()),
+        ("POST", "/api/sessions/{session_id}/report/overrides"): Case(
+            "admin", _report_request("/overrides", **OVERRIDE), _report_other("/overrides", **OVERRIDE)),
         ("POST", "/api/knowledge/{collection}/documents"): Case("ingest", _ingest, _ingest_other),
         ("GET", "/api/webrtc/config"): Case("chat", _config, _config_other),
         ("POST", "/api/webrtc/offer"): Case("chat", _offer, _offer_other),

@@ -29,7 +29,11 @@
 // For tests and embedding, window.fay exposes the live state: {connected, sessionId, state, messages (every JSON
 // message received), remoteLevel, maxRemoteLevel, rttMs, micTrack, pc (the RTCPeerConnection or null),
 // firstAudioAt (performance.now() when answer audio was first heard), firstWordAt (the first "word" message),
-// recording (the last {enabled, consented, active} the server confirmed)}.
+// recording (the last {enabled, consented, active} the server confirmed), scenario (a role-play's last
+// scenario_step or scenario_end message, with "ended": true after the end)}.
+//
+// Role-play: "scenario_step" messages show the step (n of total), its aim and the elapsed time (ticking here from
+// the message's elapsed_s); "scenario_end" stops the clock and links the report page (/web/report.html?session=).
 //
 // Trust: the "ready" message's disclosure (that an AI serves the customer) is the first bubble, before the
 // greeting (the server speaks it before the first answer). If ready.recording.enabled, the recording notice is
@@ -43,11 +47,13 @@ const els = {
   micLevel: $("mic-level"), remoteLevel: $("remote-level"), notice: $("notice"), tokenRow: $("token-row"),
   token: $("token"), audio: $("remote-audio"), transcript: $("transcript"), live: $("live"), form: $("ask"),
   text: $("text"), send: $("send"), avatar: $("avatar"), placeholder: $("avatar-placeholder"),
+  scenario: $("scenario"), scenarioStep: $("scenario-step"), scenarioAim: $("scenario-aim"),
+  scenarioTime: $("scenario-time"), scenarioReport: $("scenario-report"), scenarioLabel: $("scenario-label"),
 };
 
 const fay = (window.fay = {
   connected: false, sessionId: null, state: "idle", messages: [], remoteLevel: 0, maxRemoteLevel: 0, rttMs: null,
-  micTrack: null, pc: null, firstAudioAt: null, firstWordAt: null, recording: null,
+  micTrack: null, pc: null, firstAudioAt: null, firstWordAt: null, recording: null, scenario: null,
 });
 
 let pc = null;
@@ -247,6 +253,7 @@ function onTrack(ev) {
 async function disconnect(reason) {
   for (const t of timers) clearInterval(t);
   timers = [];
+  clearInterval(scenarioClock);
   if (channel && channel.readyState === "open") {
     try { channel.send(JSON.stringify({ type: "bye" })); } catch { /* closing anyway */ }
   }
@@ -376,6 +383,9 @@ function onMessage(data) {
       return; // nothing to show yet
     case "tool":
       return; // deprecated copy of "tool_called" (sent until 0.3): read "tool_called"
+    case "scenario_step":
+    case "scenario_end":
+      return showScenario(msg);
     default:
       return;
   }
@@ -418,6 +428,36 @@ async function onReady(msg) {
   if (msg.recording?.enabled) askConsent(msg.recording.notice);
   if (msg.renderer && msg.renderer.kind !== "none") await mountViewer(msg);
   else if (msg.renderer?.error) bubble("error", null, `avatar: ${msg.renderer.error}`);
+}
+
+// --- role-play scenarios -------------------------------------------------------------------------------------
+
+let scenarioClock = null;
+function showScenario(msg) {
+  const ended = msg.type === "scenario_end";
+  fay.scenario = { ...(fay.scenario || {}), ...msg, ended };
+  els.scenario.hidden = false;
+  if (!ended) {
+    els.scenarioLabel.textContent = "Step";
+    els.scenarioStep.textContent = `${msg.index + 1} of ${msg.total}`;
+    els.scenarioAim.textContent = msg.aim;
+  } else {
+    els.scenarioLabel.textContent = "Scenario";
+    els.scenarioStep.textContent = "ended";
+    els.scenarioAim.textContent = msg.reason === "time_limit" ? "time is up" : "scenario complete";
+    els.scenarioReport.href = `/web/report.html?session=${encodeURIComponent(fay.sessionId || "")}`;
+    els.scenarioReport.hidden = false;
+  }
+  const since = performance.now() - msg.elapsed_s * 1000;
+  const limit = fay.scenario.time_limit_s;
+  const tick = () => {
+    const s = Math.floor((performance.now() - since) / 1000);
+    const text = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    els.scenarioTime.textContent = limit ? `${text} / ${Math.floor(limit / 60)}:${String(Math.round(limit % 60)).padStart(2, "0")}` : text;
+  };
+  clearInterval(scenarioClock);
+  tick();
+  if (!ended) scenarioClock = setInterval(tick, 1000);
 }
 
 // --- consent to record ----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ One turn:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -63,6 +64,7 @@ class LLMAnswerer:
         tools: list[Any] | None = None,
         tool_context: ToolContext | None = None,
         max_tool_steps: int = 3,
+        instructions: Callable[[], str] | None = None,
     ) -> None:
         self.bus = bus
         self.persona = persona
@@ -74,12 +76,16 @@ class LLMAnswerer:
         self._by_name = {t.name: t for t in self.tools}
         self.tool_context = tool_context or ToolContext(bus.session_id, persona.language, ".")
         self.max_steps = max_tool_steps
+        #: more of the system prompt, read at every turn (a role-play's current step, see :mod:`fay_core.roleplay`)
+        self.instructions = instructions
 
     # --- the prompt -------------------------------------------------------------------------------------
 
     def system_prompt(self, grounded: bool, unsure: bool = False) -> str:
         persona = self.persona
         system = persona.system_prompt.strip() or f"You are {persona.name}."
+        if self.instructions is not None:
+            system += "\n\n" + self.instructions()
         if grounded:
             system += "\n\n" + rules(persona.language, persona.knowledge.only)
         if unsure:

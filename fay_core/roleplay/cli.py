@@ -72,3 +72,19 @@ def render(card: Scorecard) -> str:
     metrics = {k: v for k, v in card.metrics.items() if v is not None}
     lines.append("metrics: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return "\n".join(lines)
+
+
+@roleplay.command("report")
+@click.argument("session_id")
+@click.option("--tenant", default="default", show_default=True, help="the tenant whose report it is")
+@click.option("--json", "as_json", is_flag=True, help="print the stored report as JSON (with 'final' and 'trend')")
+def report(session_id: str, tenant: str, as_json: bool) -> None:
+    """Print the stored report of role-play session SESSION_ID (see fay_core.roleplay.reports)."""
+    from ..settings import load_settings
+    from .reports import ReportStore, render_report, view
+
+    shown = view(ReportStore(load_settings().data_dir / "reports"), tenant, session_id)
+    if as_json:
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_report(shown))

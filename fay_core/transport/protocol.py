@@ -41,6 +41,8 @@ Server to client (the event messages come from :mod:`fay_core.wire`, the same as
     {"type": "interrupted", "turn", "reason"}
     {"type": "latency", "turn", "stage", "ms", "since"}
     {"type": "error", "turn", "source", "message", "fatal"}   turn 0: not tied to a turn
+    {"type": "scenario_step", "turn", "step", "index", "total", "aim", "reason", "elapsed_s", "time_limit_s"}
+    {"type": "scenario_end", "turn", "reason", "elapsed_s", "steps", "closing"}   a role-play scenario's progress
     {"type": "pong", "t"}
     {"type": "consent", "recording": {"enabled", "consented", "active"}}   after the client's consent message
 
@@ -68,6 +70,8 @@ from ..events import (
     Event,
     Interrupted,
     LatencyMeasured,
+    ScenarioEnded,
+    ScenarioStepChanged,
     TranscriptFinal,
     TranscriptPartial,
     UserStartedSpeaking,
@@ -194,5 +198,7 @@ CLIENT_EVENTS: tuple[type[Event], ...] = (
     Interrupted,
     LatencyMeasured,
     ErrorRaised,
+    ScenarioStepChanged,
+    ScenarioEnded,
 )
 
