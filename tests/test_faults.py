@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
@@ -38,12 +39,16 @@ def user_words(audit: AuditLog, session_id: str | None = None) -> list[str]:
 
 
 def _personas(tmp_path: Path) -> Path:
-    """interviewer_en (LLM, no avatar) and the same persona with an avatar renderer."""
+    """interviewer_en (LLM, no avatar), the same persona with an avatar renderer, and ``interviewer_faq``: the same
+    persona without its role-play scenario (it answers from its inline FAQ)."""
     folder = tmp_path / "personas"
     folder.mkdir()
     text = (ROOT / "personas" / "interviewer_en.yaml").read_text(encoding="utf-8")
     (folder / "interviewer_en.yaml").write_text(text, encoding="utf-8")
     (folder / "interviewer_avatar.yaml").write_text(text + "avatar:\n  renderer: params3d\n", encoding="utf-8")
+    data = yaml.safe_load(text)
+    del data["scenario"]
+    (folder / "interviewer_faq.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return folder
 
 
@@ -213,7 +218,7 @@ def _refused_port() -> int:
 
 @pytest.mark.parametrize("fault", ["connection refused", "no first token"])
 async def test_a_dead_or_hung_llm_is_answered_by_the_fallback_quickly(
-    settings: Settings, fake_llm: FakeLLM, fault: str
+    settings: Settings, fake_llm: FakeLLM, fault: str, tmp_path: Path
 ) -> None:
     if fault == "connection refused":
         api_base = f"http://127.0.0.1:{_refused_port()}/v1"
@@ -222,8 +227,9 @@ async def test_a_dead_or_hung_llm_is_answered_by_the_fallback_quickly(
         fake_llm.first_token_delay = 3
     settings.llm = LLMSettings(model=fake_llm.model, api_base=api_base, retries=0, timeout_s=30,
                                first_token_timeout_s=0.5)
+    settings.personas_dir = _personas(tmp_path)
     async with Fay(settings) as fay:
-        session = await fay.create_session("interviewer_en")
+        session = await fay.create_session("interviewer_faq")
         finished = await asyncio.wait_for(session.answer("How long does the interview take?"), 60)
     assert finished.answered_by == "fallback" and "twenty minutes" in finished.text
     (answer,) = [r for r in fay.audit.read(session.id) if r["kind"] == "answer"]
