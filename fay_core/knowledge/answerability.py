@@ -230,12 +230,14 @@ class Assessor:
     max_parts: int = 3
     #: how much the share of the question's words found in an entry moves its score (0: the ranking as it is)
     coverage_weight: float = 0.0
-    #: added to a document chunk's confidence: query-to-passage cosines run lower than query-to-question ones
+    #: added to a document chunk's confidence when its passage matched: query-to-passage cosines run lower than
+    #: query-to-question ones
     passage_offset: float = 0.0
 
     def score(self, hit: Hit, words: set[str]) -> float:
         """The confidence the grades compare: the hit's, calibrated for passages, moved by lexical coverage."""
-        offset = self.passage_offset if hit.entry.kind == "chunk" else 0.0
+        passage = hit.entry.kind == "chunk" and hit.matched not in hit.entry.questions  # not one of its phrasings
+        offset = self.passage_offset if passage else 0.0
         return hit.confidence + offset + self.coverage_weight * (coverage(words, hit) - 0.5)
 
     def assess(self, question: str) -> Assessment:
