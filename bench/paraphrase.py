@@ -6,7 +6,9 @@
 The sets under ``bench/data/paraphrase/`` were written by hand for the demo bank (``knowledge/demo_bank``), in
 English and Chinese, worded unlike the FAQ (colloquial, typos, indirect, short and long, multi-part questions),
 and out-of-scope questions (other banks' products, products the bank does not sell, near misses, off-topic).
-``dev_*`` is what the decision was tuned on; ``test_*`` was written before any tuning and is only reported on.
+``dev_*`` is what the decision was tuned on (``bench/paraphrase_tune.py`` cross-validates on it; a second batch of
+dev questions was written in round 2, and the demo bank's phrasings were then extended from its failures, as a
+bank's team would from declined questions); ``test_*`` was written before any tuning and is only reported on.
 
 Each question goes through what the offline answerer does: the persona's collections ingested as a session
 would, :class:`~fay_core.knowledge.answerability.Assessor` with the persona's thresholds. Per language and split:

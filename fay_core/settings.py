@@ -162,7 +162,8 @@ class KnowledgeSettings(_Section):
     coverage_weight: float = Field(0.15, ge=0, le=2, description="how much the share of a question's words found in "
                                    "an entry moves its answerability score (a lexical check on the dense ranking)")
     passage_offset: float = Field(0.08, ge=-1, le=1, description="added to a document chunk's confidence before the "
-                                  "thresholds: query-to-passage cosines run lower than query-to-question ones")
+                                  "thresholds when its passage matched (not one of its phrasings): query-to-passage "
+                                  "cosines run lower than query-to-question ones")
     foreign_names: list[str] = Field(default_factory=list, description="more names (regular expressions) of other "
                                      "companies: a question naming one the knowledge never mentions is declined")
     not_offered: list[str] = Field(default_factory=list, description="more kinds of product (regular expressions) "

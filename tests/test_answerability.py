@@ -18,13 +18,32 @@ from fay_core.settings import LLMSettings, Settings
 from fay_core.testing import FakeLLM, Reply, test_settings
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"
+#: the shipped English teller with a wide suggestion band, so that the uncertain path has questions to show
+WIDE = "bank_teller_en_wide"
 
 
-def settings(tmp_path: Path, fake: FakeLLM | None = None) -> Settings:
-    s = test_settings(tmp_path / "data", personas_dir=PERSONAS)
-    if fake is not None:
-        s.llm = LLMSettings(model=fake.model, api_base=fake.url, retries=0)
-    return s
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One data folder for the module: the personas' knowledge is ingested once (the first Fay ingests, later ones
+    find every file unchanged). The personas are the shipped ones plus :data:`WIDE`."""
+    root = tmp_path_factory.mktemp("answerability")
+    personas = root / "personas"
+    personas.mkdir()
+    for f in PERSONAS.glob("bank_teller_*.yaml"):
+        text = f.read_text(encoding="utf-8").replace("../knowledge/", f"{PERSONAS.parent}/knowledge/")
+        (personas / f.name).write_text(text, encoding="utf-8")
+        if f.stem == "bank_teller_en":
+            assert "suggest_score: 0.885" in text
+            (personas / f"{WIDE}.yaml").write_text(text.replace("suggest_score: 0.885", "suggest_score: 0.80"),
+                                                   encoding="utf-8")
+    return test_settings(root / "data", personas_dir=personas)
+
+
+def settings(shared: Settings, fake: FakeLLM | None = None) -> Settings:
+    """The module's settings, with the FakeLLM as the LLM when given."""
+    if fake is None:
+        return shared
+    return shared.model_copy(update={"llm": LLMSettings(model=fake.model, api_base=fake.url, retries=0)})
 
 
 async def ask(fay: Fay, persona_id: str, question: str) -> AgentTurnFinished:
@@ -52,15 +71,19 @@ def test_parts_terms_and_names_are_read_from_the_text() -> None:
     assert names.absent_in("白金卡年费多少", "白金卡年费1,200元") == []
 
 
-@pytest.fixture(scope="module")
-def offline_fay(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return settings(tmp_path_factory.mktemp("offline"))
-
-
-async def test_offline_answers_declines_and_answers_two_parts(offline_fay: Settings) -> None:
-    async with Fay(offline_fay) as fay:
+async def test_offline_answers_declines_and_answers_two_parts(shared: Settings) -> None:
+    async with Fay(settings(shared)) as fay:
         done = await ask(fay, "bank_teller_en", "do you charge me to send money")
         assert done.answered_by == "offline" and cited(done) == ["hb-en-007"] and "80 per transfer" in done.text
+        # the question of issue 15: once declined (the right entry ranked first, under the threshold)
+        done = await ask(fay, "bank_teller_en", "What does it cost to wire money overseas?")
+        assert cited(done) == ["hb-en-007"] and "International transfers cost 80" in done.text
+        # a product sheet's own phrasing: the Platinum card's rewards are on the cards sheet, not in the FAQ
+        done = await ask(fay, "bank_teller_en", "How many reward points does the Platinum card earn?")
+        assert cited(done) == ["harbor-bank-cards-product-sheet-harbor-platinum-"] and "1 reward point" in done.text
+        # off-topic: the shipped band is narrow, so this is declined outright rather than offered as a guess
+        done = await ask(fay, "bank_teller_en", "What time is it in Tokyo?")
+        assert not done.citations and "colleague" in done.text and done.declined
         # another bank's product: never answered with Harbor Bank's own figures
         done = await ask(fay, "bank_teller_en", "What is HSBC's savings account interest rate?")
         assert not done.citations and "colleague" in done.text and "2.10%" not in done.text
@@ -76,36 +99,36 @@ async def test_offline_answers_declines_and_answers_two_parts(offline_fay: Setti
         assert not done.citations and "人工客服" in done.text
 
 
-async def test_offline_offers_an_uncertain_match_as_a_suggestion(offline_fay: Settings) -> None:
-    async with Fay(offline_fay) as fay:
-        done = await ask(fay, "bank_teller_en", "how can I contact the bank")
-    assert cited(done) == ["hb-en-030"]
-    assert done.text.startswith("I'm not sure I understood. Did you mean:") and "400-800-1234" in done.text
+async def test_offline_offers_an_uncertain_match_as_a_suggestion(shared: Settings) -> None:
+    async with Fay(settings(shared)) as fay:
+        done = await ask(fay, WIDE, "do you take a cut when I change currency")
+    assert cited(done) == ["hb-en-027"]
+    assert done.text.startswith("I'm not sure I understood. Did you mean:") and "no commission" in done.text
     assert "colleague" in done.text  # the check question's way out
 
 
 async def test_the_uncertain_band_reaches_the_llm_with_a_not_in_the_sources_exit(
-    tmp_path: Path, fake_llm: FakeLLM
+    shared: Settings, fake_llm: FakeLLM
 ) -> None:
-    fake_llm.enqueue(Reply("NOT_IN_SOURCES"), Reply("Call 400-800-1234, any time [1]."))
-    async with Fay(settings(tmp_path, fake_llm)) as fay:
-        declined = await ask(fay, "bank_teller_en", "What time is it in Tokyo?")
-        answered = await ask(fay, "bank_teller_en", "how can I contact the bank")
+    fake_llm.enqueue(Reply("NOT_IN_SOURCES"), Reply("Order it in the app or change it at a counter [1]."))
+    async with Fay(settings(shared, fake_llm)) as fay:
+        declined = await ask(fay, WIDE, "What time is it in Tokyo?")
+        answered = await ask(fay, WIDE, "do you take a cut when I change currency")
     assert len(fake_llm.requests) == 2
     system = fake_llm.requests[0]["messages"][0]["content"]
     assert "NOT_IN_SOURCES" in system and "<sources>" in fake_llm.requests[0]["messages"][-2]["content"]
     # the exit is honoured: the customer hears the handoff, never the token
     assert declined.answered_by == "guardrail" and "colleague" in declined.text
     assert "NOT_IN_SOURCES" not in declined.text and not declined.citations
-    assert answered.answered_by == "llm" and answered.text == "Call 400-800-1234, any time [1]."
-    assert cited(answered) == ["hb-en-030"]
+    assert answered.answered_by == "llm" and answered.text == "Order it in the app or change it at a counter [1]."
+    assert cited(answered) == ["hb-en-027"]
 
 
 async def test_a_confident_question_gets_no_exit_rule_and_a_declined_one_no_sources(
-    tmp_path: Path, fake_llm: FakeLLM
+    shared: Settings, fake_llm: FakeLLM
 ) -> None:
     fake_llm.enqueue(Reply("Domestic transfers in the app are free [1]."), Reply("I can't help with HSBC."))
-    async with Fay(settings(tmp_path, fake_llm)) as fay:
+    async with Fay(settings(shared, fake_llm)) as fay:
         done = await ask(fay, "bank_teller_en", "Is there a fee for transfers?")
         other = await ask(fay, "bank_teller_en", "What is HSBC's savings account interest rate?")
     assert "NOT_IN_SOURCES" not in fake_llm.requests[0]["messages"][0]["content"]

@@ -98,6 +98,33 @@ def test_each_format_is_ingested_with_its_metadata(kb: KnowledgeBase, tmp_path: 
     assert overdraft.entry.metadata["modified"] == pytest.approx((folder / "ratecard.pdf").stat().st_mtime, abs=1)
 
 
+def test_document_chunks_carry_phrasings_that_match_as_questions(kb: KnowledgeBase, tmp_path: Path) -> None:
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    (folder / "cards.md").write_text(
+        "# Cards\n\n## Gold card\n\n<!-- questions: How many air miles do I collect? | miles per spend -->\n\n"
+        "Earns 2 miles per 100 spent.\n\n## Silver card\n\nNo annual fee.\n", encoding="utf-8")
+    (folder / "products.csv").write_text(
+        "code,name,rate,questions\nQX-7781,Quantum Saver,1.85% a year,Which account pays the most? | best savings\n",
+        encoding="utf-8")
+    (folder / "branches.yaml").write_text(
+        "entries:\n  - name: Pier branch\n    hours: 8:00-20:00\n    questions: [\"Which branch opens early?\"]\n",
+        encoding="utf-8")
+    kb.ingest([folder], "sheets")
+    gold = kb.search("how many air miles do I collect", "sheets", top_k=3)[0]
+    # the phrasing is a question row of the chunk, not part of its text
+    assert gold.entry.section == "Cards > Gold card" and gold.entry.kind == "chunk"
+    assert gold.matched == "How many air miles do I collect?" and gold.similarity > 0.95
+    assert "questions" not in gold.entry.text and gold.entry.questions == ("How many air miles do I collect?",
+                                                                           "miles per spend")
+    saver = kb.search("Which account pays the most?", "sheets", top_k=3)[0]
+    assert saver.entry.title == "Quantum Saver" and "questions" not in saver.entry.text
+    assert saver.entry.questions == ("Which account pays the most?", "best savings")
+    pier = kb.search("Which branch opens early?", "sheets", top_k=3)[0]
+    assert pier.entry.title == "Pier branch" and pier.matched == "Which branch opens early?"
+    assert kb.collections()[0].rows == 4 + 2 + 2 + 1  # four passages, then the chunks' phrasings
+
+
 def test_product_codes_match_exactly(kb: KnowledgeBase, tmp_path: Path) -> None:
     kb.ingest([write_corpus(tmp_path / "docs")], "test-docs")
     hit = kb.search("QX-7781", "test-docs")[0]

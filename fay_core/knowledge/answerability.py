@@ -164,14 +164,33 @@ much when where why which who whom whose how what much very really just about in
 """.split())  # noqa: SIM905
 
 
+#: Chinese character pairs that only ask or address ("你们的账户每个月收钱吗": 你们, 们的 say nothing of the subject)
+_ZH_ASKING = frozenset("你们 我们 们的 什么 怎么 多少 可以 能不 不能 是不 不是 请问 一下 要不 不要 会不 不会".split())  # noqa: SIM905
+#: particles and pronouns: a character pair with one of them is grammar, not subject (the keyword index's stop list)
+_ZH_PARTICLES = frozenset("的了吗呢吧啊我你您是在有和就都也")
+
+
 def _stem(token: str) -> str:
-    return token[:-1] if len(token) > 3 and token.endswith("s") and not token.endswith("ss") else token
+    """A crude English stem: plural -s, and -en/-ed/-ing on longer words (stolen, stole → stol)."""
+    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        token = token[:-1]
+    for suffix in ("ing", "en", "ed", "e"):
+        if len(token) > len(suffix) + 3 and token.endswith(suffix):
+            return token[: -len(suffix)]
+    return token
 
 
 def content_tokens(text: str) -> set[str]:
     """The keyword tokens of ``text`` that carry its subject (English words stemmed crudely, Chinese characters and
     character pairs), without the words that only ask."""
-    return {_stem(t) for t in tokens(text) if t not in _ASKING and not t.isdigit()}
+    out = set()
+    for t in tokens(text):
+        if t in _ASKING or t in _ZH_ASKING or t.isdigit():
+            continue
+        if len(t) == 2 and HAN_RE.match(t) and (t[0] in _ZH_PARTICLES or t[1] in _ZH_PARTICLES):
+            continue  # a pair with a particle or a pronoun in it: 的账, 钱吗
+        out.add(_stem(t))
+    return out
 
 
 def coverage(question: set[str], hit: Hit) -> float:
@@ -230,12 +249,14 @@ class Assessor:
     max_parts: int = 3
     #: how much the share of the question's words found in an entry moves its score (0: the ranking as it is)
     coverage_weight: float = 0.0
-    #: added to a document chunk's confidence: query-to-passage cosines run lower than query-to-question ones
+    #: added to a document chunk's confidence when its passage matched: query-to-passage cosines run lower than
+    #: query-to-question ones
     passage_offset: float = 0.0
 
     def score(self, hit: Hit, words: set[str]) -> float:
         """The confidence the grades compare: the hit's, calibrated for passages, moved by lexical coverage."""
-        offset = self.passage_offset if hit.entry.kind == "chunk" else 0.0
+        passage = hit.entry.kind == "chunk" and hit.matched not in hit.entry.questions  # not one of its phrasings
+        offset = self.passage_offset if passage else 0.0
         return hit.confidence + offset + self.coverage_weight * (coverage(words, hit) - 0.5)
 
     def assess(self, question: str) -> Assessment:

@@ -19,7 +19,8 @@ class Entry:
 
     An FAQ entry (``kind="faq"``) has a ``title`` (its main question), ``text`` (the answer) and optionally more
     phrasings in ``questions``; every phrasing is indexed as its own row that points to the entry. A document
-    chunk (``kind="chunk"``) is a section of a file (or part of one), ``title`` being its heading.
+    chunk (``kind="chunk"``) is a section of a file (or part of one), ``title`` being its heading; it may carry
+    phrasings too (the questions customers ask that it answers), indexed as question rows after its passage.
     Loaders registered through ``register_knowledge_loaders`` return these.
     """
 
@@ -48,7 +49,8 @@ class Entry:
                 out.append(("passage", f"{self.title}\n{self.text}"))
             return out
         head = self.section or self.title
-        return [("passage", f"{head}\n{self.text}" if head else self.text)]
+        passage = ("passage", f"{head}\n{self.text}" if head else self.text)
+        return [passage, *(("question", q) for q in dict.fromkeys(q.strip() for q in self.questions) if q)]
 
     def cited_text(self) -> str:
         """What an answerer reads: the question and answer, or the chunk under its heading."""

@@ -3,6 +3,9 @@
 Built in: Markdown and text (split at headings, long sections at paragraphs; the heading path stays with every
 chunk), PDF (per page), CSV (an FAQ when it has question and answer columns, else one entry per row), JSON and
 YAML (an FAQ list ``[{question, answer, id?, questions?}]`` or ``{faq: [...]}``, else one entry per record).
+Any entry can carry the questions customers ask that it answers, each indexed as its own row: ``questions``
+(a list, or ``|``-separated in a CSV cell) on an FAQ entry or a record, and in Markdown a comment line in the
+section, ``<!-- questions: Is the card free? | What does the card cost? -->``.
 Plugins add suffixes through the ``register_knowledge_loaders`` hook: ``loader(path, source) -> list[Entry]``.
 """
 
@@ -24,6 +27,8 @@ from ..text import HAN
 Loader = Callable[[Path, str], list[Entry]]
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+#: a section's phrasings, in a comment that renders as nothing: ``<!-- questions: Is it free? | What does it cost? -->``
+_ASKED = re.compile(r"^\s*<!--\s*(?:questions|phrasings|相似问题)\s*[:：]\s*(.*?)\s*-->\s*$", re.IGNORECASE)
 _QUESTION_KEYS = ("question", "q", "问题", "问")
 _ANSWER_KEYS = ("answer", "a", "答案", "答")
 _ALT_KEYS = ("questions", "alternates", "alternatives", "paraphrases", "相似问题")
@@ -85,7 +90,15 @@ def load_markdown(path: Path, source: str, chunk_chars: int = 1200) -> list[Entr
     out: list[Entry] = []
     seen: dict[str, int] = {}
     for heads, lines in sections:
-        body = "\n".join(lines).strip()
+        asked: list[str] = []
+        kept = []
+        for line in lines:
+            m = _ASKED.match(line)
+            if m:
+                asked.extend(phrasings(m.group(1)))
+            else:
+                kept.append(line)
+        body = "\n".join(kept).strip()
         if not body:
             continue
         section = " > ".join(heads)
@@ -97,7 +110,7 @@ def load_markdown(path: Path, source: str, chunk_chars: int = 1200) -> list[Entr
             if n:
                 local = f"{local}-{n + 1}"
             out.append(Entry(id=f"{source}#{local}", title=heads[-1] if heads else title, text=piece,
-                             kind="chunk", source=source, section=section))
+                             kind="chunk", source=source, section=section, questions=tuple(asked) if i == 0 else ()))
     return out
 
 
@@ -167,29 +180,32 @@ def records_to_entries(records: Iterable[Any], path: Path, source: str) -> list[
         q_key = next((keys[k] for k in _QUESTION_KEYS if k in keys), None)
         a_key = next((keys[k] for k in _ANSWER_KEYS if k in keys), None)
         local = str(rec.get(keys.get("id", ""), "") or "").strip()
+        alt_key = next((keys[k] for k in _ALT_KEYS if k in keys), None)
+        questions = phrasings(rec.get(alt_key) if alt_key else None)
         if q_key is not None and a_key is not None:
             question, answer = str(rec[q_key] or "").strip(), str(rec[a_key] or "").strip()
             if not question or not answer:
                 raise KnowledgeError(f"{where}: an FAQ entry needs a non-empty question and answer")
-            alt_key = next((keys[k] for k in _ALT_KEYS if k in keys), None)
-            alts = rec.get(alt_key) if alt_key else None
-            if isinstance(alts, str):
-                alts = [a for a in alts.split("|")]
-            questions = tuple(str(a).strip() for a in (alts or []) if str(a).strip())
             entry = Entry(id=f"{source}#{local or i + 1}", title=question, text=answer, kind="faq",
                           source=source, questions=questions)
         else:
-            fields = {str(k): v for k, v in rec.items() if v not in (None, "")}
+            fields = {str(k): v for k, v in rec.items() if v not in (None, "") and k != alt_key}
             t_key = next((keys[k] for k in _TITLE_KEYS if k in keys), None)
             title = str(rec[t_key]) if t_key else f"{path.stem} {i + 1}"
             body = "\n".join(f"{k}: {_flat(v)}" for k, v in fields.items())
             entry = Entry(id=f"{source}#{local or slug(title)}", title=title, text=body, kind="chunk",
-                          source=source, section=title)
+                          source=source, section=title, questions=questions)
         if entry.id in ids:
             raise KnowledgeError(f"{where}: duplicate id {entry.id.split('#', 1)[1]!r}")
         ids.add(entry.id)
         out.append(entry)
     return out
+
+
+def phrasings(value: Any) -> tuple[str, ...]:
+    """An entry's extra phrasings: a list, or one string separated by ``|`` (a CSV cell, a Markdown comment)."""
+    items = value.split("|") if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(dict.fromkeys(str(a).strip() for a in items if str(a).strip()))
 
 
 def _flat(value: Any) -> str:

@@ -68,7 +68,8 @@ def recent_transactions(
 def product_lookup(query: str) -> str:
     """Harbor Bank products matching a product code (e.g. HB-TD-12M) or words of a product name or type."""
     with (KNOWLEDGE / "products.csv").open(encoding="utf-8") as f:
-        products = list(csv.DictReader(f))
+        # the ``questions`` column holds the phrasings the knowledge base indexes, not facts about the product
+        products = [{k: v for k, v in row.items() if k != "questions"} for row in csv.DictReader(f)]
     q = query.strip().lower()
     exact = [p for p in products if p["code"].lower() == q]
     words = [w for w in q.replace("-", " ").split() if len(w) > 1]
@@ -80,7 +81,8 @@ def product_lookup(query: str) -> str:
 
 def branch_hours(city: str = "") -> str:
     """Harbor Bank branches with their address and opening hours, optionally only those in one city."""
-    branches = yaml.safe_load((KNOWLEDGE / "branches.yaml").read_text(encoding="utf-8"))["entries"]
+    branches = [{k: v for k, v in b.items() if k != "questions"}  # phrasings for the knowledge base
+                for b in yaml.safe_load((KNOWLEDGE / "branches.yaml").read_text(encoding="utf-8"))["entries"]]
     if city.strip():
         branches = [b for b in branches if city.strip().lower() in b["city"].lower()]
     return json.dumps({"branches": branches}, ensure_ascii=False)
