@@ -10,7 +10,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             when nothing is configured, else the token or an ``admin`` key
                                             (``server.metrics_public`` opens it)
                                             scope   (see "Keys and tenants" below)
-    GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
+    GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "camera",
+                                                      "default"}]   camera: {"enabled", "notice"}
     POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
                                                     -> {"session_id", "persona", "greeting", "disclosure",
                                                         "recording": {"enabled", "notice"}, "authenticated",
@@ -98,6 +99,7 @@ from .knowledge.store import check_name
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session
+from .vision import camera_offer
 from .wire import SSE_DEPRECATED, deprecated_copy, message
 
 log = logging.getLogger(__name__)
@@ -285,7 +287,7 @@ async def list_personas(request: web.Request) -> web.Response:
         if p.tenant != tenant:
             continue
         out.append({"id": pid, "name": p.name, "language": p.language, "greeting": p.greeting,
-                    "avatar": p.avatar.model_dump(), "default": pid == default})
+                    "avatar": p.avatar.model_dump(), "camera": camera_offer(p), "default": pid == default})
     return web.json_response(out)
 
 
