@@ -1,8 +1,8 @@
 // Fay web client: plain ES module, no build step. Served by `fay run` at / (this file at /web/app.js).
 //
 // Flow: GET /api/personas -> pick one -> GET /api/webrtc/config -> RTCPeerConnection with a data channel "fay",
-// the microphone (echo cancellation + noise suppression), a receive-only video slot and, for personas whose
-// camera.enabled (GET /api/personas), the camera as a send-only video track -> POST /api/webrtc/offer
+// the microphone (echo cancellation + noise suppression) and a video slot (receive-only; for personas whose
+// camera.enabled (GET /api/personas), it sends the camera too) -> POST /api/webrtc/offer
 // {sdp, type: "offer", persona} -> {sdp, type: "answer", session_id}. The data-channel protocol is documented in
 // fay_core/transport/protocol.py; JSON text messages both ways, binary messages are avatar frames. Event messages
 // use the names of fay_core/wire.py, the same as the HTTP API's server-sent events.
@@ -243,9 +243,11 @@ async function connect() {
     } else {
       pc.addTransceiver("audio", { direction: "recvonly" });
     }
-    pc.addTransceiver("video", { direction: "recvonly" }); // first: the avatar's video, if it has one
+    // one video slot: the avatar's video comes in on it, the camera (if any) goes out on it (aiortc mis-bundles a
+    // second video transceiver)
     camStream = await getCamera(personas.find((p) => p.id === els.persona.value)?.camera);
-    if (camStream) pc.addTransceiver(camStream.getVideoTracks()[0], { direction: "sendonly", streams: [camStream] });
+    if (camStream) pc.addTransceiver(camStream.getVideoTracks()[0], { direction: "sendrecv", streams: [camStream] });
+    else pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = onTrack;
     pc.onconnectionstatechange = () => {
       const s = pc?.connectionState;

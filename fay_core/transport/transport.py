@@ -89,12 +89,13 @@ def unanswerable(exc: Exception) -> InvalidOffer:
 
 
 def refuse_video(pc: RTCPeerConnection, tracks: list[Any], used: Any) -> None:
-    """Answer the offer's incoming video other than ``used`` (a persona without ``vision``, a second camera) as
-    ``inactive``, so that the browser does not send it: unread, aiortc would decode and queue its frames."""
+    """Answer the offer's incoming video other than ``used`` (a persona without ``vision``, a second camera) so
+    that the browser does not send it (``sendonly`` where the avatar's video goes out on it, else ``inactive``):
+    unread, aiortc would still decode its frames and queue them without bound."""
     for transceiver in pc.getTransceivers():
         track = transceiver.receiver.track
-        if transceiver.kind == "video" and track in tracks and track is not used and transceiver.sender.track is None:
-            transceiver.direction = "inactive"
+        if transceiver.kind == "video" and track in tracks and track is not used:
+            transceiver.direction = "sendonly" if transceiver.sender.track is not None else "inactive"
 
 
 class WebRTCTransport:
