@@ -79,12 +79,12 @@ async def pump_video(track: MediaStreamTrack, bus: Bus, fps: float, *, max_width
                         type(exc).__name__, exc)
             return
         stats.received += 1
+        if not isinstance(frame, av.VideoFrame):
+            stats.bad += 1
+            continue
         now = loop.time()
         if now < due:
             stats.skipped += 1
-            continue
-        if not isinstance(frame, av.VideoFrame):
-            stats.bad += 1
             continue
         due = now + period
         try:
