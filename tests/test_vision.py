@@ -16,10 +16,12 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiohttp.test_utils import TestServer
 
 import fay_opencv
 from fay_core.app import Fay
+from fay_core.transport.client import FayClient
 from fay_core.avatar.timeline import FRAME_S, GAZE_YAW_DEG, AnimationTimeline
 from fay_core.bus import Bus
 from fay_core.errors import PersonaError
@@ -34,6 +36,7 @@ from fay_core.events import (
     UserLeft,
 )
 from fay_core.persona import VisionConfig, parse_persona
+from fay_core.server import create_app
 from fay_core.testing import Recorder, test_settings
 from fay_core.transport.tracks import VideoInStats, pump_audio, pump_video
 from fay_core.vision import Presence, VisionWatcher, scenes
@@ -276,3 +279,62 @@ async def test_a_huge_or_broken_camera_track_never_affects_the_audio(haar: fay_o
     finally:
         await watcher.stop()
         await bus.close()
+
+
+# --- over WebRTC ------------------------------------------------------------------------------------------------
+
+
+class _Camera(VideoStreamTrack):
+    """The visitor in the middle of the frame, at aiortc's default 30 fps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame = av.VideoFrame.from_ndarray(scenes.frame(0.0), format="bgr24").reformat(format="yuv420p")
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self.frame.pts, self.frame.time_base = pts, time_base
+        return self.frame
+
+
+def _video_direction(sdp: str) -> str:
+    video = sdp.split("m=video", 1)[1].split("m=", 1)[0]
+    return next(line for line in video.splitlines() if line in ("a=sendrecv", "a=sendonly", "a=recvonly",
+                                                                 "a=inactive"))
+
+
+async def test_a_camera_over_webrtc_is_watched_for_a_persona_that_asks_and_refused_for_others(
+    tmp_path: Path,
+) -> None:
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "kiosk.yaml").write_text(KIOSK.replace("listen_only_when_present: true", "fps: 5"))
+    (personas / "teller.yaml").write_text("name: Teller\nknowledge:\n  only: true\n")
+    loopback = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
+    fay = Fay(test_settings(tmp_path / "data", personas_dir=personas, webrtc=loopback))
+    if "opencv" not in fay.plugins.engines["vision"]:  # (an install older than this plugin's entry point)
+        fay.plugins.register(fay_opencv, "opencv")
+    server = TestServer(create_app(fay), host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url(""))
+        async with FayClient(url, persona="kiosk", ice=fay.settings.webrtc, audio=False, camera=_Camera()) as c:
+            assert c.ready["camera"] is True
+            assert _video_direction(c.pc.remoteDescription.sdp) == "a=recvonly"
+            session = fay.sessions[c.session_id]
+            rec = Recorder(session.bus, UserArrived, CameraFrameReceived)
+            arrived = await rec.wait(UserArrived, within=20)
+            assert arrived.face.x == pytest.approx(0.0, abs=0.15)
+            assert (await c.wait_for("presence"))["present"] is True
+            frames = rec.of(CameraFrameReceived)
+            assert frames and frames[0].image.shape == (480, 640, 3)
+            assert session.vision is not None and session.vision.looked >= 2
+        async with FayClient(url, persona="teller", ice=fay.settings.webrtc, audio=False, camera=_Camera()) as c:
+            assert c.ready["camera"] is False
+            assert _video_direction(c.pc.remoteDescription.sdp) == "a=inactive"  # the browser stops sending it
+            session = fay.sessions[c.session_id]
+            assert session.vision is None
+            c.send_text("Hello?")
+            assert (await c.wait_for("answer"))["answered_by"]
+    finally:
+        await server.close()
