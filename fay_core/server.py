@@ -11,7 +11,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             (``server.metrics_public`` opens it)
                                             scope   (see "Keys and tenants" below)
     GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "camera",
-                                                      "default"}]   camera: {"enabled", "notice"}
+                                                      "default"}]   camera: {"enabled", "notice",
+                                                      "greet_on_arrival"}
     POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "..."}
                                                     -> {"session_id", "persona", "greeting", "disclosure",
                                                         "recording": {"enabled", "notice"}, "authenticated",

@@ -22,6 +22,8 @@ from aiohttp.test_utils import TestServer
 import fay_opencv
 from fay_core.app import Fay
 from fay_core.transport.client import FayClient
+from fay_core.avatar.live2d import LIVE2D_CHANNELS, live2d_values
+from fay_core.avatar.rig import head_angles
 from fay_core.avatar.timeline import FRAME_S, GAZE_YAW_DEG, AnimationTimeline
 from fay_core.bus import Bus
 from fay_core.errors import PersonaError
@@ -153,7 +155,14 @@ async def test_the_head_turns_towards_the_face_smoothly() -> None:
         bus.publish(FaceTracked(session_id=bus.session_id, face=Face(x=0.5, y=0.0, size=0.1), pts=2.0))
         await asyncio.sleep(1.6)
         assert gaze_yaw() == pytest.approx(-0.5 * GAZE_YAW_DEG, abs=0.5)
-        assert timeline.last is not None and timeline.last.gaze_x < -0.1  # the eyes go with it
+        st = timeline.last
+        assert st is not None and st.gaze_x < -0.1  # the eyes go with it
+        # through the renderers' existing channels: the 3D head's yaw, Live2D's ParamAngleX and ParamEyeBallX
+        names = [c.name for c in LIVE2D_CHANNELS]
+        l2d = live2d_values(st)
+        assert head_angles(st)[1] == pytest.approx(st.head_yaw) and st.head_yaw < -8
+        assert l2d[names.index("ParamAngleX")] == pytest.approx(st.head_yaw)
+        assert l2d[names.index("ParamEyeBallX")] == pytest.approx(st.gaze_x)
         bus.publish(UserLeft(session_id=bus.session_id, pts=3.0))
         await asyncio.sleep(1.6)
         assert abs(gaze_yaw()) < 0.5  # back to the front

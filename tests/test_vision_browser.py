@@ -103,6 +103,7 @@ async def test_the_avatar_sees_a_visitor_arrive_greets_looks_at_them_and_sees_th
     result = await drive(opts, tmp, "visitor")
     assert result["noticeVisible"] and result["notice"] == DEFAULT_CAMERA_NOTICE["en"]
     assert result["camera"]["granted"] and result["ready"]["camera"] and result["ready"]["voice"]
+    assert result["bubbles"].count(GREETING) == 1, result["bubbles"]  # said on arrival, not also shown at once
 
     presence = result["presence"]
     assert [p["present"] for p in presence[:2]] == [True, False], presence

@@ -460,7 +460,8 @@ async function onReady(msg) {
   setState("listening");
   els.text.disabled = els.send.disabled = false;
   if (msg.disclosure) bubble("bot disclosure", msg.persona.name, msg.disclosure);
-  if (msg.persona.greeting) bubble("bot", msg.persona.name, msg.persona.greeting);
+  const greetsLater = msg.camera && personas.find((p) => p.id === msg.persona.id)?.camera?.greet_on_arrival;
+  if (msg.persona.greeting && !greetsLater) bubble("bot", msg.persona.name, msg.persona.greeting); // else on arrival
   if (msg.recording?.enabled) askConsent(msg.recording.notice);
   if (msg.renderer && msg.renderer.kind !== "none") await mountViewer(msg);
   else if (msg.renderer?.error) bubble("error", null, `avatar: ${msg.renderer.error}`);

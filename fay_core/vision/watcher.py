@@ -28,11 +28,13 @@ DEFAULT_CAMERA_NOTICE = {
 
 
 def camera_offer(persona: Persona) -> dict[str, object]:
-    """What a client needs to ask for the camera: ``{"enabled", "notice"}`` (the notice empty when not enabled)."""
+    """What a client needs to ask for the camera: ``{"enabled", "notice", "greet_on_arrival"}`` (the notice empty
+    when not enabled; with ``greet_on_arrival`` the greeting is said when a visitor arrives, not shown at once)."""
     vision = persona.vision
     if not vision.enabled:
-        return {"enabled": False, "notice": ""}
-    return {"enabled": True, "notice": localized(vision.notice, persona.language, DEFAULT_CAMERA_NOTICE)}
+        return {"enabled": False, "notice": "", "greet_on_arrival": False}
+    return {"enabled": True, "notice": localized(vision.notice, persona.language, DEFAULT_CAMERA_NOTICE),
+            "greet_on_arrival": vision.greet_on_arrival}
 
 
 class VisionWatcher:

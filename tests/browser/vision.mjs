@@ -6,7 +6,7 @@
 // camera: no --use-fake-ui-for-media-stream prompt acceptance for video)}
 // Samples every 50 ms the 3D head's yaw as the viewer shows it, and the answer audio's level; waits for a visitor
 // to arrive (a "presence" message, present: true) and leave (present: false).
-// Prints one JSON line: {ok, steps, errors, console, notice, noticeVisible, camera, presence: [{present, at}],
+// Prints one JSON line: {ok, steps, errors, console, notice, noticeVisible, camera, presence: [{present, at}], bubbles,
 // answers: [{text, answered_by, at}], yaw: [[t, deg]], level: [[t, rms]], ready}. Times are performance.now() ms.
 // Network: the page is on 127.0.0.1; DNS is disabled for every other host; WebRTC is allowed on loopback.
 
@@ -98,6 +98,7 @@ try {
     await page.waitForTimeout(500);
   }
   const rec = await page.evaluate(() => { clearInterval(window.__recTimer); return window.__rec; });
+  out.bubbles = await page.$$eval("#transcript .msg .text", (els) => els.map((e) => e.textContent));
   Object.assign(out, { yaw: rec.yaw, level: rec.level, presence: rec.presence, answers: rec.answers });
   out.ok = true;
 } catch (err) {
