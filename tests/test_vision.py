@@ -42,6 +42,7 @@ from fay_core.server import create_app
 from fay_core.testing import Recorder, test_settings
 from fay_core.transport.tracks import VideoInStats, pump_audio, pump_video
 from fay_core.vision import Presence, VisionWatcher, scenes
+from fay_core.voice.audio import load_audio
 
 KIOSK = """\
 name: Kiosk
@@ -171,7 +172,7 @@ async def test_the_head_turns_towards_the_face_smoothly() -> None:
         await bus.close()
 
 
-async def test_greets_on_arrival_and_listens_only_while_someone_is_there(tmp_path: Path) -> None:
+async def test_greets_on_arrival_and_listens_only_while_someone_is_there(tmp_path: Path, shared_data: Path) -> None:
     personas = tmp_path / "personas"
     personas.mkdir()
     (personas / "kiosk.yaml").write_text(KIOSK)
@@ -196,9 +197,20 @@ async def test_greets_on_arrival_and_listens_only_while_someone_is_there(tmp_pat
         session.bus.publish(silence)
         await session.bus.idle()
         assert voice.ignored_frames == 1  # someone there: listened to
+        # the visitor speaks, and walks away in the middle of it: the utterance ends there, then nothing is heard
+        speech = load_audio(shared_data / "speech_en" / "english.wav", 16000)
+        step, at = 640, 0  # 20 ms frames
+        while not (voice.segmenter.speaking and at > 32000):  # a second into the speech
+            session.bus.publish(AudioReceived(session_id=session.id, pcm=speech[at:at + step], sample_rate=16000))
+            await session.bus.idle()
+            at += step
         watcher.seen(None, 1.0)
         watcher.seen(None, 1.6)
         assert rec.of(UserLeft) and not voice.listen_gate()
+        for i in range(at, at + 64000, step):  # two more seconds of the speech, unheard
+            session.bus.publish(AudioReceived(session_id=session.id, pcm=speech[i:i + step], sample_rate=16000))
+            await session.bus.idle()
+        assert not voice.segmenter.speaking and voice.ignored_frames > 1
         await app.close_session(session.id, "test over")
 
 
