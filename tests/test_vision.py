@@ -331,6 +331,9 @@ async def test_a_camera_over_webrtc_is_watched_for_a_persona_that_asks_and_refus
     personas.mkdir()
     (personas / "kiosk.yaml").write_text(KIOSK.replace("listen_only_when_present: true", "fps: 5"))
     (personas / "teller.yaml").write_text("name: Teller\nknowledge:\n  only: true\n")
+    (personas / "painting.yaml").write_text("name: Painting\navatar:\n  renderer: video2d\nknowledge:\n  only: true\n")
+    (personas / "portrait.yaml").write_text("name: Portrait\navatar:\n  renderer: video2d\nvision:\n  enabled: true\n"
+                                            "knowledge:\n  only: true\n")
     loopback = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
     fay = Fay(test_settings(tmp_path / "data", personas_dir=personas, webrtc=loopback))
     if "opencv" not in fay.plugins.engines["vision"]:  # (an install older than this plugin's entry point)
@@ -350,6 +353,25 @@ async def test_a_camera_over_webrtc_is_watched_for_a_persona_that_asks_and_refus
             frames = rec.of(CameraFrameReceived)
             assert frames and frames[0].image.shape == (480, 640, 3)
             assert session.vision is not None and session.vision.looked >= 2
+        # a video avatar and the camera share the one video transceiver: the avatar goes out, the camera comes in
+        async with FayClient(url, persona="portrait", ice=fay.settings.webrtc, audio=False, camera=_Camera()) as c:
+            assert _video_direction(c.pc.remoteDescription.sdp) == "a=sendrecv"
+            session = fay.sessions[c.session_id]
+            rec = Recorder(session.bus, UserArrived)
+            await rec.wait(UserArrived, within=20)
+            for _ in range(200):
+                if c.video_frames > 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert c.video_frames > 5
+        # a video avatar for a persona without vision: its video still goes out, the camera is refused
+        async with FayClient(url, persona="painting", ice=fay.settings.webrtc, audio=False, camera=_Camera()) as c:
+            assert _video_direction(c.pc.remoteDescription.sdp) == "a=sendonly" and not c.ready["camera"]
+            for _ in range(200):
+                if c.video_frames > 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert c.video_frames > 5 and fay.sessions[c.session_id].vision is None
         async with FayClient(url, persona="teller", ice=fay.settings.webrtc, audio=False, camera=_Camera()) as c:
             assert c.ready["camera"] is False
             assert _video_direction(c.pc.remoteDescription.sdp) == "a=inactive"  # the browser stops sending it
