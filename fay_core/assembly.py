@@ -16,7 +16,10 @@
      4. voice       VoicePipeline(bus, persona, voice settings, plugins, disclosure)   when audio arrives or is
                       asked for (:meth:`Assembly.add_voice`); the timeline is then handed its playout and follows
                       it, and the recorder listens to its input and its playout
-     5. taps        the transport's listeners on the playout and the avatar stream (WebRTC tracks, data channel)
+     5. vision      VisionWatcher(bus, persona.vision, processor)   personas with ``vision.enabled``, when the
+                      visitor's camera track arrives (:meth:`Assembly.add_vision`): presence, the greeting on
+                      arrival, the voice's ``listen_gate``; the timeline follows its faces (``vision.gaze``)
+     6. taps        the transport's listeners on the playout and the avatar stream (WebRTC tracks, data channel)
 
 No part receives the session or the runtime: they get the bus, the persona, a settings slice, the engine registry
 (:class:`~fay_core.plugins.Plugins`), the knowledge and the record. :meth:`fay_core.session.Session.close` runs
@@ -27,8 +30,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .audit import AuditLog
@@ -47,7 +52,7 @@ from .errors import FayError, PluginError
 from .events import ErrorRaised, Event
 from .knowledge import Knowledge, resolve_embedder
 from .metrics import Metrics
-from .persona import Persona
+from .persona import Persona, localized
 from .plugins import Plugins, await_me_maybe
 from .record import SessionRecord
 from .recording import SessionRecorder
@@ -57,6 +62,7 @@ from .roleplay.runner import ScenarioRunner
 from .session import Session
 from .settings import Settings
 from .tracing import TurnTracer
+from .vision import DEFAULT_GREETING, VisionWatcher
 from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
@@ -188,6 +194,7 @@ class Assembly:
         session.on_close(voice.close)
         if session.timeline is not None:
             session.timeline.follow(voice.playout)
+        self._gate(session)
         recorder = session.recorder
         if recorder is not None:
             playout = voice.playout
@@ -202,10 +209,45 @@ class Assembly:
             session.on_close(detach)
         return voice
 
+    def add_vision(self, session: Session, on_leave: Callable[[str], None] | None = None) -> VisionWatcher:
+        """Watch ``session``'s camera frames (idempotent; the persona must have ``vision.enabled``).
+
+        ``on_leave(reason)`` ends the session ``vision.leave_after_s`` after the visitor left. Raises
+        :class:`~fay_core.errors.FayError` if no vision processor can run; the session goes on without.
+        """
+        if session.vision is not None:
+            return session.vision
+        config = session.persona.vision
+        processor = self.plugins.pick("vision", config.processor)
+        greet = functools.partial(self._greet, session) if config.greet_on_arrival else None
+        watcher = VisionWatcher(session.bus, config, processor, on_arrival=greet, on_leave=on_leave)
+        watcher.start()
+        session.vision = watcher
+        session.on_close(watcher.stop)
+        self._gate(session)
+        return watcher
+
+    @staticmethod
+    def _gate(session: Session) -> None:
+        """With ``vision.listen_only_when_present``, the voice listens only while the watcher sees a visitor."""
+        watcher, voice = session.vision, session.voice
+        if watcher is not None and voice is not None and session.persona.vision.listen_only_when_present:
+            voice.listen_gate = lambda: watcher.present
+
+    @staticmethod
+    def _greet(session: Session) -> None:
+        persona = session.persona
+        if session.closed:
+            return
+        text = localized(persona.greeting or None, persona.language, DEFAULT_GREETING)
+        session.last_active = time.monotonic()
+        session.agent.greet(text)
+
     async def _add_avatar(self, session: Session) -> AvatarStream:
         persona = session.persona
         avatar = persona.avatar
-        timeline = AnimationTimeline(session.bus, **_timeline_options(avatar.options))
+        gaze = persona.vision.enabled and persona.vision.gaze
+        timeline = AnimationTimeline(session.bus, gaze=gaze, **_timeline_options(avatar.options))
         timeline.start()
         session.timeline = timeline
         session.on_close(timeline.stop)

@@ -1,4 +1,5 @@
-"""Engine contracts: what a plugin's ASR, TTS, VAD, turn detector, embedder or avatar renderer must provide.
+"""Engine contracts: what a plugin's ASR, TTS, VAD, turn detector, embedder, vision processor or avatar renderer
+must provide.
 
 Engines are registered by factory (see :mod:`fay_core.hookspecs`) so that nothing heavy loads until a session
 needs it. Factories take the validated settings of their plugin (or ``None``) and return an object that satisfies
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .events import WordTiming
+from .events import Face, WordTiming
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,6 +123,22 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+
+@runtime_checkable
+class VisionProcessor(Protocol):
+    """Finds the faces in camera frames (``register_vision_processors``). One object is shared by all sessions.
+
+    :meth:`faces` is called in a worker thread, at most once at a time per session (frames that come while it
+    works are dropped), so it may be synchronous and CPU-bound; it must be thread-safe across sessions. It
+    reports where faces are and how large, nothing about who they are or what they feel.
+    """
+
+    name: str
+
+    def faces(self, image: np.ndarray) -> Sequence[Face]:
+        """The faces in ``image`` (``(height, width, 3)`` uint8 BGR), largest first; empty if none."""
+        ...
 
 
 # --- optional abilities ---------------------------------------------------------------------------------

@@ -118,6 +118,54 @@ class UserTextReceived(Event):
     source: str = "text"
 
 
+# --- the camera (personas with ``vision.enabled``; see :mod:`fay_core.vision`) ----------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraFrameReceived(Event):
+    """A camera frame, decoded at the persona's ``vision.fps``: ``image`` is an ``(height, width, 3)`` uint8 BGR
+    array (at most :data:`fay_core.transport.tracks.MAX_WIDTH` wide); ``pts`` in seconds of the video stream.
+    Held only while processors look at it: nothing of the video is stored."""
+
+    image: Any = field(repr=False)
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """A face in a frame: its centre ``x``, ``y`` in -1..1 of the frame (left/top -1, as the camera sees it, not
+    mirrored), ``size`` its width as a fraction of the frame's, ``score`` the detector's confidence (0..1)."""
+
+    x: float
+    y: float
+    size: float
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaceTracked(Event):
+    """A frame was looked at: the largest face in it (``None`` when there is none), at video time ``pts``."""
+
+    face: Face | None
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserArrived(Event):
+    """Someone stepped up: a face was seen for ``vision.arrive_s``; ``face`` where, at video time ``pts``."""
+
+    face: Face
+    pts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserLeft(Event):
+    """The visitor walked away: no face for ``vision.absent_s``; ``stayed_s`` how long they were there."""
+
+    pts: float = 0.0
+    stayed_s: float = 0.0
+
+
 # --- the agent ----------------------------------------------------------------------------------------
 
 
@@ -327,9 +375,12 @@ __all__ = [
     "AudioReceived",
     "AvatarStartedSpeaking",
     "AvatarStoppedSpeaking",
+    "CameraFrameReceived",
     "Citation",
     "ErrorRaised",
     "Event",
+    "Face",
+    "FaceTracked",
     "Interrupted",
     "LatencyMeasured",
     "PlayoutPaused",
@@ -342,6 +393,8 @@ __all__ = [
     "TranscriptFinal",
     "TranscriptPartial",
     "UrgentEvent",
+    "UserArrived",
+    "UserLeft",
     "UserStartedSpeaking",
     "UserStoppedSpeaking",
     "UserTextReceived",

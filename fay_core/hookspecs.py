@@ -128,6 +128,19 @@ def register_avatar_renderers(register: RegisterEngine) -> None:
 
 
 @hookspec
+def register_vision_processors(register: RegisterEngine) -> None:
+    """Register vision processors: what a camera frame shows, for personas with ``vision.enabled``.
+
+    A processor gets each frame the persona's ``vision.fps`` lets through, in a worker thread (never on the event
+    loop), and returns the faces in it (:class:`fay_core.engines.VisionProcessor`). Presence (``UserArrived`` /
+    ``UserLeft``) and gaze are built on those by Fay. A processor must not infer emotions or identify people.
+
+    :param register: ``register(name: str, factory: Callable[[settings | None], VisionProcessor],
+        settings: str | None)``; ``vision.processor: auto`` takes the highest ``priority`` that can run.
+    """
+
+
+@hookspec
 def register_embedders(register: RegisterEngine) -> None:
     """Register text embedders for the knowledge base.
 

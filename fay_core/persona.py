@@ -288,6 +288,28 @@ class RecordingConfig(_Block):
     notice: Localized | None = Field(None, description="what the customer is asked to accept (default per language)")
 
 
+class VisionConfig(_Block):
+    """The camera: who is in front of the kiosk (presence) and where (gaze). Off unless ``enabled``.
+
+    The web page asks for the camera only for such personas, with ``notice`` saying what it is used for; a visitor
+    who refuses gets everything as without it. Frames are decoded at ``fps`` and never stored. Nothing is inferred
+    from a face but that one is there, where, and how large (no emotion, no identity).
+    """
+
+    enabled: bool = Field(False, description="ask for the camera and watch for visitors")
+    processor: str = Field("auto", description="a registered vision processor; 'auto' picks the best available")
+    fps: float = Field(2.0, gt=0, le=15, description="frames a second decoded and looked at (the rest is dropped)")
+    arrive_s: float = Field(0.4, ge=0, le=10, description="a face seen this long makes a visitor arrive")
+    absent_s: float = Field(2.0, gt=0, le=60, description="no face this long makes the visitor leave")
+    greet_on_arrival: bool = Field(True, description="say the greeting when a visitor arrives")
+    listen_only_when_present: bool = Field(False, description="ignore speech while nobody is in front of the camera")
+    leave_after_s: float | None = Field(None, gt=0, description="end the session this long after the visitor left "
+                                        "(unset: the session goes on)")
+    gaze: bool = Field(True, description="the avatar's head and eyes follow the visitor's face")
+    notice: Localized | None = Field(None, description="what the visitor is told the camera is for "
+                                     "(default per language)")
+
+
 class Persona(_Block):
     """A persona file's content."""
 
@@ -307,6 +329,7 @@ class Persona(_Block):
         None, description="said and shown first in every session: that an AI serves the customer (default per "
                           "language, naming the persona)")
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    vision: VisionConfig = Field(default_factory=VisionConfig)
     interruption: InterruptionConfig = Field(default_factory=InterruptionConfig)
     scenario: ScenarioConfig = Field(default_factory=ScenarioConfig)
 

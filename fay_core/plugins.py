@@ -61,7 +61,7 @@ class Registration:
         return not self.languages or language in (None, "", "auto") or language in self.languages
 
 
-KINDS = ("asr", "tts", "vad", "turn", "renderer", "embedder", "reranker")
+KINDS = ("asr", "tts", "vad", "turn", "renderer", "embedder", "reranker", "vision")
 _KIND_HOOKS = {
     "asr": "register_asr_engines",
     "tts": "register_tts_engines",
@@ -70,6 +70,7 @@ _KIND_HOOKS = {
     "renderer": "register_avatar_renderers",
     "embedder": "register_embedders",
     "reranker": "register_rerankers",
+    "vision": "register_vision_processors",
 }
 
 

@@ -10,7 +10,9 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                             when nothing is configured, else the token or an ``admin`` key
                                             (``server.metrics_public`` opens it)
                                             scope   (see "Keys and tenants" below)
-    GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "default"}]
+    GET    /api/personas                    chat    [{"id", "name", "language", "greeting", "avatar", "camera",
+                                                      "default"}]   camera: {"enabled", "notice",
+                                                      "greet_on_arrival"}
     POST   /api/sessions                    chat*   {"persona": "bank_teller_en", "customer_token"?: "...",
                                                      "trainee"?: "..." (role-play: whose sessions a report's
                                                      trend groups; ignored by personas without a scenario)}
@@ -108,6 +110,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .roleplay import reports
 from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session
+from .vision import camera_offer
 from .wire import SSE_DEPRECATED, deprecated_copy, message
 
 log = logging.getLogger(__name__)
@@ -297,7 +300,7 @@ async def list_personas(request: web.Request) -> web.Response:
         if p.tenant != tenant:
             continue
         out.append({"id": pid, "name": p.name, "language": p.language, "greeting": p.greeting,
-                    "avatar": p.avatar.model_dump(), "default": pid == default})
+                    "avatar": p.avatar.model_dump(), "camera": camera_offer(p), "default": pid == default})
     return web.json_response(out)
 
 

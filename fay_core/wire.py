@@ -15,6 +15,8 @@ and the audit log's citations all come from here, so a name means the same thing
     answer         AgentTurnFinished                     {"turn", "text", "citations", "answered_by",
                                                           "interrupted", "error"}
     word           WordPlayed                            {"turn", "word"}
+    presence       UserArrived / UserLeft                {"turn": 0, "present", "pts"}  a visitor stepped up to
+                                                         the camera or walked away (personas with vision)
     interrupted    Interrupted                           {"turn", "reason"}
     latency        LatencyMeasured                       {"turn", "stage", "ms", "since"}
     error          ErrorRaised                           {"turn", "source", "message", "fatal"}
@@ -49,6 +51,8 @@ from .events import (
     ScenarioStepChanged,
     TranscriptFinal,
     TranscriptPartial,
+    UserArrived,
+    UserLeft,
     UserTextReceived,
     WordPlayed,
 )
@@ -67,6 +71,8 @@ def message(event: Event) -> dict[str, Any] | None:
     if isinstance(event, TranscriptPartial | TranscriptFinal):
         return {"type": "transcript", "turn": t, "final": isinstance(event, TranscriptFinal), "text": event.text,
                 "language": event.language}
+    if isinstance(event, UserArrived | UserLeft):
+        return {"type": "presence", "turn": t, "present": isinstance(event, UserArrived), "pts": event.pts}
     if isinstance(event, UserTextReceived):
         return {"type": "user_text", "turn": t, "text": event.text, "source": event.source}
     if isinstance(event, AgentTextDelta):

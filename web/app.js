@@ -1,7 +1,8 @@
 // Fay web client: plain ES module, no build step. Served by `fay run` at / (this file at /web/app.js).
 //
 // Flow: GET /api/personas -> pick one -> GET /api/webrtc/config -> RTCPeerConnection with a data channel "fay",
-// the microphone (echo cancellation + noise suppression) and a receive-only video slot -> POST /api/webrtc/offer
+// the microphone (echo cancellation + noise suppression) and a video slot (receive-only; for personas whose
+// camera.enabled (GET /api/personas), it sends the camera too) -> POST /api/webrtc/offer
 // {sdp, type: "offer", persona} -> {sdp, type: "answer", session_id}. The data-channel protocol is documented in
 // fay_core/transport/protocol.py; JSON text messages both ways, binary messages are avatar frames. Event messages
 // use the names of fay_core/wire.py, the same as the HTTP API's server-sent events.
@@ -35,6 +36,11 @@
 // Role-play: "scenario_step" messages show the step (n of total), its aim and the elapsed time (ticking here from
 // the message's elapsed_s); "scenario_end" stops the clock and links the report page (/web/report.html?session=).
 //
+// Camera: only for a persona with camera.enabled, and only after the page shows camera.notice (what the camera is
+// used for: noticing a visitor and looking at them; nothing stored) in #camera-notice; refused or unavailable, the
+// conversation goes on without it. "presence" messages ({present: true | false}) say when a visitor arrived or
+// left. window.fay.camera = {asked, granted, error, notice}; window.fay.presence = every presence message.
+//
 // Trust: the "ready" message's disclosure (that an AI serves the customer) is the first bubble, before the
 // greeting (the server speaks it before the first answer). If ready.recording.enabled, the recording notice is
 // shown with Accept / Decline; the answer goes back as {"type": "consent", "recording": true | false}, and an
@@ -49,11 +55,13 @@ const els = {
   text: $("text"), send: $("send"), avatar: $("avatar"), placeholder: $("avatar-placeholder"),
   scenario: $("scenario"), scenarioStep: $("scenario-step"), scenarioAim: $("scenario-aim"),
   scenarioTime: $("scenario-time"), scenarioReport: $("scenario-report"), scenarioLabel: $("scenario-label"),
+  cameraNotice: $("camera-notice"),
 };
 
 const fay = (window.fay = {
   connected: false, sessionId: null, state: "idle", messages: [], remoteLevel: 0, maxRemoteLevel: 0, rttMs: null,
   micTrack: null, pc: null, firstAudioAt: null, firstWordAt: null, recording: null, scenario: null,
+  camera: { asked: false, granted: false, error: null, notice: "" }, presence: [],
 });
 
 let pc = null;
@@ -63,6 +71,7 @@ let binaryListeners = new Set();
 let viewer = null;
 let videoStream = null;
 let micStream = null;
+let camStream = null;
 let turns = new Map(); // turn id -> {el, text}
 let lastAnswerMs = null;
 let askedAt = null; // when the current question reached the server (user_text), for the latency indicator
@@ -182,6 +191,32 @@ async function getMicrophone() {
   }
 }
 
+// The camera, for personas that use it: the notice first (what it is for), then the browser's own prompt.
+async function getCamera(camera) {
+  fay.camera = { asked: false, granted: false, error: null, notice: "" };
+  els.cameraNotice.hidden = true;
+  if (!camera?.enabled) return null;
+  fay.camera.notice = camera.notice;
+  els.cameraNotice.textContent = camera.notice;
+  els.cameraNotice.hidden = false;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    fay.camera.error = "no camera access on this page";
+    return null;
+  }
+  fay.camera.asked = true;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 30 } },
+    });
+    fay.camera.granted = true;
+    return stream;
+  } catch (err) {
+    fay.camera.error = `${err.name}: ${err.message}`;
+    els.cameraNotice.textContent = `${camera.notice} (Camera not used: ${err.name}.)`;
+    return null;
+  }
+}
+
 function waitForIce(conn, ms) {
   if (conn.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -214,7 +249,11 @@ async function connect() {
     } else {
       pc.addTransceiver("audio", { direction: "recvonly" });
     }
-    pc.addTransceiver("video", { direction: "recvonly" });
+    // one video slot: the avatar's video comes in on it, the camera (if any) goes out on it (aiortc mis-bundles a
+    // second video transceiver)
+    camStream = await getCamera(personas.find((p) => p.id === els.persona.value)?.camera);
+    if (camStream) pc.addTransceiver(camStream.getVideoTracks()[0], { direction: "sendrecv", streams: [camStream] });
+    else pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = onTrack;
     pc.onconnectionstatechange = () => {
       const s = pc?.connectionState;
@@ -263,6 +302,9 @@ async function disconnect(reason) {
   pc = fay.pc = null;
   if (micStream) micStream.getTracks().forEach((t) => t.stop());
   micStream = null;
+  if (camStream) camStream.getTracks().forEach((t) => t.stop());
+  camStream = null;
+  els.cameraNotice.hidden = true;
   fay.micTrack = null;
   if (viewer?.unmount) { try { viewer.unmount(); } catch (err) { console.error(err); } }
   viewer = null;
@@ -342,7 +384,11 @@ function onMessage(data) {
       els.live.textContent = msg.final ? "" : msg.text;
       if (msg.final && msg.text) els.live.dataset.last = msg.text;
       return;
+    case "presence":
+      fay.presence.push(msg);
+      return;
     case "user_text":
+      if (!msg.text) return; // the avatar speaks unprompted (a greeting when a visitor arrives)
       els.live.textContent = "";
       if (askedAt === null) askedAt = performance.now();
       bubble("user", "You", msg.text).dataset.turn = String(msg.turn);
@@ -424,7 +470,8 @@ async function onReady(msg) {
   setState("listening");
   els.text.disabled = els.send.disabled = false;
   if (msg.disclosure) bubble("bot disclosure", msg.persona.name, msg.disclosure);
-  if (msg.persona.greeting) bubble("bot", msg.persona.name, msg.persona.greeting);
+  const greetsLater = msg.camera && personas.find((p) => p.id === msg.persona.id)?.camera?.greet_on_arrival;
+  if (msg.persona.greeting && !greetsLater) bubble("bot", msg.persona.name, msg.persona.greeting); // else on arrival
   if (msg.recording?.enabled) askConsent(msg.recording.notice);
   if (msg.renderer && msg.renderer.kind !== "none") await mountViewer(msg);
   else if (msg.renderer?.error) bubble("error", null, `avatar: ${msg.renderer.error}`);

@@ -7,6 +7,9 @@ the playout clock releases** (``playout.add_listener``): the state for the PTS b
 leave the server together. Audio that arrives without a chunk analysis is followed from the released frames.
 
 - Idle life (blinks, breathing, head motion, glances) is computed from the same PTS (:mod:`fay_core.avatar.idle`).
+- Gaze (``gaze=True``: personas with ``vision.enabled`` and ``vision.gaze``): the head and eyes turn towards the
+  visitor's face (:class:`~fay_core.events.FaceTracked`), easing there (``GAZE_TAU_S``) on top of the idle
+  motion, and back to the front when the visitor leaves.
 - Emotion tags in the agent's text (``[happy]``...) become expressions when that turn's next sentence plays, and
   fade back to neutral after the turn falls silent.
 - ``PlayoutPaused``/``PlayoutResumed`` (a possible barge-in that was not one): the mouth rests with the silence,
@@ -35,7 +38,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bus import Bus, Subscription
-from ..events import AgentTextDelta, ErrorRaised, Interrupted, PlayoutPaused, PlayoutResumed, SpeechScheduled
+from ..events import (
+    AgentTextDelta,
+    ErrorRaised,
+    FaceTracked,
+    Interrupted,
+    PlayoutPaused,
+    PlayoutResumed,
+    SpeechScheduled,
+    UserLeft,
+)
 from .emotion import NEUTRAL, TagScanner
 from .idle import IdleLife
 from .lipsync import HOP_S, LiveEnvelope, SpeechTrack, analyse
@@ -52,13 +64,24 @@ FRAME_S = 0.020  #: the internal clock's frame (the playout's frame is 20 ms too
 SILENCE_DBFS = -55.0  #: a released frame quieter than this closes the mouth whatever the track says
 EXPRESSION_TAU_S = 0.25
 EXPRESSION_HOLD_S = 1.5
+#: how far the head turns (degrees) towards a face at the frame's edge, sideways and up/down
+GAZE_YAW_DEG = 20.0
+GAZE_PITCH_DEG = 10.0
+#: how far the eyes turn (-1..1) towards a face at the frame's edge
+GAZE_EYES = 0.5
+GAZE_TAU_S = 0.35
 
 
 class AnimationTimeline:
     """The lip-sync/animation timeline of one session's bus. See the module docstring."""
 
-    def __init__(self, bus: Bus, *, seed: int | None = None, head_amplitude_deg: float = 2.5) -> None:
+    def __init__(self, bus: Bus, *, seed: int | None = None, head_amplitude_deg: float = 2.5,
+                 gaze: bool = False) -> None:
         self.bus = bus
+        self.gaze = gaze
+        #: where the visitor's face is (x, y in -1..1 of the camera frame), and where the avatar looks now
+        self.look_target = np.zeros(2, dtype=np.float32)
+        self.look = np.zeros(2, dtype=np.float32)
         if seed is None:
             seed = zlib.crc32(bus.session_id.encode())
         self.idle = IdleLife(seed, head_amplitude_deg=head_amplitude_deg)
@@ -93,6 +116,9 @@ class AnimationTimeline:
             bus.subscribe(self._on_pause, PlayoutPaused, PlayoutResumed, name="avatar.timeline.pause",
                           drop_stale=False),
         ]
+        if self.gaze:
+            self._subs.append(bus.subscribe(self._on_face, FaceTracked, UserLeft, name="avatar.timeline.gaze",
+                                            drop_stale=False))
         if self._playout is None:
             self._clock = bus.spawn(self._run_clock(), name="avatar.timeline.clock")
 
@@ -188,6 +214,12 @@ class AnimationTimeline:
         self.tracks = out
         self._current = None
 
+    def _on_face(self, ev: FaceTracked | UserLeft) -> None:
+        if isinstance(ev, UserLeft):
+            self.look_target[:] = 0.0
+        elif ev.face is not None:  # (a frame without a face keeps the last place until the visitor leaves)
+            self.look_target[:] = (ev.face.x, ev.face.y)
+
     def _on_text(self, ev: AgentTextDelta) -> None:
         for tag in self._tags.feed(ev.text):
             if self._playout is None:
@@ -282,6 +314,16 @@ class AnimationTimeline:
         st.breath = pose.breath
         st.head_pitch, st.head_yaw, st.head_roll = pose.pitch, pose.yaw, pose.roll
         st.gaze_x, st.gaze_y = pose.gaze_x, pose.gaze_y
+        if self.gaze:
+            g = 1.0 - math.exp(-dt / GAZE_TAU_S) if dt else 0.0
+            self.look += g * (self.look_target - self.look)
+            # the camera sees the visitor as the avatar would: a face on the frame's left is on the avatar's left
+            # (yaw and gaze_x left +), one high in the frame is up (pitch and gaze_y up +)
+            lx, ly = float(self.look[0]), float(self.look[1])
+            st.head_yaw += -lx * GAZE_YAW_DEG
+            st.head_pitch += -ly * GAZE_PITCH_DEG
+            st.gaze_x = max(-1.0, min(1.0, 0.4 * st.gaze_x - lx * GAZE_EYES))
+            st.gaze_y = max(-1.0, min(1.0, 0.4 * st.gaze_y - ly * GAZE_EYES))
         st.reset, self._reset = self._reset, False
         self.last = st
         return st

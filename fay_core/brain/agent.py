@@ -77,6 +77,19 @@ class Agent:
         self._task = bus.spawn(self._run(turn), name=f"agent.turn{turn.id}")
         return turn
 
+    def greet(self, text: str, source: str = "arrival") -> Turn | None:
+        """Say ``text`` unprompted (the greeting when a visitor arrives) as a turn of its own, spoken like any
+        answer; ``None`` (nothing said) while a turn is being answered. The audit log gets the answer only."""
+        text = text.strip()
+        if not text or self.current is not None:
+            return None
+        bus = self.bus
+        turn = Turn(bus, bus.new_turn(), "", source)
+        self._turn = turn
+        bus.publish(UserTextReceived(session_id=bus.session_id, turn_id=turn.id, text="", source=source))
+        self._task = bus.spawn(self._run(turn, _Scripted(text)), name=f"agent.turn{turn.id}")
+        return turn
+
     def cancel(self, reason: str = "interrupted") -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel(reason)
@@ -97,20 +110,21 @@ class Agent:
             self.cancel("interrupted")
             self.record.interrupted(turn)
 
-    async def _run(self, turn: Turn) -> None:
+    async def _run(self, turn: Turn, answerer: Answerer | None = None) -> None:
         bus = self.bus
+        answerer = answerer or self.answerer
         bus.publish(AgentThinking(session_id=bus.session_id, turn_id=turn.id, question=turn.question))
         error = ""
         interrupted = False
         try:
             try:
-                await self.answerer.answer(turn)
+                await answerer.answer(turn)
             except Exception as exc:  # a failing answerer must not take the session down
-                report = ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source=self.answerer.name)
+                report = ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source=answerer.name)
                 error = report.message
                 log.warning("session %s turn %d: %s", bus.session_id, turn.id, exc)
                 bus.publish(report)
-                if self.answerer is not self.offline and not turn.text:
+                if answerer is self.answerer and answerer is not self.offline and not turn.text:
                     await self.offline.answer(turn)
                     turn.answered_by = "fallback"
         except asyncio.CancelledError:
@@ -133,3 +147,16 @@ class Agent:
             except AuditUnavailable as exc:  # logged by the audit log; the client still gets the turn's end
                 bus.publish(ErrorRaised.of(exc, session_id=bus.session_id, turn_id=turn.id, source="audit"))
             bus.publish(finished)
+
+
+class _Scripted:
+    """An answerer that says a fixed text (:meth:`Agent.greet`)."""
+
+    name = "scripted"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def answer(self, turn: Turn) -> None:
+        turn.answered_by = "greeting"
+        turn.say(self.text)

@@ -108,6 +108,7 @@ class FayClient:
         ice: WebRTCSettings | None = None,
         audio: bool = True,
         video: bool = False,
+        camera: MediaStreamTrack | None = None,
         token: str | None = None,
         audible_rms: float = 300.0,
     ) -> None:
@@ -116,6 +117,7 @@ class FayClient:
         self.ice = ice or WebRTCSettings()
         self.audio = audio
         self.video = video
+        self.camera = camera  #: a video track sent as the visitor's camera (one transceiver with the avatar's video)
         self.video_frames = 0
         self.last_video_frame: Any = None
         self.token = token
@@ -156,7 +158,9 @@ class FayClient:
         if self.audio:
             self.mic = PCMSource()
             pc.addTrack(self.mic)
-        if self.video:
+        if self.camera is not None:
+            pc.addTrack(self.camera)
+        elif self.video:
             pc.addTransceiver("video", direction="recvonly")
         pc.on("track", self._on_track)
         restrict_peer(pc, self.ice)

@@ -41,7 +41,7 @@ from .protocol import (
     TextMessage,
     parse_client_message,
 )
-from .tracks import PlayoutTrack, pump_audio
+from .tracks import PlayoutTrack, VideoInStats, pump_audio, pump_video
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ class Peer:
         self.audio_out: PlayoutTrack | None = None
         self.video_out: MediaStreamTrack | None = None
         self.remote_audio: MediaStreamTrack | None = None
+        #: the visitor's camera, for personas with ``vision.enabled`` (decoded at ``vision.fps``, never stored)
+        self.remote_video: MediaStreamTrack | None = None
+        self.video_in = VideoInStats()
+        self.vision_error = ""
         self.voice = False
         self.voice_error = ""
         self.state = "listening"
@@ -154,6 +158,9 @@ class Peer:
             guard_flush(self.pc.sctp, self.id)
         if self.remote_audio is not None:
             bus.spawn(pump_audio(self.remote_audio, bus), name="webrtc.audio_in")
+        if self.remote_video is not None:
+            fps = self.session.persona.vision.fps
+            bus.spawn(pump_video(self.remote_video, bus, fps, stats=self.video_in), name="webrtc.video_in")
         bus.spawn(self._connect_deadline(), name="webrtc.connect_deadline")
 
     async def _connect_deadline(self) -> None:
@@ -185,6 +192,8 @@ class Peer:
             channel.send(bytes(data))
         if self.voice_error:
             self.send(error_message("voice", self.voice_error))
+        if self.vision_error:
+            self.send(error_message("vision", self.vision_error))
 
     def _ready(self) -> dict[str, Any]:
         p = self.session.persona
@@ -199,6 +208,7 @@ class Peer:
             "recording": recording.offer(self.session.recorder),
             "renderer": renderer,
             "voice": self.voice,
+            "camera": self.remote_video is not None,
             "max_message_bytes": self._max_bytes,
         }
 
@@ -345,5 +355,5 @@ class Peer:
         self.pc.remove_all_listeners()
         await self.pc.close()
         self.channel = None
-        self.audio_out = self.video_out = self.remote_audio = None
+        self.audio_out = self.video_out = self.remote_audio = self.remote_video = None
         self.released.set()

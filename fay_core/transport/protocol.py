@@ -22,7 +22,7 @@ Client to server (:data:`ClientMessage`)::
 
 Server to client (the event messages come from :mod:`fay_core.wire`, the same as the server-sent events)::
 
-    {"type": "ready", "protocol": 1, "session_id", "voice": bool, "max_message_bytes",
+    {"type": "ready", "protocol": 1, "session_id", "voice": bool, "camera": bool, "max_message_bytes",
      "disclosure": "I'm ..., an AI assistant, not a person. ...",   shown first, before the greeting
      "recording": {"enabled": false} | {"enabled": true, "notice": "..."},   ask the customer if enabled
      "persona": {"id", "name", "language", "greeting", "avatar": {"renderer", "model", "options"}},
@@ -31,7 +31,9 @@ Server to client (the event messages come from :mod:`fay_core.wire`, the same as
                                                               binary stream header, then binary frames
     {"type": "state", "state": "listening" | "thinking" | "speaking", "ts"}  ts: server monotonic clock (s)
     {"type": "transcript", "turn", "final": bool, "text", "language"}
-    {"type": "user_text", "turn", "text", "source"}           the question a turn answers (typed or spoken)
+    {"type": "user_text", "turn", "text", "source"}           the question a turn answers (typed or spoken;
+                                                              empty with source "arrival": a greeting)
+    {"type": "presence", "turn": 0, "present": bool, "pts"}   a visitor arrived at the camera / left
     {"type": "delta", "turn", "text"}                         answer text as it streams
     {"type": "tool_called", "turn", "name", "arguments", "call_id"}
     {"type": "tool_returned", "turn", "name", "call_id", "result", "error"}
@@ -74,6 +76,8 @@ from ..events import (
     ScenarioStepChanged,
     TranscriptFinal,
     TranscriptPartial,
+    UserArrived,
+    UserLeft,
     UserStartedSpeaking,
     UserTextReceived,
     WordPlayed,
@@ -183,6 +187,8 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> TextMessage | Ping
 
 #: bus events turned into data-channel messages (avatar frames go separately, as binary, from the avatar stream)
 CLIENT_EVENTS: tuple[type[Event], ...] = (
+    UserArrived,
+    UserLeft,
     TranscriptPartial,
     TranscriptFinal,
     UserTextReceived,

@@ -88,6 +88,16 @@ def unanswerable(exc: Exception) -> InvalidOffer:
     return InvalidOffer("malformed SDP offer: it cannot be answered (send the browser's offer as it is)")
 
 
+def refuse_video(pc: RTCPeerConnection, tracks: list[Any], used: Any) -> None:
+    """Answer the offer's incoming video other than ``used`` (a persona without ``vision``, a second camera) so
+    that the browser does not send it (``sendonly`` where the avatar's video goes out on it, else ``inactive``):
+    unread, aiortc would still decode its frames and queue them without bound."""
+    for transceiver in pc.getTransceivers():
+        track = transceiver.receiver.track
+        if transceiver.kind == "video" and track in tracks and track is not used:
+            transceiver.direction = "sendonly" if transceiver.sender.track is not None else "inactive"
+
+
 class WebRTCTransport:
     """Every WebRTC peer of one Fay runtime."""
 
@@ -143,7 +153,9 @@ class WebRTCTransport:
                       ) -> tuple[Peer, str]:
         pc = RTCPeerConnection(rtc_configuration(self.settings))
         remote: dict[str, Any] = {}
-        pc.on("track", lambda track: remote.setdefault(track.kind, track))
+        videos: list[Any] = []
+        pc.on("track", lambda track: remote.setdefault(track.kind, track) if track.kind == "audio" else
+              videos.append(track))
         try:
             sdp, dropped = filter_candidates(offer.sdp, networks(self.settings))
             if dropped:
@@ -166,7 +178,10 @@ class WebRTCTransport:
             peer.remote_audio = remote.get("audio")
             if peer.remote_audio is not None:
                 await self._attach_voice(peer)
+            if videos and session.persona.vision.enabled:
+                self._attach_vision(peer, videos[0])
             self._attach_avatar(peer)
+            refuse_video(pc, videos, peer.remote_video)
             try:
                 restrict_peer(pc, self.settings)
                 await pc.setLocalDescription(await pc.createAnswer())
@@ -199,6 +214,16 @@ class WebRTCTransport:
         peer.pc.addTrack(track)
         peer.audio_out = track
         peer.voice = True
+
+    def _attach_vision(self, peer: Peer, track: Any) -> None:
+        """Watch the visitor's camera ``track`` (the persona opted in); without a vision processor, go on."""
+        try:
+            self.fay.assembly.add_vision(peer.session, on_leave=peer.close)
+        except FayError as exc:  # e.g. no vision processor installed: everything else works as without a camera
+            log.error("peer %s: no vision: %s", peer.id, exc)
+            peer.vision_error = f"camera unavailable: {exc}"
+            return
+        peer.remote_video = track
 
     def _attach_avatar(self, peer: Peer) -> None:
         """Tap the avatar stream: binary frames to the data channel, or the video track into the video slot."""

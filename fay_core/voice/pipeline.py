@@ -108,6 +108,10 @@ class VoicePipeline:
         self.bus = bus
         self.disclosure = disclosure
         self._input_listeners: list[InputListener] = []
+        #: while set and false, microphone audio is not listened to (``vision.listen_only_when_present``); an
+        #: utterance in progress when it turns false is ended as if the speaker fell silent
+        self.listen_gate: Callable[[], bool] | None = None
+        self.ignored_frames = 0  #: microphone frames not listened to because of :attr:`listen_gate`
         self.settings = settings
         lang = settings.asr.language or persona.language
         self.language: str | None = None if lang == "auto" else lang
@@ -195,6 +199,12 @@ class VoicePipeline:
             pcm = resample(pcm, ev.sample_rate, IN_RATE)
         for cb in self._input_listeners:
             cb(pcm, ev.ts)
+        gate = self.listen_gate
+        if gate is not None and not gate():
+            if not self.segmenter.speaking:
+                self.ignored_frames += 1
+                return
+            pcm = bytes(len(pcm))  # the utterance in progress ends here (as if they fell silent), then nothing
         seg = self.segmenter
         for vev in seg.feed(pcm, ev.ts):
             if isinstance(vev, SpeechStart):
