@@ -160,8 +160,8 @@ class Assembly:
     def _add_scenario(self, session: Session, runner: ScenarioRunner) -> None:
         """Give a role-play session its runner and its report, written when the scenario ends and on close."""
         session.scenario = runner
-        writer = ReportWriter(session, runner, self.reports(),
-                              lambda: resolve_embedder(self.settings, self.plugins))
+        writer = ReportWriter(session.bus, session.persona, session.history, lambda: session.tenant, runner,
+                              self.reports(), lambda: resolve_embedder(self.settings, self.plugins))
         writer.attach()
         session.report = writer
         self.writers[session.id] = writer

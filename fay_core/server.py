@@ -478,7 +478,7 @@ async def get_report(request: web.Request) -> web.Response:
             await live.report.write(ended.reason if ended is not None else "in progress", again=False)
     else:
         writer = fay.assembly.writers.get(session_id)
-        if writer is not None and writer.session.tenant == tenant:  # closing: its last write comes first
+        if writer is not None and writer.tenant() == tenant:  # closing: its last write comes first
             await writer.settled()
     return web.json_response(await asyncio.to_thread(reports.view, fay.assembly.reports(), tenant, session_id))
 

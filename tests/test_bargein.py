@@ -56,7 +56,7 @@ async def test_speech_over_the_avatar_stops_it_and_history_keeps_the_played_word
     async with Fay(llm_settings) as fay:
         session, rec = await speaking_session(fay, InterruptionConfig(min_speech_ms=200, false_interruption_ms=3000))
         speech = load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3]  # "And so my fellow Americans"
-        await stream_pcm(session.bus, speech + silence(600))
+        await stream_pcm(session.bus, speech + silence(1600))
         intr = await rec.wait(Interrupted, within=20)
         final = await rec.wait(TranscriptFinal, within=20)
         await rec.wait(AvatarStoppedSpeaking, lambda e: e.turn_id == 2, within=30)
@@ -90,7 +90,7 @@ async def test_too_few_real_words_resume_where_it_paused(llm_settings, fake_llm:
         session, rec = await speaking_session(
             fay, InterruptionConfig(min_speech_ms=200, min_words=5, false_interruption_ms=600)
         )
-        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "english.wav") + silence(600))  # 1, 2, 3
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "english.wav") + silence(1600))  # 1, 2, 3
         await rec.wait(PlayoutResumed, within=20)
         stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
@@ -107,7 +107,7 @@ async def test_half_duplex_ignores_speech_while_the_avatar_talks(
 ) -> None:
     async with Fay(llm_settings) as fay:
         session, rec = await speaking_session(fay, InterruptionConfig(half_duplex=True))
-        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 2] + silence(500))
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 2] + silence(1600))
         await asyncio.sleep(0.5)
         assert not rec.of(PlayoutPaused) and not rec.of(Interrupted) and not rec.of(TranscriptFinal)
         assert session.voice.playout.speaking and len(fake_llm.requests) == 1
@@ -133,7 +133,7 @@ async def test_with_the_default_settings_a_backchannel_pauses_at_onset_and_playb
 ) -> None:
     async with Fay(llm_settings) as fay:
         session, rec = await speaking_session(fay, InterruptionConfig())  # the shipped defaults
-        await stream_pcm(session.bus, await spoken(fay, "Okay.") + silence(700))
+        await stream_pcm(session.bus, await spoken(fay, "Okay.") + silence(1600))
         await rec.wait(PlayoutResumed, within=20)
         stopped = await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
@@ -150,7 +150,7 @@ async def test_an_uninterruptible_passage_plays_through_speech(voice_settings, f
     fake_llm.enqueue(Reply(terms))
     async with Fay(voice_settings) as fay:
         session, rec = await speaking_session(fay, InterruptionConfig())
-        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3] + silence(500))
+        await stream_pcm(session.bus, load_audio(shared_data / "speech_en" / "jfk.flac")[: 16000 * 3] + silence(1600))
         await rec.wait(AvatarStoppedSpeaking, within=60)
         await session.bus.idle()
         assert not rec.of(PlayoutPaused) and not rec.of(Interrupted) and not rec.of(TranscriptFinal)

@@ -381,7 +381,7 @@ async def test_a_spoken_phone_number_is_masked_in_the_audit_record_of_the_transc
         voice = await fay.assembly.add_voice(session)
         await voice.asr.warm_up()
         rec = Recorder(session.bus)
-        await stream_pcm(session.bus, silence(300) + speech + silence(700))
+        await stream_pcm(session.bus, silence(300) + speech + silence(1600))
         final = await rec.wait(TranscriptFinal)
         await rec.wait(AgentTurnFinished, within=60)
     digits = "".join(c for c in final.text if c.isdigit())

@@ -338,7 +338,9 @@ async def test_a_scenario_over_the_voice_path_with_the_llm_playing_the_customer(
         for i, line in enumerate(trainee, start=1):
             chunks = [c async for c in tts.synthesize(line, language="en")]
             pcm = resample(b"".join(c.pcm for c in chunks), chunks[0].sample_rate, 16000)
-            await stream_pcm(session.bus, silence(300) + pcm + silence(900))  # paced like a microphone
+            # paced like a microphone, which goes on sending silence: the turn gate may hold a pause up to
+            # voice.turn.max_pause_ms (1200 ms) when it hears the sentence as unfinished
+            await stream_pcm(session.bus, silence(300) + pcm + silence(1600))
             for _ in range(600):  # the avatar answers and finishes speaking before the trainee goes on
                 if len(rec.of(AvatarStoppedSpeaking)) >= i:
                     break

@@ -88,7 +88,7 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: 
         await voice.asr.warm_up()
         rec = Recorder(session)
         clip = load_audio(shared_data / "speech_en" / "sense_and_sensibility_01_austen_64kb-0880.wav")
-        await stream_pcm(session.bus, silence(300) + clip + silence(700))
+        await stream_pcm(session.bus, silence(300) + clip + silence(1600))
         final = await rec.wait(TranscriptFinal)
         stopped = await rec.wait(AvatarStoppedSpeaking, within=20)
         assert not stopped.interrupted and stopped.turn_id == 1
@@ -131,7 +131,7 @@ async def test_mandarin_voice_turn(voice_settings, fake_llm: FakeLLM, shared_dat
         await fay.assembly.add_voice(session)
         rec = Recorder(session)
         clip = load_audio(shared_data / "speech_zh" / "BAC009S0764W0121.wav")
-        await stream_pcm(session.bus, silence(300) + clip + silence(700))
+        await stream_pcm(session.bus, silence(300) + clip + silence(1600))
         final = await rec.wait(TranscriptFinal)
         await rec.wait(AvatarStoppedSpeaking, within=20)
         assert "交易" in final.text and "情况" in final.text, final.text

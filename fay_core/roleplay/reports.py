@@ -55,7 +55,9 @@ from ..events import (
 from .transcript import Transcript, TranscriptTurn
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..brain.history import History
+    from ..bus import Bus
+    from ..persona import Persona
     from .runner import ScenarioRunner
 
 log = logging.getLogger(__name__)
@@ -226,16 +228,16 @@ class TurnTimes:
                 self.avatar[t][1] = event.ts
 
 
-def build_transcript(session: Session, times: TurnTimes, t0: float) -> Transcript:
-    """The session's turns (the greeting first) with their times in seconds from ``t0``."""
+def build_transcript(persona: Persona, history: History, times: TurnTimes, t0: float) -> Transcript:
+    """A session's turns (the persona's greeting first) with their times in seconds from ``t0``."""
     def rel(value: float | None) -> float | None:
         return None if value is None else round(max(value - t0, 0.0), 3)
 
     turns = []
-    greeting = session.persona.greeting.strip()
+    greeting = persona.greeting.strip()
     if greeting:
         turns.append(TranscriptTurn("avatar", greeting, None, None))
-    for m in session.history.messages:
+    for m in history.messages:
         if not m.content.strip() or m.role not in ("user", "assistant"):
             continue
         side = times.trainee if m.role == "user" else times.avatar
@@ -245,11 +247,18 @@ def build_transcript(session: Session, times: TurnTimes, t0: float) -> Transcrip
 
 
 class ReportWriter:
-    """Writes a scenario session's report when the scenario ends and again on close if more was said."""
+    """Writes a scenario session's report when the scenario ends and again on close if more was said.
 
-    def __init__(self, session: Session, runner: ScenarioRunner, store: ReportStore,
-                 embedder: Callable[[], Any]) -> None:
-        self.session = session
+    It gets what it reads: the session's bus, persona and history, its tenant (read when a report is written: a
+    session's tenant may be set after it was built), the runner, the store and the embedder (made on first use).
+    """
+
+    def __init__(self, bus: Bus, persona: Persona, history: History, tenant: Callable[[], str],
+                 runner: ScenarioRunner, store: ReportStore, embedder: Callable[[], Any]) -> None:
+        self.bus = bus
+        self.persona = persona
+        self.history = history
+        self.tenant = tenant
         self.runner = runner
         self.store = store
         self.embedder = embedder
@@ -261,7 +270,7 @@ class ReportWriter:
         self._lock = asyncio.Lock()
 
     def attach(self) -> None:
-        bus = self.session.bus
+        bus = self.bus
         bus.subscribe(self.times.on_event, *TurnTimes.EVENTS, name="report.times", drop_stale=False)
         bus.subscribe(self._on_event, ScenarioEnded, AgentTurnFinished, AvatarStoppedSpeaking, name="report.end",
                       drop_stale=False)
@@ -269,7 +278,7 @@ class ReportWriter:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ScenarioEnded):
             if event.turn_id == 0:  # the time limit passed between turns: nothing more is coming for now
-                self.session.bus.spawn(self.write(event.reason), name="report.write")
+                self.bus.spawn(self.write(event.reason), name="report.write")
             else:
                 self._ending_turn = event.turn_id
         elif event.turn_id == self._ending_turn and event.turn_id:
@@ -277,7 +286,7 @@ class ReportWriter:
             if isinstance(event, AvatarStoppedSpeaking):
                 self._ending_turn = None
             reason = self.runner.ended.reason if self.runner.ended is not None else "completed"
-            self.session.bus.spawn(self.write(reason, again=False), name="report.write")
+            self.bus.spawn(self.write(reason, again=False), name="report.write")
 
     async def close(self) -> None:
         """On session close: write (again) if the scenario started and something was said since."""
@@ -293,11 +302,11 @@ class ReportWriter:
             try:
                 return await self._write(reason)
             except Exception:
-                log.exception("session %s: the role-play report could not be written", self.session.id)
+                log.exception("session %s: the role-play report could not be written", self.bus.session_id)
                 return None
 
     def _state(self) -> tuple[int, int]:
-        return len(self.session.history.messages), self.times.updates
+        return len(self.history.messages), self.times.updates
 
     async def settled(self) -> None:
         """Wait for a write in progress (a report asked for while its session closes is read after it)."""
@@ -307,13 +316,12 @@ class ReportWriter:
     async def _write(self, reason: str) -> Path:
         from .scoring import score_transcript
 
-        session = self.session
-        persona = session.persona
+        persona, sid = self.persona, self.bus.session_id
         self.written_at = self._state()
-        transcript = build_transcript(session, self.times, self.t0)
+        transcript = build_transcript(persona, self.history, self.times, self.t0)
         sc = persona.scenario
         report: dict[str, Any] = {
-            "version": VERSION, "session_id": session.id, "tenant": session.tenant, "persona": persona.id,
+            "version": VERSION, "session_id": sid, "tenant": self.tenant(), "persona": persona.id,
             "persona_name": persona.name, "persona_version": persona.version, "language": persona.language,
             "trainee": self.runner.trainee,
             "scenario": {"kind": sc.kind, "role": sc.avatar_role, "difficulty": sc.difficulty, "goal": sc.goal,
@@ -326,10 +334,10 @@ class ReportWriter:
             card = await score_transcript(persona, transcript, embedder=self.embedder())
             report["scorecard"] = card.to_dict()
         except Exception as exc:  # keep the transcript: it can be scored again with `fay roleplay score`
-            log.warning("session %s: scoring the role-play failed: %s", session.id, exc)
+            log.warning("session %s: scoring the role-play failed: %s", sid, exc)
             report["error"] = f"scoring failed: {type(exc).__name__}: {exc}"
         path = await asyncio.to_thread(self.store.save, report)
-        log.info("session %s: role-play report written (%s)", session.id, reason)
+        log.info("session %s: role-play report written (%s)", sid, reason)
         return path
 
 
