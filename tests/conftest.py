@@ -21,6 +21,19 @@ from fay_e5.fast import FastE5Embedder  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
+#: test files that drive headless Chromium (software WebGL and media take about a core each): under pytest-xdist
+#: they run one after another on one worker, never two browsers at once on the CI machine's two cores
+BROWSER_FILES = {"test_avatar_browser.py", "test_browser.py", "test_browser_zh.py", "test_vision_browser.py",
+                 "test_roleplay_report_browser.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For ``--dist loadgroup`` (``make test``): each test file is one group (its module fixtures are built once),
+    except the browser files, which share one."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("browser" if name in BROWSER_FILES else name))
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -68,7 +68,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
     await server.start_server()
     await asyncio.to_thread(fay.plugins.engine("tts", "piper").load)  # the voice is warm before the greeting
     await asyncio.to_thread(fay.plugins.engine("vision", "opencv").faces, scenes.frame(0.0))
-    frames = (image for _, image in scenes.walk(FPS, lead_s=4.0, left_s=4.0, right_s=4.0, empty_s=6.0))
+    frames = (image for _, image in scenes.walk(FPS, lead_s=4.0, left_s=5.0, right_s=5.0, empty_s=6.0))
     y4m = scenes.write_y4m(tmp / "visitor.y4m", frames, FPS)
     yield str(server.make_url("/")), tmp, y4m
     await server.close()

@@ -252,7 +252,14 @@ async function connect() {
     // one video slot: the avatar's video comes in on it, the camera (if any) goes out on it (aiortc mis-bundles a
     // second video transceiver)
     camStream = await getCamera(personas.find((p) => p.id === els.persona.value)?.camera);
-    if (camStream) pc.addTransceiver(camStream.getVideoTracks()[0], { direction: "sendrecv", streams: [camStream] });
+    if (camStream) {
+      const cam = pc.addTransceiver(camStream.getVideoTracks()[0], { direction: "sendrecv", streams: [camStream] });
+      // the server looks at a few frames a second: under load keep the resolution (faces stay detectable) and let
+      // the frame rate drop, rather than Chromium's default of shrinking the picture
+      const params = cam.sender.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      await cam.sender.setParameters(params).catch(() => {});
+    }
     else pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = onTrack;
     pc.onconnectionstatechange = () => {
