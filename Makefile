@@ -16,11 +16,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 run: install
 	$(BIN)/fay run --host $(HOST) --port $(PORT)
 
-# two workers (the CI machine's cores), each running whole test files so module fixtures are built once, and the
-# browser files on one worker (tests/conftest.py); the slowest tests are listed at the end, to keep the run short
+# two workers (the CI machine's cores), each running whole test files so module fixtures are built once; then the
+# files that time against a real clock (browser lip-sync, real-time audio, the soak) alone (tests/conftest.py);
+# the slowest tests are listed, to keep the run short
 TEST_WORKERS ?= 2
 test: install-test lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m serial --durations=10 $(PYTEST_ARGS)
 
 # ruff and mypy (unused type: ignores are errors); `make test` runs it first, so CI does too
 lint: install-test

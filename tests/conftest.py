@@ -21,18 +21,21 @@ from fay_e5.fast import FastE5Embedder  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
-#: test files that drive headless Chromium (software WebGL and media take about a core each): under pytest-xdist
-#: they run one after another on one worker, never two browsers at once on the CI machine's two cores
-BROWSER_FILES = {"test_avatar_browser.py", "test_browser.py", "test_browser_zh.py", "test_vision_browser.py",
-                 "test_roleplay_report_browser.py"}
+#: test files that measure timing against a real clock (lip-sync offsets in headless Chromium, whose software WebGL
+#: takes about a core; real-time audio bounds; the soak): ``make test`` runs them after the rest, alone, because
+#: on a two-core CI machine a second worker's load makes their clocks lie
+SERIAL_FILES = {"test_avatar.py", "test_avatar_browser.py", "test_browser.py", "test_browser_zh.py",
+                "test_vision_browser.py", "test_roleplay_report_browser.py", "test_webrtc.py", "test_soak.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For ``--dist loadgroup`` (``make test``): each test file is one group (its module fixtures are built once),
-    except the browser files, which share one."""
+    """For ``make test``: each test file is one xdist group (``--dist loadgroup``: its module fixtures are built
+    once), and the timing files are marked ``serial`` (run in a second, single-process pass)."""
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("browser" if name in BROWSER_FILES else name))
+        item.add_marker(pytest.mark.xdist_group(name))
+        if name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture
