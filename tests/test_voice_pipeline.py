@@ -112,8 +112,10 @@ async def test_a_voice_turn_from_wav_to_spoken_answer(voice_settings, fake_llm: 
         heard = await WhisperASR(WhisperSettings(download=False)).transcribe(resample(out, 48000, 16000), 16000,
                                                                               language="en")
         said = words(heard.text)
-        assert {"branches", "open", "morning", "friday"} <= set(said), heard.text
-        assert "person" in said and said.index("person") < said.index("branches"), heard.text
+        # ("branches open" is also heard as "branch is open" when the playout's timing shifts the seam)
+        branch = next((i for i, w in enumerate(said) if w.startswith("branch")), None)
+        assert branch is not None and {"open", "morning", "friday"} <= set(said), heard.text
+        assert "person" in said and said.index("person") < branch, heard.text
         # latency marks, from the end of speech, in pipeline order
         marks = {e.stage: e.ms for e in rec.of(LatencyMeasured) if e.since == "speech_end"}
         assert list(marks) == STAGES or sorted(marks) == sorted(STAGES), marks
