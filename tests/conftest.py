@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -69,6 +70,30 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(key, raising=False)
     yield
+
+
+@pytest.fixture(scope="session")
+def knowledge_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``knowledge`` folder with every shipped persona's knowledge ingested (and its intent models trained), built
+    once per test process: what a ``fay`` process finds after its first start."""
+    data = tmp_path_factory.mktemp("seed") / "data"
+    app = Fay(test_settings(data, personas_dir=ROOT / "personas"))
+    for persona_id in app.personas.ids():
+        persona = app.personas.get(persona_id)
+        if persona.knowledge.paths or persona.knowledge.faq:
+            app.knowledge.prepare(persona)
+    app.knowledge.close()
+    return data / "knowledge"
+
+
+@pytest.fixture
+def seeded_data(tmp_path: Path, knowledge_seed: Path) -> Path:
+    """``tmp_path / "data"`` holding a copy of :func:`knowledge_seed`, for tests that start ``fay`` processes on
+    that data folder: they skip the first start's ingest (15-20 s of embedding and training on two cores) and
+    still run on their own copy."""
+    data = tmp_path / "data"
+    shutil.copytree(knowledge_seed, data / "knowledge")
+    return data
 
 
 @pytest.fixture(scope="session")

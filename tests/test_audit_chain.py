@@ -446,7 +446,7 @@ def _env(tmp_path: Path, fake: FakeLLM) -> dict[str, str]:
     return env
 
 
-def test_fay_run_killed_mid_answer_leaves_a_verifiable_log_with_the_words(tmp_path: Path) -> None:
+def test_fay_run_killed_mid_answer_leaves_a_verifiable_log_with_the_words(tmp_path: Path, seeded_data: Path) -> None:
     fake = FakeLLM(first_token_delay=8)  # the answer is in progress when the server dies
     with fake.in_thread():
         env = _env(tmp_path, fake)

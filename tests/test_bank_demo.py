@@ -103,7 +103,7 @@ def test_demo_bank_content_has_60_entries_in_two_languages(tmp_path: Path) -> No
     kb.close()
 
 
-def test_fay_chat_answers_a_product_question_offline_with_its_source(tmp_path: Path) -> None:
+def test_fay_chat_answers_a_product_question_offline_with_its_source(tmp_path: Path, seeded_data: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
     env.update(FAY_DATA_DIR=str(tmp_path / "data"), LITELLM_LOCAL_MODEL_COST_MAP="True", FAY_CONFIG="/nonexistent")
     run = subprocess.run(

@@ -22,7 +22,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_chat_reads_piped_questions_one_reply_per_line(tmp_path: Path) -> None:
+def test_chat_reads_piped_questions_one_reply_per_line(tmp_path: Path, seeded_data: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "fay_core", "chat", "--persona", "bank_teller_en"],
         input="What are your opening hours?\n\nI lost my card\nHow do I fly to the moon?\n",
@@ -38,7 +38,7 @@ def test_chat_reads_piped_questions_one_reply_per_line(tmp_path: Path) -> None:
     assert "Monday to Friday" in lines[0] and "Freeze the card" in lines[1] and "colleague" in lines[2]
 
 
-def test_chat_json_prints_the_wire_messages(tmp_path: Path) -> None:
+def test_chat_json_prints_the_wire_messages(tmp_path: Path, seeded_data: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "fay_core", "chat", "--persona", "bank_teller_en", "--json"],
         input="What are your opening hours?\n", env=_env(tmp_path), capture_output=True, text=True, timeout=120,
@@ -53,7 +53,7 @@ def test_chat_json_prints_the_wire_messages(tmp_path: Path) -> None:
     assert set(answer["citations"][0]) == {"index", "source", "title", "section", "page", "chunk_id", "score"}
 
 
-def test_chat_through_an_llm_endpoint(tmp_path: Path) -> None:
+def test_chat_through_an_llm_endpoint(tmp_path: Path, seeded_data: Path) -> None:
     fake = FakeLLM()
     with fake.in_thread():
         run = subprocess.run(
@@ -84,7 +84,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_fay_run_answers_a_question_offline(tmp_path: Path) -> None:
+def test_fay_run_answers_a_question_offline(tmp_path: Path, seeded_data: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fay_core", "run", "--port", str(port)],

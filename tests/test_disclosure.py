@@ -121,7 +121,7 @@ def test_disclosure_fields_are_validated_and_cannot_be_switched_off(tmp_path: Pa
     assert "ann.yaml:4: recording.keep_days: unknown field" in str(err.value)
 
 
-def test_fay_chat_prints_the_disclosure_first(tmp_path: Path) -> None:
+def test_fay_chat_prints_the_disclosure_first(tmp_path: Path, seeded_data: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
     env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path))
     run = subprocess.run([sys.executable, "-m", "fay_core", "chat", "--persona", "bank_teller_en", "--json"],

@@ -290,7 +290,8 @@ def _audited(tmp_path: Path, text: str, within: float = 20) -> bool:
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_fay_run_mid_answer_keeps_the_words_and_sigterm_ends_in_time(tmp_path: Path, how: str) -> None:
+def test_fay_run_mid_answer_keeps_the_words_and_sigterm_ends_in_time(tmp_path: Path, seeded_data: Path,
+                                                                     how: str) -> None:
     fake = FakeLLM(first_token_delay=8)  # slow; its handler must end before in_thread's 10 s stop
     with fake.in_thread():
         proc, base = _start(tmp_path, fake)

@@ -208,7 +208,7 @@ def _start(tmp_path: Path, **env_extra: str) -> tuple[subprocess.Popen[str], str
 
 
 @pytest.mark.slow
-def test_sigterm_drains_then_exits_0(tmp_path: Path) -> None:
+def test_sigterm_drains_then_exits_0(tmp_path: Path, seeded_data: Path) -> None:
     proc, base = _start(tmp_path, FAY_SERVER__DRAIN_TIMEOUT_S="60")
     try:
         status, _, created = _call("POST", f"{base}/api/sessions", {})
@@ -235,7 +235,7 @@ def test_sigterm_drains_then_exits_0(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_drain_times_out_then_exits_0(tmp_path: Path) -> None:
+def test_a_drain_times_out_then_exits_0(tmp_path: Path, seeded_data: Path) -> None:
     proc, base = _start(tmp_path, FAY_SERVER__DRAIN_TIMEOUT_S="1.5")
     try:
         assert _call("POST", f"{base}/api/sessions", {})[0] == 201

@@ -290,7 +290,7 @@ async def _start_fay(tmp_path: Path, fake: FakeLLM) -> tuple[asyncio.subprocess.
 
 @pytest.mark.timeout(300)
 async def test_fay_run_keeps_personal_data_out_of_the_audit_and_the_server_log(
-    tmp_path: Path, fake_llm: FakeLLM
+    tmp_path: Path, seeded_data: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.enqueue(
         Reply(f"I have blocked the card {CARD}. We will call you on {PHONE}."),

@@ -4,8 +4,8 @@ A row id is ``<path hash>:<entry id>:<row index>`` (see :meth:`VectorIndex.rows_
 distances from Chroma to know each candidate's entry and which of its rows matched. On a Chroma server
 (``knowledge.chroma_url``, :mod:`.shared`) the first part also carries the file's content hash, and only rows of
 the versions in :attr:`VectorIndex.live` count. Embeddings are kept in an
-:class:`EmbeddingCache` (one per knowledge base unless one is handed in), so a re-ingest of unchanged text and a
-repeated question embed nothing.
+:class:`EmbeddingCache` (one per process unless one is handed in: its keys name the embedder), so a re-ingest of
+unchanged text, a second knowledge base over the same files and a repeated question embed nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ class EmbeddingCache:
         return len(self._items)
 
 
+#: the cache knowledge bases share unless they are handed their own
+PROCESS_CACHE = EmbeddingCache()
+
+
 class VectorIndex:
     """Chroma collections of embedded rows (cosine space) and the embedder that fills them. Not locked:
     :class:`~fay_core.knowledge.store.KnowledgeBase` serialises writes and searches.
@@ -77,7 +81,7 @@ class VectorIndex:
         #: on a server, the row id prefixes (file versions) each collection's manifest names; None: embedded
         self.live: dict[str, frozenset[str]] | None = None
         self.embedder = embedder
-        self.cache = cache if cache is not None else EmbeddingCache()
+        self.cache = cache if cache is not None else PROCESS_CACHE
         self._stamp = stamp
         self._chroma: Any = None
         self._collections: dict[str, Any] = {}

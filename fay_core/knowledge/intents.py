@@ -4,17 +4,21 @@ Nearest-neighbour search compares a question with one phrasing at a time. A line
 phrasings of all the entries at once learns what tells two close entries apart ("my card was declined" against
 "my card does not work"): which words and character n-grams, and which directions of the embedding. It is trained
 when a collection changes (seconds for a few thousand phrasings), kept beside the collection under
-``<knowledge>/intents/``, and only for collections where it can help: at least two FAQ entries, more phrasings
-than entries, at most ``knowledge.intent_max_entries`` entries. Features: TF-IDF of character 2-5-grams (which
-also covers Chinese, written without spaces) and of words and word pairs, next to the query's embedding;
-a multinomial logistic regression (scikit-learn) gives each entry a probability.
+``<knowledge>/intents/`` and, by what it was trained from, in the process (:func:`recall`: a knowledge base opened
+again over the same files, as ``fay eval`` and the tests do, does not train again), and only for collections
+where it can help: at least two FAQ entries, more phrasings than entries, at most
+``knowledge.intent_max_entries`` entries. Features: TF-IDF of character 2-5-grams (which also covers Chinese,
+written without spaces) and of words and word pairs, next to the query's embedding; a multinomial logistic
+regression (scikit-learn) gives each entry a probability.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +93,26 @@ class IntentModel:
         except Exception:
             return None
         return model if isinstance(model, IntentModel) else None
+
+
+_TRAINED: OrderedDict[str, IntentModel] = OrderedDict()
+_TRAINED_LOCK = threading.Lock()
+_TRAINED_MAX = 16
+
+
+def recall(fp: str) -> IntentModel | None:
+    """The model this process last trained from fingerprint ``fp``, if it still keeps it."""
+    with _TRAINED_LOCK:
+        return _TRAINED.get(fp)
+
+
+def remember(model: IntentModel) -> None:
+    """Keep ``model`` for :func:`recall` (the last few only)."""
+    with _TRAINED_LOCK:
+        _TRAINED[model.fingerprint] = model
+        _TRAINED.move_to_end(model.fingerprint)
+        while len(_TRAINED) > _TRAINED_MAX:
+            _TRAINED.popitem(last=False)
 
 
 def fingerprint(parts: Sequence[str]) -> str:

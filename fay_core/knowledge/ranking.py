@@ -19,7 +19,7 @@ from ..errors import KnowledgeError
 from ..settings import KnowledgeSettings
 from .documents import Hit
 from .index import VectorIndex
-from .intents import IntentModel, fingerprint
+from .intents import IntentModel, fingerprint, recall, remember
 from .keyword import KeywordIndex, code_tokens
 from .manifest import Manifest
 
@@ -100,12 +100,15 @@ class Ranker:
         model = IntentModel.load(path) if path.exists() else None
         if model is not None:
             return model
-        texts, vectors, labels = self.index.questions(collection)
-        if len(set(labels)) < 2:
-            return None
-        model = IntentModel.train(texts, vectors, labels, fingerprint=fp)
-        log.info("intent model for %s: %d entries, %d phrasings, trained in %.1f s", collection,
-                 len(model.entries), len(texts), model.train_seconds)
+        model = recall(fp)
+        if model is None:
+            texts, vectors, labels = self.index.questions(collection)
+            if len(set(labels)) < 2:
+                return None
+            model = IntentModel.train(texts, vectors, labels, fingerprint=fp)
+            log.info("intent model for %s: %d entries, %d phrasings, trained in %.1f s", collection,
+                     len(model.entries), len(texts), model.train_seconds)
+            remember(model)
         for old in folder.glob(f"{collection}-{'?' * len(fp)}.joblib"):
             old.unlink(missing_ok=True)
         model.save(path)

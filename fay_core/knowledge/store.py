@@ -47,9 +47,10 @@ class KnowledgeBase:
 
     ``embedder`` follows :class:`fay_core.engines.Embedder`; if it is also
     :class:`~fay_core.engines.EmbedsQueries`, FAQ phrasings are embedded in batches as queries (e5 models want
-    ``query:`` on both sides of a question match). ``embed_cache``: share embeddings with other knowledge bases
-    (a benchmark's); by default each has its own. ``chroma_url``: the vectors and the manifest live on that
-    Chroma server, shared with every node, and ``root`` holds this node's replica (see :mod:`.shared`).
+    ``query:`` on both sides of a question match). ``embed_cache``: where embeddings are kept; by default the
+    process's (:data:`~fay_core.knowledge.index.PROCESS_CACHE`), shared by every knowledge base in it.
+    ``chroma_url``: the vectors and the manifest live on that Chroma server, shared with every node, and
+    ``root`` holds this node's replica (see :mod:`.shared`).
     """
 
     def __init__(
