@@ -15,8 +15,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -257,6 +262,47 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fay_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a ``fay`` process of a test: no ``FAY_*`` setting of the developer's, no ``fay.yaml``,
+    data under ``workdir / "data"``, ``HOME`` at ``workdir``; then ``extra`` (``FAY_LLM__MODEL=...``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
+    env.update(FAY_DATA_DIR=str(workdir / "data"), HOME=str(workdir), FAY_CONFIG="/nonexistent", **extra)
+    return env
+
+
+def start_fay_run(workdir: Path, *, env: dict[str, str] | None = None, wait_for: str = "/health",
+                  within: float = 90.0) -> tuple[subprocess.Popen[str], str]:
+    """``fay run`` on a free port of 127.0.0.1 in ``workdir`` (with :func:`fay_env` unless ``env`` is given), once
+    ``wait_for`` answers; the process (stderr piped, for a failure's message) and its base URL. The caller stops
+    it. Raises :class:`RuntimeError` with the server's stderr if it exits, or after ``within`` seconds."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fay_core", "run", "--port", str(port)],
+                            env=env if env is not None else fay_env(workdir), cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}{wait_for}", timeout=2):
+                return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"fay run exited with {proc.returncode}: "
+                                   f"{proc.stderr.read() if proc.stderr else ''}") from None
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(10)
+                raise RuntimeError(f"fay run did not answer {wait_for} in {within:.0f} s") from None
+            time.sleep(0.2)
 
 
 E = TypeVar("E", bound=Event)

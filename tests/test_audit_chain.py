@@ -10,7 +10,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from fay_core.audit_chain import GENESIS, seal, verify
 from fay_core.audit_cli import CSV_COLUMNS, audit
 from fay_core.errors import ConfigError
 from fay_core.settings import AuditSettings, load_settings
-from fay_core.testing import FakeLLM
+from fay_core.testing import FakeLLM, fay_env, start_fay_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY1 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -439,37 +438,23 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path, fake: FakeLLM) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path), FAY_CONFIG="/nonexistent",
-               FAY_DEFAULT_PERSONA="interviewer_en", FAY_LLM__MODEL=fake.model, FAY_LLM__API_BASE=fake.url,
-               FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60", FAY_AUDIT__SIGNING_KEY="server-key-0123456789")
-    return env
+    return fay_env(tmp_path, FAY_DEFAULT_PERSONA="interviewer_en", FAY_LLM__MODEL=fake.model,
+                   FAY_LLM__API_BASE=fake.url, FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60",
+                   FAY_AUDIT__SIGNING_KEY="server-key-0123456789")
 
 
 def test_fay_run_killed_mid_answer_leaves_a_verifiable_log_with_the_words(tmp_path: Path, seeded_data: Path) -> None:
     fake = FakeLLM(first_token_delay=8)  # the answer is in progress when the server dies
     with fake.in_thread():
         env = _env(tmp_path, fake)
-        port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "fay_core", "run", "--port", str(port)], env=env,
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        base = f"http://127.0.0.1:{port}"
+        proc, base = start_fay_run(tmp_path, env=env)
         sock = None
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/health", timeout=2):
-                        break
-                except OSError:
-                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                    assert time.monotonic() < deadline, "server did not become healthy in 90 s"
-                    time.sleep(0.2)
             with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", data=b"{}"), timeout=30) as r:
                 sid = json.load(r)["session_id"]
             folder, words = tmp_path / "data" / "audit", "请记录：我要投诉 complaint"
             body = json.dumps({"text": words}).encode()
-            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+            sock = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=20)
             sock.sendall(f"POST /api/sessions/{sid}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                          f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             deadline = time.monotonic() + 30

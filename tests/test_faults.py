@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from fay_core.errors import FayError
 from fay_core.events import AgentTurnFinished
 from fay_core.server import create_app
 from fay_core.settings import LLMSettings, Settings
-from fay_core.testing import FakeLLM, Reply
+from fay_core.testing import FakeLLM, Reply, fay_env, start_fay_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -248,23 +247,9 @@ def _free_port() -> int:
 
 
 def _start(tmp_path: Path, fake: FakeLLM) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path), FAY_CONFIG="/nonexistent",
-               FAY_DEFAULT_PERSONA="interviewer_en", FAY_LLM__MODEL=fake.model, FAY_LLM__API_BASE=fake.url,
-               FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60", FAY_SERVER__SHUTDOWN_TIMEOUT_S="6")
-    proc = subprocess.Popen([sys.executable, "-m", "fay_core", "run", "--port", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2):
-                return proc, base
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not become healthy in 90 s"
-            time.sleep(0.2)
+    return start_fay_run(tmp_path, env=fay_env(
+        tmp_path, FAY_DEFAULT_PERSONA="interviewer_en", FAY_LLM__MODEL=fake.model, FAY_LLM__API_BASE=fake.url,
+        FAY_LLM__FIRST_TOKEN_TIMEOUT_S="60", FAY_SERVER__SHUTDOWN_TIMEOUT_S="6"))
 
 
 def _open_slow_answer(base: str, text: str) -> socket.socket:

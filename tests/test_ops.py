@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +29,7 @@ from fay_core.metrics import Metrics
 from fay_core.persona import PersonaStore
 from fay_core.server import create_app
 from fay_core.settings import Settings
-from fay_core.testing import test_settings
+from fay_core.testing import fay_env, start_fay_run, test_settings
 from fay_core.tracing import TurnTracer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,21 +188,7 @@ def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
 
 
 def _start(tmp_path: Path, **env_extra: str) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(FAY_DATA_DIR=str(tmp_path / "data"), HOME=str(tmp_path), FAY_CONFIG="/nonexistent", **env_extra)
-    proc = subprocess.Popen([sys.executable, "-m", "fay_core", "run", "--port", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/ready", timeout=2):
-                return proc, base
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not become ready in 90 s"
-            time.sleep(0.2)
+    return start_fay_run(tmp_path, env=fay_env(tmp_path, **env_extra), wait_for="/ready")
 
 
 @pytest.mark.slow
