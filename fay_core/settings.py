@@ -203,6 +203,10 @@ class ASRSettings(_Section):
     partials: bool = Field(True, description="transcribe while the user speaks when a worker is free")
     partial_interval_ms: int = Field(700, ge=100, description="speech between two partial transcripts")
     early_final: bool = Field(True, description="transcribe as soon as the user pauses, before the utterance ends")
+    fallback: list[str] = Field(default_factory=list, description="ASR engines to transcribe with when the chosen "
+                                "one fails (e.g. [whisper] behind a remote speech server), in order")
+    rest_failed_s: float = Field(60.0, ge=0, description="a failed ASR engine is skipped this long while a "
+                                 "fallback transcribes")
 
 
 class TTSSettings(_Section):
