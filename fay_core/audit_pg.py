@@ -18,9 +18,9 @@ question "what happened, in order" harder to answer for little gain below that.
 ``synchronous_commit``), before the turn goes on; a database that cannot be reached or refuses raises
 :class:`~fay_core.errors.AuditUnavailable` (the turn is refused with 503 and the record is logged, as with files).
 
-**Retention** deletes the rows older than ``audit.retention_days`` in the same transaction that chains a
-``retention`` record naming the seq and hash of the last deleted row, so verification accepts a chain that starts
-there.
+**Retention** deletes the expired prefix of the chain (the rows before the first one younger than
+``audit.retention_days``; never the last) in the same transaction that chains a ``retention`` record naming the
+seq and hash of the last deleted row, so verification accepts a chain that starts there, and only there.
 """
 
 from __future__ import annotations
@@ -141,8 +141,11 @@ class PgAuditLog:
     def _retain(self, cur: Any, now: dt.datetime, cutoff: dt.datetime) -> list[str]:
         cur.execute("SELECT seq, hash FROM fay_audit_head WHERE id = 1 FOR UPDATE")
         head_seq, _ = cur.fetchone()
-        cur.execute("SELECT seq, hash FROM fay_audit WHERE time < %s AND seq < %s ORDER BY seq DESC LIMIT 1",
-                    (cutoff, head_seq))
+        # the expired prefix of the chain: everything before the first record that is not expired (a record stamped
+        # by a clock set back stays while a newer one precedes it; the head is never deleted)
+        cur.execute("SELECT coalesce(min(seq), %s) FROM fay_audit WHERE time >= %s", (head_seq, cutoff))
+        keep_from = min(cur.fetchone()[0], head_seq)
+        cur.execute("SELECT seq, hash FROM fay_audit WHERE seq < %s ORDER BY seq DESC LIMIT 1", (keep_from,))
         row = cur.fetchone()
         if row is None:
             return []

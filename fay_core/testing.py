@@ -9,6 +9,7 @@ interfaces the real things use:
 - :class:`SpeechServer` is a real OpenAI-compatible speech server on 127.0.0.1 (``/v1/audio/transcriptions``,
   ``/v1/audio/speech``) backed by the local engines handed to it (faster-whisper, piper): the ``remote`` speech
   engines reach it through litellm's audio client.
+- :class:`fay_core.testing_postgres.Postgres` starts a throw-away PostgreSQL cluster on 127.0.0.1.
 - :func:`test_settings` builds settings isolated from the developer's ``.env``, ``fay.yaml`` and data folder.
 - :class:`Recorder` keeps every event of a session's bus, to assert on and to wait for.
 """

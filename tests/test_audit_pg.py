@@ -9,20 +9,15 @@ database refuses the turn with 503 (the words are never answered unrecorded).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import pytest_asyncio
 import yaml
@@ -37,83 +32,17 @@ from fay_core.errors import AuditUnavailable, ConfigError
 from fay_core.pg import Database
 from fay_core.server import create_app
 from fay_core.settings import AuditSettings, load_settings
+from fay_core.testing_postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 is not installed: "
-                                "make system-deps")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Postgres:
-    """A PostgreSQL cluster in a temporary folder, owned by ``postgres``, on 127.0.0.1 (trust auth, no password)."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="fay-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/fay"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def _user() -> dict[str, Any]:
-        """Run as ``postgres`` when root (initdb and postgres refuse root); signals then reach postgres itself."""
-        return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
-
-    def init(self) -> None:
-        shutil.chown(self.dir, "postgres")
-        subprocess.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
-                        "-E", "UTF8"], check=True, capture_output=True, timeout=60, **self._user())
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(PG_BIN / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port), "-k",
-             str(self.dir), "-c", "fsync=off", "-c", "shared_buffers=16MB"],
-            stdout=subprocess.DEVNULL, stderr=(self.dir / "postgres.log").open("ab"), **self._user())
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", connect_timeout=2,
-                                     autocommit=True) as conn:
-                    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'fay'").fetchone():
-                        conn.execute("CREATE DATABASE fay")
-                    return
-            except psycopg.OperationalError:
-                assert self.proc.poll() is None, (self.dir / "postgres.log").read_text(errors="replace")[-2000:]
-                assert time.monotonic() < deadline, "postgres did not accept connections in 30 s"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # a "fast" shutdown: connected clients are cut off
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, connect_timeout=3) as conn:
-            return list(conn.execute(query, args).fetchall())
+pytestmark = pytest.mark.skipif(Postgres.bin_dir() is None, reason="PostgreSQL is not installed: make system-deps")
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    pg = Postgres()
-    try:
-        pg.init()
-        pg.start()
+    with Postgres() as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(pg.dir, ignore_errors=True)
 
 
 def _personas(folder: Path) -> Path:
@@ -266,6 +195,31 @@ def test_verify_names_a_changed_row(postgres: Postgres) -> None:
                      "RETURNING seq", seq)
         db.close()
     assert log.verify().ok
+
+
+def test_retention_deletes_the_expired_prefix_and_the_chain_still_verifies(postgres: Postgres) -> None:
+    url = postgres.database("retention")
+    clock = [dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)]
+    db = Database(url)
+    log = PgAuditLog(db, AuditSettings(retention_days=30), now=lambda: clock[0])
+    try:
+        start = clock[0]
+        for day in range(0, 50, 10):  # records on Jan 1, 11, 21, 31 and Feb 10
+            clock[0] = start + dt.timedelta(days=day)
+            log.write({"session": "r", "kind": "user", "turn": day, "text": f"day {day}"})
+        # the first write of Feb 10 ran the day's retention: Feb 10 - 30 days = Jan 11 noon, so only Jan 1 expired
+        assert log.apply_retention() == []  # nothing more today
+        rows = postgres.sql("SELECT seq, kind, record->>'text' FROM fay_audit ORDER BY seq", url=url)
+        assert [r[2] for r in rows if r[1] == "user"] == ["day 10", "day 20", "day 30", "day 40"]
+        assert rows[-1][1] == "retention" and rows[0][0] == 2
+        (retention,) = postgres.sql("SELECT record FROM fay_audit WHERE kind = 'retention'", url=url)
+        assert retention[0]["deleted"] == ["seq 1..1"] and retention[0]["last_seq"] == 1
+        assert log.verify().ok, log.verify().problem
+        postgres.sql("DELETE FROM fay_audit WHERE seq = 2 RETURNING seq", url=url)  # by hand: caught
+        problem = log.verify().problem
+        assert problem is not None and problem.line == 3 and "missing records" in problem.why, problem
+    finally:
+        db.close()
 
 
 @shared
