@@ -7,12 +7,16 @@ into a fresh folder on the disk of ``--dir``:
   cut the last seconds);
 - the same with ``audit.signing_key`` (HMAC-SHA256);
 - four threads writing at once with fsync on (one log, one lock; their fsyncs overlap: group commit);
-- ``fay audit verify`` of the fsync log (records per second).
+- ``fay audit verify`` of the fsync log (records per second);
+- with ``--postgres``, the same record in PostgreSQL (``FAY_AUDIT__URL``): one writer, and four threads on two
+  connections (two nodes writing one chain, in turn on the head row's lock), then ``verify`` of the table. The
+  benchmark starts a throw-away cluster on loopback (``fay_core.testing_postgres``, ``fsync=off`` there: this
+  measures the round trips and the lock, not the database's disk).
 
 Latency is ``AuditLog.write`` wall time per record: p50, p95, p99 and max in ms. Prints a table and writes
 ``bench/results/audit.json``.
 
-    python bench/audit.py [--records 400] [--dir bench/results]
+    python bench/audit.py [--records 400] [--dir bench/results] [--postgres]
 """
 
 from __future__ import annotations
@@ -94,6 +98,51 @@ def threads(folder: Path, name: str, records: int, count: int) -> dict[str, Any]
     return _summary(name, lat, time.perf_counter() - start)
 
 
+def postgres(records: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The PostgreSQL rows: one writer, two nodes x two threads, and verify (see the module docstring)."""
+    from fay_core.audit_pg import PgAuditLog
+    from fay_core.pg import Database
+    from fay_core.testing_postgres import Postgres
+
+    with Postgres() as pg:
+        dbs = [Database(pg.url), Database(pg.url)]
+        logs = [PgAuditLog(db, AuditSettings()) for db in dbs]
+        logs[0].write(_record(0))  # the tables are created on the first write: not measured
+        lat: list[float] = []
+        start = time.perf_counter()
+        for i in range(records):
+            t = time.perf_counter()
+            logs[0].write(_record(i))
+            lat.append(time.perf_counter() - t)
+        rows = [_summary("postgres: 1 writer", lat, time.perf_counter() - start)]
+        lat = []
+        lock = threading.Lock()
+
+        def run(k: int) -> None:
+            mine = []
+            for i in range(records // 4):
+                t = time.perf_counter()
+                logs[k % 2].write(_record(k * records + i))
+                mine.append(time.perf_counter() - t)
+            with lock:
+                lat.extend(mine)
+
+        workers = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        rows.append(_summary("postgres: 2 nodes x 2 threads", lat, time.perf_counter() - start))
+        start = time.perf_counter()
+        checked = logs[1].verify()
+        took = time.perf_counter() - start
+        assert checked.ok, checked.problem
+        for db in dbs:
+            db.close()
+    return rows, {"records": checked.records, "records_per_s": checked.records / took}
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="audit-bench-", dir=args.dir))
@@ -110,10 +159,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         took = time.perf_counter() - start
         assert checked.ok, checked.summary()
         line_bytes = sum(p.stat().st_size for p in (work / "fsync").glob("*.jsonl"))
+        pg_verify = None
+        if args.postgres:
+            pg_rows, pg_verify = postgres(args.records)
+            rows += pg_rows
         return {
             "python": platform.python_version(), "machine": platform.machine(), "dir": str(args.dir.resolve()),
             "records": args.records, "bytes_per_record": line_bytes / args.records,
             "writes": rows, "verify": {"records": checked.records, "records_per_s": checked.records / took},
+            "postgres_verify": pg_verify,
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -127,12 +181,16 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"{w['scenario']:32} {w['records_per_s']:10,.0f} {w['p50_ms']:8.2f} {w['p95_ms']:8.2f} "
               f"{w['p99_ms']:8.2f} {w['max_ms']:8.2f}")
     print(f"{'fay audit verify':32} {r['verify']['records_per_s']:10,.0f}")
+    if r.get("postgres_verify"):
+        print(f"{'fay audit verify (postgres)':32} {r['postgres_verify']['records_per_s']:10,.0f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=400)
     parser.add_argument("--dir", type=Path, default=RESULTS, help="a folder on the disk to measure")
+    parser.add_argument("--postgres", action="store_true", help="also measure the record in PostgreSQL (a cluster "
+                        "the benchmark starts on loopback: needs Debian's postgresql)")
     result = main(parser.parse_args())
     print_table(result)
     RESULTS.mkdir(exist_ok=True)

@@ -9,12 +9,12 @@ import logging
 import time
 
 from .assembly import Assembly
-from .audit import AuditLog
 from .errors import PersonaError, ServerDraining, SessionLimit, UnknownPersona, UnknownSession
 from .knowledge import Knowledge
 from .metrics import Metrics
 from .persona import Persona, PersonaStore
 from .plugins import Plugins, await_me_maybe
+from .record_store import open_records
 from .session import Session
 from .settings import Settings, load_settings
 from .tracing import TurnTracer
@@ -35,14 +35,17 @@ class Fay:
         self.plugins = plugins or Plugins(self.settings).load()
         self.plugins.check_settings()
         self.personas = PersonaStore(self.settings.personas_dir)
-        self.audit = AuditLog(self.settings.data_dir / "audit", self.settings.audit)
+        #: the audit log and the role-play reports: files under data_dir, or PostgreSQL (``audit.url``)
+        self.records = open_records(self.settings)
+        self.audit = self.records.audit
         self.knowledge = Knowledge(self.settings, self.plugins)
         self.sessions: dict[str, Session] = {}
         #: the runtime's Prometheus metrics (``GET /metrics``), in a registry of its own
         self.metrics = Metrics(active=lambda: len(self.sessions))
         redactor = self.plugins.redactor()
         self.tracer = TurnTracer.configured(self.settings.tracing, redactor)
-        self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit, self.metrics, self.tracer)
+        self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit, self.metrics, self.tracer,
+                                 reports=self.records.reports)
         self.warming = False  #: while :meth:`warm_up` runs (``GET /ready`` answers 503)
         self.draining = False  #: once :meth:`drain` started: no new sessions, ``GET /ready`` answers 503
         self._drain_cut = asyncio.Event()
@@ -61,6 +64,7 @@ class Fay:
         await asyncio.gather(*(self.close_session(sid, "server stopping") for sid in list(self.sessions)))
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.close)
+        await asyncio.to_thread(self.records.close)
 
     async def drain(self, timeout_s: float) -> int:
         """Stop starting sessions (:class:`~fay_core.errors.ServerDraining`, ``GET /ready`` 503) and wait up to

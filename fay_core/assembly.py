@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .audit import AuditLog
+from .record_store import AuditStore
 from .avatar.timeline import AnimationTimeline
 from .brain.agent import Agent, Answerer
 from .brain.history import History
@@ -71,12 +71,14 @@ log = logging.getLogger(__name__)
 class Assembly:
     """Builds the sessions of one runtime from what they share (settings, plugins, knowledge, audit log)."""
 
-    def __init__(self, settings: Settings, plugins: Plugins, knowledge: Knowledge, audit: AuditLog,
-                 metrics: Metrics | None = None, tracer: TurnTracer | None = None) -> None:
+    def __init__(self, settings: Settings, plugins: Plugins, knowledge: Knowledge, audit: AuditStore,
+                 metrics: Metrics | None = None, tracer: TurnTracer | None = None,
+                 reports: ReportStore | None = None) -> None:
         self.settings = settings
         self.plugins = plugins
         self.knowledge = knowledge
         self.audit = audit
+        self._reports = reports or ReportStore(settings.data_dir / "reports")
         self.metrics = metrics  #: counts every session's turns, latency marks, errors and dropped events
         self.tracer = tracer  #: one trace per turn, when OpenTelemetry is configured (:mod:`fay_core.tracing`)
         #: masks personal data in every audit record (the settings' built-ins and the plugins' detectors)
@@ -154,8 +156,9 @@ class Assembly:
         return self._matcher
 
     def reports(self) -> ReportStore:
-        """Where role-play reports are stored: ``<data_dir>/reports/<tenant>/<session_id>.json``."""
-        return ReportStore(self.settings.data_dir / "reports")
+        """Where role-play reports are stored: ``<data_dir>/reports/<tenant>/<session_id>.json``, or PostgreSQL's
+        ``fay_reports`` with ``audit.url`` (:mod:`fay_core.record_store`)."""
+        return self._reports
 
     def _add_scenario(self, session: Session, runner: ScenarioRunner) -> None:
         """Give a role-play session its runner and its report, written when the scenario ends and on close."""

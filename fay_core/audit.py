@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .audit_chain import CHAIN_FIELDS, GENESIS, HEAD_NAME, file_names, read_head, seal
+from .audit_chain import CHAIN_FIELDS, GENESIS, HEAD_NAME, Verified, file_names, read_head, seal, verify
 from .errors import AuditUnavailable
 from .settings import AuditSettings
 
@@ -182,6 +182,10 @@ class AuditLog:
                 if session_id is None or rec.get("session") == session_id:
                     out.append(rec)
         return out
+
+    def verify(self) -> Verified:
+        """Check the folder's chain and HEAD (:func:`fay_core.audit_chain.verify`, with this log's key)."""
+        return verify(self.folder, self._key)
 
     def apply_retention(self, daily: bool = False) -> list[str]:
         """Delete the day files older than ``audit.retention_days`` (recorded first); returns their names.

@@ -5,8 +5,9 @@
     fay audit verify [PATH]                          # exit 0: "ok: N files, M records ..."; 1: "FILE:LINE: why"
     fay audit export --session ID [--format jsonl|csv] [--out FILE]
 
-``PATH`` defaults to ``<data_dir>/audit``. A signed log (``audit.signing_key``) is verified with the key from
-the settings, e.g. ``FAY_AUDIT__SIGNING_KEY``.
+``PATH`` (a folder or a ``postgresql://`` URL) defaults to ``FAY_AUDIT__URL`` if set, else ``<data_dir>/audit``;
+``export`` reads the database too when ``FAY_AUDIT__URL`` is set and no ``--path`` is given. A signed log
+(``audit.signing_key``) is verified with the key from the settings, e.g. ``FAY_AUDIT__SIGNING_KEY``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,17 +41,23 @@ def _key(settings: Any) -> bytes | None:
 
 @click.group()
 def audit() -> None:
-    """The audit log under <data_dir>/audit: check its hash chain, export a session's records."""
+    """The audit log (<data_dir>/audit, or FAY_AUDIT__URL's database): check its hash chain, export a session."""
 
 
 @audit.command("verify")
-@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
-def verify_cmd(path: Path | None) -> None:
-    """Check the hash chain and HEAD; name the first broken record as FILE:LINE and why (exit 1)."""
+@click.argument("path", required=False)
+def verify_cmd(path: str | None) -> None:
+    """Check the hash chain and HEAD; name the first broken record as FILE:LINE (or fay_audit:SEQ) and why (exit 1).
+
+    PATH: an audit folder or a postgresql:// URL; default: FAY_AUDIT__URL if set, else <data_dir>/audit.
+    """
     from .audit_chain import verify
 
     settings = _settings()
-    folder = path or settings.data_dir / "audit"
+    if path is None and settings.audit.url or path is not None and path.startswith(("postgresql://", "postgres://")):
+        _verify_db(path or settings.audit.url, settings)
+        return
+    folder = Path(path) if path else settings.data_dir / "audit"
     if not folder.is_dir():
         raise click.ClickException(f"no audit folder at {folder}")
     result = verify(folder, _key(settings))
@@ -60,6 +67,27 @@ def verify_cmd(path: Path | None) -> None:
         click.echo(f"audit log BROKEN after {result.records} good records in {result.files} files", err=True)
         sys.exit(1)
     click.echo(result.summary())
+
+
+def _verify_db(url: str, settings: Any) -> None:
+    from .audit_pg import PgAuditLog
+    from .pg import Database
+
+    db = Database(url)
+    try:
+        result = PgAuditLog(db, settings.audit).verify()
+    finally:
+        db.close()
+    if result.problem is not None:
+        p = result.problem
+        click.echo(f"{db.where} {p.file}:{p.line}: {p.why}" if p.file else f"{db.where}: {p.why}", err=True)
+        click.echo(f"audit log BROKEN after {result.records} good records", err=True)
+        sys.exit(1)
+    if not result.records:
+        click.echo(f"ok: {db.where}, no records")
+    else:
+        click.echo(f"ok: {db.where}, {result.records} records (seq {result.first_seq}..{result.last_seq}, "
+                   f"last hash {result.last_hash})")
 
 
 def _records(folder: Path, session_id: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -102,7 +130,11 @@ def csv_row(record: dict[str, Any]) -> list[str]:
               help="the audit folder (default: <data_dir>/audit)")
 def export_cmd(session_id: str, fmt: str, out: Path | None, folder: Path | None) -> None:
     """Export one session's records, oldest first."""
-    folder = folder or _settings().data_dir / "audit"
+    settings = _settings()
+    if folder is None and settings.audit.url:
+        _export_db(settings, session_id, fmt, out)
+        return
+    folder = folder or settings.data_dir / "audit"
     if not folder.is_dir():
         raise click.ClickException(f"no audit folder at {folder}")
     if out is None:
@@ -116,10 +148,36 @@ def export_cmd(session_id: str, fmt: str, out: Path | None, folder: Path | None)
         click.echo(f"no records of session {session_id!r} in {folder}", err=True)
 
 
+def _export_db(settings: Any, session_id: str, fmt: str, out: Path | None) -> None:
+    from .audit_pg import PgAuditLog
+    from .pg import Database
+
+    db = Database(settings.audit.url)
+    try:
+        lines = PgAuditLog(db, settings.audit).lines(session_id)
+    except db.errors as exc:
+        raise click.ClickException(f"the audit database {db.where} cannot be read: {exc}") from None
+    finally:
+        db.close()
+    rows = [(raw, json.loads(raw)) for raw in lines]
+    if out is None:
+        _write(rows, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        with out.open("wb") as f:
+            _write(rows, fmt, f)
+    if not rows:
+        click.echo(f"no records of session {session_id!r} in {db.where}", err=True)
+
+
 def _export(folder: Path, session_id: str, fmt: str, sink: IO[bytes]) -> int:
+    return _write(_records(folder, session_id), fmt, sink)
+
+
+def _write(records: Iterable[tuple[bytes, dict[str, Any]]], fmt: str, sink: IO[bytes]) -> int:
     count = 0
     if fmt == "jsonl":
-        for raw, _rec in _records(folder, session_id):
+        for raw, _rec in records:
             sink.write(raw + b"\n")
             count += 1
         return count
@@ -127,7 +185,7 @@ def _export(folder: Path, session_id: str, fmt: str, sink: IO[bytes]) -> int:
     try:
         writer = csv.writer(text)
         writer.writerow(CSV_COLUMNS)
-        for _raw, rec in _records(folder, session_id):
+        for _raw, rec in records:
             writer.writerow(csv_row(rec))
             count += 1
     finally:

@@ -15,9 +15,8 @@ the real values: the model reads them next, and the session's owner may fetch th
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .audit import AuditLog
 from .brain.history import History
 from .brain.turn import Turn
 from .errors import AuditUnavailable
@@ -25,11 +24,14 @@ from .events import AgentTurnFinished, ErrorRaised
 from .persona import Persona
 from .redaction import Redactor
 
+if TYPE_CHECKING:
+    from .record_store import AuditStore
+
 
 class SessionRecord:
     """The history and audit records of one session."""
 
-    def __init__(self, session_id: str, persona: Persona, history: History, audit: AuditLog,
+    def __init__(self, session_id: str, persona: Persona, history: History, audit: AuditStore,
                  *, redactor: Redactor | None = None) -> None:
         self.session_id = session_id
         self.persona = persona
@@ -70,6 +72,7 @@ class SessionRecord:
                 "heard": heard,
                 "answered_by": finished.answered_by,
                 "interrupted": finished.interrupted,
+                "declined": finished.declined,
                 "error": finished.error,
                 "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,

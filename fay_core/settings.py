@@ -203,6 +203,10 @@ class ASRSettings(_Section):
     partials: bool = Field(True, description="transcribe while the user speaks when a worker is free")
     partial_interval_ms: int = Field(700, ge=100, description="speech between two partial transcripts")
     early_final: bool = Field(True, description="transcribe as soon as the user pauses, before the utterance ends")
+    fallback: list[str] = Field(default_factory=list, description="ASR engines to transcribe with when the chosen "
+                                "one fails (e.g. [whisper] behind a remote speech server), in order")
+    rest_failed_s: float = Field(60.0, ge=0, description="a failed ASR engine is skipped this long while a "
+                                 "fallback transcribes")
 
 
 class TTSSettings(_Section):
@@ -256,7 +260,12 @@ class VoiceSettings(_Section):
 
 
 class AuditSettings(_Section):
-    """The audit log under ``<data_dir>/audit`` (see :mod:`fay_core.audit`): durability, retention, signing."""
+    """The audit log under ``<data_dir>/audit`` (see :mod:`fay_core.audit`), or in PostgreSQL with ``url`` (see
+    :mod:`fay_core.audit_pg`): durability, retention, signing."""
+
+    url: str | None = Field(None, description="a postgresql:// URL: audit records, role-play reports and declined "
+                            "questions of every node go to that database (needs the `postgres` extra); none: "
+                            "JSON-lines files under <data_dir>/audit and <data_dir>/reports")
 
     fsync: bool = Field(True, description="each record is on disk (fsync) before the turn goes on; off: a power "
                         "cut can lose the last seconds of records (a killed server loses nothing either way)")
@@ -265,6 +274,16 @@ class AuditSettings(_Section):
     signing_key: SecretStr | None = Field(None, description="makes each record's hash an HMAC-SHA256 under this "
                                           "key, so a rewritten log cannot be re-chained without it; verify with "
                                           "the same key (at least 16 characters, e.g. `openssl rand -hex 32`)")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.strip():
+            return None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("audit.url must be a postgresql:// URL (e.g. postgresql://fay:secret@db:5432/fay); "
+                             "leave it unset for the JSON-lines files")
+        return url
 
     @field_validator("signing_key")
     @classmethod

@@ -6,6 +6,10 @@ interfaces the real things use:
 - :class:`FakeLLM` is a real OpenAI-compatible HTTP server on 127.0.0.1 (``/v1/chat/completions``, streamed as
   server-sent events, tool calls included). Point litellm at it with ``model="openai/fake"`` and
   ``api_base=fake.url``, so tests exercise the real client path.
+- :class:`SpeechServer` is a real OpenAI-compatible speech server on 127.0.0.1 (``/v1/audio/transcriptions``,
+  ``/v1/audio/speech``) backed by the local engines handed to it (faster-whisper, piper): the ``remote`` speech
+  engines reach it through litellm's audio client.
+- :class:`fay_core.testing_postgres.Postgres` starts a throw-away PostgreSQL cluster on 127.0.0.1.
 - :func:`test_settings` builds settings isolated from the developer's ``.env``, ``fay.yaml`` and data folder.
 - :class:`Recorder` keeps every event of a session's bus, to assert on and to wait for.
 """
@@ -223,6 +227,107 @@ class FakeLLM:
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
+
+
+class SpeechServer:
+    """An OpenAI-compatible speech server for tests, backed by real local engines: ``POST /v1/audio/transcriptions``
+    (multipart ``file`` WAV, ``model``, ``language``: ``{"text"}``) with ``asr`` and ``POST /v1/audio/speech`` (JSON
+    ``model``, ``input``, ``voice``, ``response_format: wav``: a 16-bit WAV) with ``tts``.
+
+    Point the ``remote`` engines at :attr:`url` (``plugins.remote_speech.api_base``), so tests run litellm's real
+    audio client path over HTTP. Every request is kept in :attr:`requests` (``{"path", "model", ...}``); set
+    :attr:`fail_status` to answer every request with that HTTP error.
+    """
+
+    def __init__(self, asr: Any, tts: Any) -> None:
+        self.asr = asr
+        self.tts = tts
+        self.requests: list[dict[str, Any]] = []
+        self.fail_status: int | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """The ``api_base`` to give litellm."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> SpeechServer:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SpeechServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _failure(self) -> web.Response | None:
+        if self.fail_status is None:
+            return None
+        return web.json_response({"error": {"message": "speech server failing (test)", "type": "fake_error"}},
+                                 status=self.fail_status)
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        import io
+        import wave
+
+        from .voice.audio import resample
+
+        form = await request.post()
+        upload = form.get("file")
+        entry: dict[str, Any] = {"path": request.path, "model": form.get("model"), "language": form.get("language")}
+        self.requests.append(entry)
+        if (failed := self._failure()) is not None:
+            return failed
+        if not isinstance(upload, web.FileField):
+            return web.json_response({"error": {"message": "'file' is required"}}, status=400)
+        try:
+            with wave.open(io.BytesIO(upload.file.read()), "rb") as w:
+                rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+                pcm = w.readframes(w.getnframes())
+        except wave.Error as exc:
+            return web.json_response({"error": {"message": f"not a WAV file: {exc}"}}, status=400)
+        if width != 2 or channels != 1:
+            return web.json_response({"error": {"message": "16-bit mono WAV only"}}, status=400)
+        entry["seconds"] = len(pcm) / 2 / rate
+        language = form.get("language")
+        result = await self.asr.transcribe(resample(pcm, rate, 16000) if rate != 16000 else pcm, 16000,
+                                           language=str(language) if language else None)
+        return web.json_response({"text": result.text})
+
+    async def _speech(self, request: web.Request) -> web.Response:
+        import io
+        import wave
+
+        body = await request.json()
+        self.requests.append({"path": request.path, **body})
+        if (failed := self._failure()) is not None:
+            return failed
+        if body.get("response_format", "mp3") != "wav" or not str(body.get("input", "")).strip():
+            return web.json_response({"error": {"message": "this server speaks response_format 'wav' only, and "
+                                                "needs an 'input'"}}, status=400)
+        pcm, rate = b"", 0
+        async for chunk in self.tts.synthesize(str(body["input"]), rate=float(body.get("speed") or 1.0)):
+            pcm, rate = pcm + chunk.pcm, chunk.sample_rate
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate or 22050)
+            w.writeframes(pcm)
+        return web.Response(body=out.getvalue(), content_type="audio/wav")
 
 
 def _split_words(text: str) -> list[str]:

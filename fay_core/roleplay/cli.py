@@ -80,10 +80,11 @@ def render(card: Scorecard) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the stored report as JSON (with 'final' and 'trend')")
 def report(session_id: str, tenant: str, as_json: bool) -> None:
     """Print the stored report of role-play session SESSION_ID (see fay_core.roleplay.reports)."""
+    from ..record_store import open_records
     from ..settings import load_settings
-    from .reports import ReportStore, render_report, view
+    from .reports import render_report, view
 
-    shown = view(ReportStore(load_settings().data_dir / "reports"), tenant, session_id)
+    shown = view(open_records(load_settings()).reports, tenant, session_id)
     if as_json:
         click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
     else:

@@ -72,7 +72,11 @@ _FILES = threading.RLock()
 
 
 class ReportStore:
-    """Reports under ``root/<tenant>/<session_id>.json`` (see the module docstring)."""
+    """Reports under ``root/<tenant>/<session_id>.json`` (see the module docstring).
+
+    The interface of every report store (:class:`~fay_core.roleplay.reports_pg.PgReportStore` keeps them in
+    PostgreSQL): :meth:`load`, :meth:`save`, :meth:`override` and :meth:`of_tenant`.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -117,6 +117,10 @@ class VoicePipeline:
         self.language: str | None = None if lang == "auto" else lang
         self.vad = plugins.pick("vad", settings.vad.engine)
         self.asr = plugins.pick("asr", settings.asr.engine, self.language)
+        #: ``voice.asr.fallback``: the engines that transcribe, in order, when :attr:`asr` fails
+        self.asr_fallback = [plugins.engine("asr", name) for name in settings.asr.fallback
+                             if name != getattr(self.asr, "name", None)]
+        self._asr_resting_until = 0.0  # monotonic time until which a failed :attr:`asr` is skipped
         v = self.settings.vad
         self.segmenter = Segmenter(
             self.vad.create_stream(IN_RATE),
@@ -289,7 +293,19 @@ class VoicePipeline:
 
     async def _transcribe(self, pcm: bytes) -> str:
         t0 = time.monotonic()
-        transcript = await self.asr.transcribe(pcm, IN_RATE, language=self.language)
+        engines = [self.asr, *self.asr_fallback]
+        if self.asr_fallback and t0 < self._asr_resting_until:
+            engines = engines[1:]
+        for i, engine in enumerate(engines):
+            try:
+                transcript = await engine.transcribe(pcm, IN_RATE, language=self.language)
+                break
+            except Exception as exc:
+                if i == len(engines) - 1:
+                    raise
+                if engine is self.asr:  # rest it: every utterance need not wait for the same failure
+                    self._asr_resting_until = time.monotonic() + self.settings.asr.rest_failed_s
+                self._error(f"asr.{getattr(engine, 'name', 'engine')}", exc)
         self.asr_ms += ((time.monotonic() - t0) * 1000 - self.asr_ms) * 0.3  # moving average
         return transcript.text.strip()
 
