@@ -95,7 +95,7 @@ class ClusterSettings(_Section):
                                         "session, e.g. redis://redis:6379/0; none: a single node, as without a "
                                         "cluster")
     node_url: str | None = Field(None, description="the URL other nodes (and, with forward off, clients) reach "
-                                 "this node by, e.g. http://10.0.0.5:8000; required with redis_url")
+                                 "this node by, e.g. http://10.0.0.5:8000; `fay run` requires it with redis_url")
     heartbeat_s: float = Field(2.0, gt=0, description="how often a node writes its record (and its load)")
     expiry_s: float = Field(6.0, gt=0, description="a node whose record is this old counts as gone: its sessions "
                             "answer 410, new sessions go elsewhere")
@@ -111,14 +111,12 @@ class ClusterSettings(_Section):
 
     @model_validator(mode="after")
     def _complete(self) -> ClusterSettings:
-        if self.redis_url is not None:
-            if not self.node_url:
-                raise ValueError("a cluster node needs node_url (FAY_CLUSTER__NODE_URL): the URL other nodes reach "
-                                 "it by, e.g. http://10.0.0.5:8000")
-            if not re.fullmatch(r"https?://[^/\s]+", self.node_url.rstrip("/")):
-                raise ValueError(f"node_url {self.node_url!r} is not an http(s)://host:port URL (no path)")
-            if not self.redis_url.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        # (node_url is required by `fay run` alone: other commands, e.g. `fay kb ingest`, run with a node's settings)
+        if self.node_url is not None and not re.fullmatch(r"https?://[^/\s]+", self.node_url.rstrip("/")):
+            raise ValueError(f"node_url {self.node_url!r} is not an http(s)://host:port URL (no path)")
+        if self.redis_url is not None and \
+                not self.redis_url.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
         if self.expiry_s <= self.heartbeat_s:
             raise ValueError(f"expiry_s ({self.expiry_s}) must be longer than heartbeat_s ({self.heartbeat_s})")
         return self

@@ -8,6 +8,7 @@ ones still served through the others, then exit 0).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,9 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
 
-from fay_core.settings import load_settings
+from fay_core.app import Fay
 from fay_core.errors import ConfigError
+from fay_core.keys import KeyStore
+from fay_core.server import create_app
+from fay_core.settings import load_settings
+from fay_core.testing import test_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMA = Path(sys.executable).with_name("chroma")
@@ -108,19 +115,40 @@ class Node:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    """Redis, a Chroma server and three nodes sharing them, on loopback; every process stopped at the end."""
+def _redis(tmp: Path) -> tuple[subprocess.Popen[str], str]:
+    """A throw-away redis-server on a free loopback port, answering PING."""
     if REDIS is None:
         pytest.fail("redis-server is not installed: `make system-deps` (Debian's redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"redis-server did not start: {_tail(proc)}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = _redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[list[Node]]:
+    """Redis, a Chroma server and three nodes sharing them, on loopback; every process stopped at the end."""
     tmp = tmp_path_factory.mktemp("cluster")
     procs: list[subprocess.Popen[str]] = []
     try:
-        redis_port, chroma_port = _free_port(), _free_port()
-        redis = subprocess.Popen([REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", str(tmp)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        procs.append(redis)
+        chroma_port = _free_port()
         chroma = subprocess.Popen([str(CHROMA), "run", "--host", "127.0.0.1", "--port", str(chroma_port),
                                    "--path", str(tmp / "chroma")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -136,7 +164,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
             env.update(FAY_DATA_DIR=str(tmp / name), HOME=str(tmp), FAY_CONFIG="/nonexistent",
                        XDG_CACHE_HOME=os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"),
                        FAY_PERSONAS_DIR=str(personas),
-                       FAY_CLUSTER__REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", FAY_CLUSTER__NODE_URL=url,
+                       FAY_CLUSTER__REDIS_URL=redis_url, FAY_CLUSTER__NODE_URL=url,
                        FAY_CLUSTER__HEARTBEAT_S=str(HEARTBEAT_S), FAY_CLUSTER__EXPIRY_S=str(EXPIRY_S),
                        FAY_KNOWLEDGE__CHROMA_URL=f"http://127.0.0.1:{chroma_port}",
                        FAY_SERVER__DRAIN_TIMEOUT_S="30")
@@ -240,6 +268,10 @@ def test_a_cluster_places_routes_survives_a_dead_node_and_drains(cluster: list[N
         time.sleep(0.05)
     assert _call("GET", f"{a.url}/ready")[0] == 503
     assert _create(c)[1] == c.url and _create(a)[1] == c.url  # even through A: placed on C
+    offer = {"sdp": asyncio.run(_sample_offer()), "type": "offer", "persona": "bank_teller_en"}
+    status, headers, answer = _call("POST", f"{a.url}/api/webrtc/offer", offer)  # a WebRTC session too
+    assert status == 201 and answer["type"] == "answer" and headers["X-Fay-Node"] == c.url, answer
+    assert _call("DELETE", f"{a.url}/api/sessions/{answer['session_id']}")[0] == 200  # through A, to C
     status, headers, sse = _ask(c, first, HOURS)
     assert status == 200 and headers["X-Fay-Node"] == a.url and "Monday to Friday" in _answer(sse)["text"]
     assert a.proc.poll() is None  # it waits for its sessions
@@ -251,6 +283,18 @@ def test_a_cluster_places_routes_survives_a_dead_node_and_drains(cluster: list[N
     assert set(_loads(c)) == {c.url}
 
 
+async def _sample_offer() -> str:
+    """An SDP offer with a data channel, from a peer that never connects."""
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pc.createDataChannel("fay")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return str(sdp)
+
+
 def _listed(node: Node) -> list[tuple[str, str]]:
     """The open sessions ``node`` serves, as (id, node)."""
     status, headers, body = _call("GET", f"{node.url}/api/sessions")
@@ -258,9 +302,10 @@ def _listed(node: Node) -> list[tuple[str, str]]:
     return [(s["session_id"], headers["X-Fay-Node"]) for s in body]
 
 
-def test_cluster_settings_need_a_node_url_and_a_redis_url() -> None:
+def test_cluster_settings_need_a_node_url_and_a_redis_url(tmp_path: Path) -> None:
+    settings = test_settings(tmp_path / "data", cluster={"redis_url": "redis://127.0.0.1:6379/0"})
     with pytest.raises(ConfigError, match="FAY_CLUSTER__NODE_URL"):
-        load_settings(cluster={"redis_url": "redis://127.0.0.1:6379/0"})
+        create_app(Fay(settings))  # `fay run` needs it; `fay kb ingest` with the same settings does not
     with pytest.raises(ConfigError, match="not an http"):
         load_settings(cluster={"redis_url": "redis://127.0.0.1:6379/0", "node_url": "10.0.0.5:8000"})
     with pytest.raises(ConfigError, match="redis://"):
@@ -268,3 +313,108 @@ def test_cluster_settings_need_a_node_url_and_a_redis_url() -> None:
     with pytest.raises(ConfigError, match="longer than heartbeat_s"):
         load_settings(cluster={"heartbeat_s": 5, "expiry_s": 2})
     assert load_settings().cluster.redis_url is None
+
+
+# --- in-process nodes: redirects, restarts, tenants, a Redis that goes away ---------------------------------------
+
+
+PLAIN = "name: Plain\nlanguage: en\ngreeting: Hello.\n"
+
+
+@dataclass
+class Live:
+    fay: Fay
+    server: TestServer
+    url: str
+
+    async def close(self) -> None:
+        await self.server.close()
+
+
+async def _live(tmp: Path, name: str, redis: str, port: int | None = None, **cluster: Any) -> Live:
+    """A node in this process (a persona without knowledge: nothing to load), on ``port`` if given."""
+    personas = tmp / "personas"
+    if not personas.is_dir():
+        personas.mkdir()
+        (personas / "plain.yaml").write_text(PLAIN)
+        (personas / "teller_a.yaml").write_text(PLAIN + "tenant: bank-a\n")
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = test_settings(tmp / name, personas_dir=personas, default_persona="plain",
+                             cluster={"redis_url": redis, "node_url": url, "heartbeat_s": 0.3, "expiry_s": 3.0,
+                                      "prefix": tmp.name[-30:].strip("_-"), **cluster})
+    fay = Fay(settings)
+    server = TestServer(create_app(fay), host="127.0.0.1", port=port)
+    await server.start_server()
+    return Live(fay, server, url)
+
+
+async def test_redirects_restarts_and_other_tenants(tmp_path: Path, redis_url: str) -> None:
+    x = await _live(tmp_path, "x", redis_url, forward=False)  # nodes that cannot reach each other: redirects
+    y = await _live(tmp_path, "y", redis_url)
+    try:
+        store = KeyStore.in_data_dir(x.fay.settings.data_dir)  # the same keys on both nodes
+        _, key_a = store.create(name="a", tenant="bank-a", scopes=["chat", "admin"])
+        _, key_b = store.create(name="b", tenant="bank-b", scopes=["chat", "admin"])
+        y.fay.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(x.fay.settings.data_dir / "keys.json", y.fay.settings.data_dir / "keys.json")
+        a, b = {"Authorization": f"Bearer {key_a}"}, {"Authorization": f"Bearer {key_b}"}
+        async with ClientSession() as http:
+            async def post(url: str, path: str, headers: dict[str, str], body: Any) -> Any:
+                return await http.post(url + path, json=body, headers=headers, allow_redirects=False)
+
+            async with await post(x.url, "/api/sessions", a, {"persona": "teller_a"}) as r:
+                assert r.status == 201 and r.headers["X-Fay-Node"] == x.url  # least loaded, itself: no hop
+            async with await post(x.url, "/api/sessions", a, {"persona": "teller_a"}) as r:
+                assert r.status == 307 and r.headers["Location"] == f"{y.url}/api/sessions"  # y has room
+            async with await post(y.url, "/api/sessions", a, {"persona": "teller_a"}) as r:
+                assert r.status == 201 and r.headers["X-Fay-Node"] == y.url
+                sid = (await r.json())["session_id"]
+            async with http.get(f"{x.url}/api/sessions/{sid}", headers=a, allow_redirects=False) as r:
+                assert r.status == 307 and r.headers["Location"] == f"{y.url}/api/sessions/{sid}"
+                location = r.headers["Location"]
+            # a client follows it with its key (aiohttp, like browsers, drops Authorization across origins)
+            async with http.get(location, headers=a) as r:
+                assert r.status == 200 and r.headers["X-Fay-Node"] == y.url
+            async with http.get(f"{x.url}/api/cluster", headers=b) as r:
+                nodes = {n["url"]: n for n in (await r.json())["nodes"]}
+                assert r.status == 200 and nodes[x.url]["load"] == 1 and nodes[y.url]["load"] == 1, nodes
+
+            port = y.server.port
+            await y.close()  # a clean stop removes its record: its sessions are gone at once
+            async with http.get(f"{x.url}/api/sessions/{sid}", headers=a) as r:
+                body = await r.json()
+                assert r.status == 410 and y.url in body["error"] and "stopped answering" in body["error"], body
+            async with http.get(f"{x.url}/api/sessions/{sid}", headers=b) as r:
+                assert r.status == 404  # another tenant's session: unknown, as everywhere
+            async with http.get(f"{x.url}/api/sessions/{sid}") as r:
+                assert r.status == 401  # no key: nothing said about the session
+            y = await _live(tmp_path, "y", redis_url, port=port)  # the same URL, a new process
+            async with http.get(f"{x.url}/api/sessions/{sid}", headers=a) as r:
+                body = await r.json()
+                assert r.status == 410 and "restarted since" in body["error"], body
+    finally:
+        await x.close()
+        await y.close()
+
+
+async def test_a_redis_that_goes_away_refuses_new_sessions_clearly(tmp_path: Path) -> None:
+    proc, url = _redis(tmp_path)
+    node = await _live(tmp_path, "n", url)
+    try:
+        async with ClientSession(base_url=node.url) as http:
+            async with http.post("/api/sessions", json={}) as r:
+                assert r.status == 201
+                sid = (await r.json())["session_id"]
+            _stop(proc)
+            started = time.monotonic()
+            async with http.post("/api/sessions", json={}) as r:
+                body = await r.json()
+                assert r.status == 503 and "Redis" in body["error"] and int(r.headers["Retry-After"]) > 0, body
+            assert time.monotonic() - started < 30  # bounded by cluster.connect_timeout_s: nothing hangs
+            async with http.post(f"/api/sessions/{sid}/messages", json={"text": "hello"}) as r:
+                assert r.status == 200  # its own session is still served
+            assert len(node.fay.sessions) == 1
+    finally:
+        await node.close()
+        _stop(proc)
