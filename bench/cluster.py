@@ -9,7 +9,7 @@ What it measures (offline text turns, bank_teller_en over the demo bank's Englis
 - placement: ``--sessions`` sessions created through node 0 (the entry node); how many each node serves;
 - the hop: the same questions to sessions on other nodes, sent to their owner directly and through the entry node
   (which forwards them and relays the answer stream), alternating; time to the first byte of the answer stream
-  and to its end, p50/p95; the difference is what the forwarding costs;
+  and to its end, and of a ``GET /api/sessions/<id>`` (history), p50/p95; the difference is what forwarding costs;
 - a node kill: ``kill -9`` of one non-entry node; how many sessions it took with it, how long until a new session
   through the entry node succeeds, how many creations failed meanwhile, and how long until a request for one of
   its sessions answers ``410`` (before: ``503`` with ``Retry-After``), against ``cluster.expiry_s``.
@@ -144,8 +144,8 @@ def main() -> None:
 
         # the hop: one remote session, its owner directly against the entry node forwarding
         remote = [sid for sid, n in owner.items() if n != entry]
-        took: dict[str, dict[str, list[float]]] = {"direct": {"ttfb": [], "total": []},
-                                                   "forwarded": {"ttfb": [], "total": []}}
+        took: dict[str, dict[str, list[float]]] = {way: {"ttfb": [], "total": [], "history": []}
+                                                   for way in ("direct", "forwarded")}
         for i in range(args.turns + 2):  # two warm-up rounds
             sid = remote[i % len(remote)]
             q = QUESTIONS[i % len(QUESTIONS)]
@@ -155,9 +155,14 @@ def main() -> None:
                 status, headers, body, ttfb = _call("POST", f"{url}/api/sessions/{sid}/messages", {"text": q})
                 total = time.perf_counter() - t0
                 assert status == 200 and headers.get("X-Fay-Node") == owner[sid] and "event: answer" in body, body
+                t0 = time.perf_counter()
+                status, headers, body, _ = _call("GET", f"{url}/api/sessions/{sid}")
+                read = time.perf_counter() - t0
+                assert status == 200 and headers.get("X-Fay-Node") == owner[sid], body
                 if i >= 2:
                     took[way]["ttfb"].append(ttfb * 1000)
                     took[way]["total"].append(total * 1000)
+                    took[way]["history"].append(read * 1000)
 
         # a node kill
         victim = next(url for url in urls[1:] if per_node[url])
@@ -195,7 +200,7 @@ def main() -> None:
     stats = {way: {f"{k}_{q}_ms": pct(v, p) for k, v in d.items() for q, p in (("p50", 50), ("p95", 95))}
              for way, d in took.items()}
     hop = {f"{k}_ms": stats["forwarded"][f"{k}_ms"] - stats["direct"][f"{k}_ms"]
-           for k in ("ttfb_p50", "ttfb_p95", "total_p50", "total_p95")}
+           for k in ("ttfb_p50", "ttfb_p95", "total_p50", "total_p95", "history_p50", "history_p95")}
     result = {
         "nodes": args.nodes, "sessions": args.sessions, "turns": args.turns,
         "heartbeat_s": args.heartbeat, "expiry_s": args.expiry,
@@ -212,13 +217,13 @@ def main() -> None:
           f"{args.turns} timed text turns each way")
     print(f"sessions per node: {result['sessions_per_node']}   (ingest {ingest_s:.1f} s, nodes ready in "
           f"{ready_s:.1f} s)")
-    print(f"{'text turn':<22}{'first byte p50':>15}{'p95':>9}{'whole answer p50':>18}{'p95':>9}")
-    for way in ("direct", "forwarded"):
-        s = stats[way]
-        print(f"{way + (' (owner)' if way == 'direct' else ' (entry)'):<22}{s['ttfb_p50_ms']:>12.1f} ms"
-              f"{s['ttfb_p95_ms']:>6.1f} ms{s['total_p50_ms']:>15.1f} ms{s['total_p95_ms']:>6.1f} ms")
-    print(f"{'hop cost':<22}{hop['ttfb_p50_ms']:>12.1f} ms{hop['ttfb_p95_ms']:>6.1f} ms"
-          f"{hop['total_p50_ms']:>15.1f} ms{hop['total_p95_ms']:>6.1f} ms")
+    print(f"{'':<20}{'turn: first byte p50':>21}{'p95':>9}{'whole answer p50':>18}{'p95':>9}"
+          f"{'GET history p50':>17}{'p95':>9}")
+    rows = [("direct (owner)", stats["direct"]), ("forwarded (entry)", stats["forwarded"]),
+            ("hop cost", hop)]
+    for name, row in rows:
+        print(f"{name:<20}{row['ttfb_p50_ms']:>18.1f} ms{row['ttfb_p95_ms']:>6.1f} ms{row['total_p50_ms']:>15.1f} ms"
+              f"{row['total_p95_ms']:>6.1f} ms{row['history_p50_ms']:>14.1f} ms{row['history_p95_ms']:>6.1f} ms")
     k = result["kill"]
     print(f"kill -9 of a node: {k['sessions_lost']} sessions lost; a new session succeeded after "
           f"{k['new_session_s'] * 1000:.0f} ms ({k['creations_failed']} failed); its sessions answered 410 after "

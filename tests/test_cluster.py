@@ -167,7 +167,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
                        FAY_CLUSTER__REDIS_URL=redis_url, FAY_CLUSTER__NODE_URL=url,
                        FAY_CLUSTER__HEARTBEAT_S=str(HEARTBEAT_S), FAY_CLUSTER__EXPIRY_S=str(EXPIRY_S),
                        FAY_KNOWLEDGE__CHROMA_URL=f"http://127.0.0.1:{chroma_port}",
-                       FAY_SERVER__DRAIN_TIMEOUT_S="30")
+                       FAY_SERVER__DRAIN_TIMEOUT_S="30", FAY_VOICE__TURN__ENGINE="none")  # text only: less to load
             with open(tmp / f"{name}.log", "w") as log:  # a file: a full pipe would block the node
                 proc = subprocess.Popen([sys.executable, "-m", "fay_core", "run", "--port", str(port)], env=env,
                                         cwd=tmp, stdout=subprocess.DEVNULL, stderr=log, text=True)
@@ -418,3 +418,13 @@ async def test_a_redis_that_goes_away_refuses_new_sessions_clearly(tmp_path: Pat
     finally:
         await node.close()
         _stop(proc)
+
+
+def test_without_the_setting_nothing_of_the_cluster_is_loaded(tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; from fay_core.app import Fay; "
+            "from fay_core.server import create_app; from fay_core.testing import test_settings; "
+            "app = create_app(Fay(test_settings(Path(sys.argv[1])))); "
+            "print(sorted(m for m in ('redis', 'fay_core.cluster') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
