@@ -569,7 +569,7 @@ async def cluster_nodes(request: web.Request) -> web.Response:
     if fay.cluster is None:
         server = fay.settings.server
         nodes: list[dict[str, Any]] = [{"url": None, "load": len(fay.sessions), "capacity": server.max_sessions,
-                  "draining": fay.draining, "self": True}]
+                                        "draining": fay.draining, "self": True}]
         return web.json_response({"enabled": False, "nodes": nodes})
     now = time.time()
     nodes = [{"url": n.url, "load": n.load, "capacity": n.capacity, "draining": n.draining,
