@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY fay_core ./fay_core
 COPY plugins ./plugins
 # editable: personas/, knowledge/ and web/ are found beside the package, as in a checkout
-RUN pip install --no-cache-dir -e ".[offline,otel,postgres]"
+RUN pip install --no-cache-dir -e ".[offline,otel,postgres,cluster]"
 COPY personas ./personas
 COPY knowledge ./knowledge
 COPY web/package.json web/package-lock.json ./web/

@@ -7,9 +7,10 @@ import contextlib
 import hashlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from .assembly import Assembly
-from .errors import PersonaError, ServerDraining, SessionLimit, UnknownPersona, UnknownSession
+from .errors import ClusterUnavailable, PersonaError, ServerDraining, SessionLimit, UnknownPersona, UnknownSession
 from .knowledge import Knowledge
 from .metrics import Metrics
 from .persona import Persona, PersonaStore
@@ -18,6 +19,9 @@ from .record_store import open_records
 from .session import Session
 from .settings import Settings, load_settings
 from .tracing import TurnTracer
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ class Fay:
         self.warming = False  #: while :meth:`warm_up` runs (``GET /ready`` answers 503)
         self.draining = False  #: once :meth:`drain` started: no new sessions, ``GET /ready`` answers 503
         self._drain_cut = asyncio.Event()
+        #: this node's membership of a cluster (:mod:`fay_core.cluster`), when ``cluster.redis_url`` is set
+        self.cluster: Cluster | None = None
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,6 +78,8 @@ class Fay:
         Returns how many are still open; :meth:`stop` closes them."""
         self.draining = True
         self.metrics.draining.set(1)
+        if self.cluster is not None:  # the other nodes stop placing sessions here at once
+            await self.cluster.publish()
         log.info("draining: no new sessions; waiting up to %g s for %d open session(s)", timeout_s,
                  len(self.sessions))
         loop = asyncio.get_running_loop()
@@ -109,6 +117,12 @@ class Fay:
         persona = self.persona_for(persona_id, tenant)
         session = await self.assembly.build(persona, session_id)
         self.sessions[session.id] = session
+        if self.cluster is not None:
+            try:
+                await self.cluster.claim(session)
+            except ClusterUnavailable:  # other nodes could not route to it: no session rather than a lost one
+                await self.close_session(session.id, "cluster unavailable")
+                raise
         self.metrics.session_created(persona)
         log.info("session %s started with persona %s", log_tag(session.id), persona.id)
         return session

@@ -17,8 +17,10 @@ may see (no server paths, no exception reprs)::
      ├── SessionError          400  a session refuses a request
      │    ├── UnknownSession   404  no live session of that id
      │    ├── ClosedSession    410  the session has ended: start a new one
+     │    │    └── SessionNodeGone  410  ... with the cluster node that served it (it died or restarted)
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
-     │    │    └── ServerDraining   503  the server is draining (SIGTERM): start the session on another node
+     │    │    ├── ServerDraining   503  the server is draining (SIGTERM): start the session on another node
+     │    │    └── ClusterFull      503  no node of the cluster has room for a session (or all are draining)
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
      │    ├── RecordingNotOffered  409  consent to record was sent, but the session's persona does not record
@@ -32,6 +34,7 @@ may see (no server paths, no exception reprs)::
      │    ├── OfferTooLarge    413  the SDP is over ``webrtc.max_sdp_bytes``
      │    ├── TooManyOffers    429  this client has too many offers not yet connected (``Retry-After``)
      │    └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
+     ├── ClusterUnavailable    503  the cluster's Redis, or a session's live node, cannot be reached now
      ├── TranscriptError       400  a role-play transcript is malformed (turn index and field named)
      ├── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
      │    ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
@@ -150,6 +153,16 @@ class ClosedSession(SessionError):
     status = 410
 
 
+class SessionNodeGone(ClosedSession):
+    """The session lived on a cluster node that is gone (no heartbeat within ``cluster.expiry_s``, or it
+    restarted): its conversation is lost with it. ``node`` is that node's URL; the client starts a new session,
+    which the cluster places on a live node."""
+
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
 class SessionLimit(SessionError):
     """``server.max_sessions`` sessions are live; a new one is refused until one closes."""
 
@@ -161,6 +174,10 @@ class ServerDraining(SessionLimit):
     """The server is stopping (SIGTERM): it finishes its open sessions and starts none (``GET /ready`` is 503)."""
 
     retry_after_s = 5
+
+
+class ClusterFull(SessionLimit):
+    """No live node of the cluster has room for a new session (each is at ``server.max_sessions`` or draining)."""
 
 
 class SessionForbidden(SessionError):
@@ -258,6 +275,14 @@ class PeerLimit(OfferError):
 
     status = 503
     retry_after_s = 10
+
+
+class ClusterUnavailable(FayError):
+    """The cluster's shared state (Redis) cannot be reached, or a session's owner is alive by its heartbeat but
+    does not answer this node: retry shortly (once its heartbeat expires, its sessions answer 410)."""
+
+    status = 503
+    retry_after_s = 2
 
 
 class TranscriptError(FayError):

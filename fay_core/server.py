@@ -18,7 +18,8 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                                      trend groups; ignored by personas without a scenario)}
                                                     -> {"session_id", "persona", "greeting", "disclosure",
                                                         "recording": {"enabled", "notice"}, "authenticated",
-                                                        "session_secret" (only when signed in)}
+                                                        "session_secret" (only when signed in), "node" (in
+                                                        a cluster: the URL of the node that serves it)}
     POST   /api/sessions/{id}/messages      chat*   {"text": "..."} -> text/event-stream of the answer (see below)
     POST   /api/sessions/{id}/consent       chat    {"recording": true|false} -> {"recording": {"enabled",
                                                     "consented", "active"}}; 409 if the persona does not record
@@ -39,6 +40,9 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                                     (Content-Type: text/markdown) with ?id=...; ingested into
                                                     the tenant's collection (replacing that id's document)
                                                     -> 201 {"collection", "document", "entries", "changed"}
+    GET    /api/cluster                     admin   {"enabled", "node", "nodes": [{"url", "load", "capacity",
+                                                    "draining", "self", "up_s", "heartbeat_age_s"}]}: the live
+                                                    nodes (:mod:`fay_core.cluster`); without a cluster, this one
     GET    /api/webrtc/config               chat    ICE servers (see :mod:`fay_core.transport.signalling`)
     POST   /api/webrtc/offer                chat*   an SDP offer -> 201 answer and session
                                             * counts against the key's per-minute rate limit (429)
@@ -91,6 +95,7 @@ from . import recording
 from .app import Fay, log_tag
 from .access import ACCESS, Access, auth_middleware, principal, requires
 from .errors import (
+    ConfigError,
     FayError,
     InvalidBody,
     InvalidMessage,
@@ -332,6 +337,8 @@ async def create_session(request: web.Request) -> web.Response:
            "authenticated": customer_id is not None}
     if session.scenario is not None:
         out["scenario"] = scenario_info(session)
+    if fay.cluster is not None:
+        out["node"] = fay.cluster.url  # the node that serves it (any node routes its requests there)
     if token and customer_id:
         secret = secrets.token_urlsafe(32)
         request.app[OWNERS][session] = Owner(secret=_digest(secret), token=_digest(token))
@@ -554,6 +561,23 @@ def _ingest(fay: Fay, collection: str, doc_id: str, title: str | None, text: str
     return kb.ingest_entries(collection, f"api:{doc_id}", entries)
 
 
+@requires("admin")
+async def cluster_nodes(request: web.Request) -> web.Response:
+    """The live nodes of the cluster with their load (:mod:`fay_core.cluster`); without a cluster, this node alone
+    (``"enabled": false``). Node-level figures only: no session, persona or tenant is named."""
+    fay = request.app[FAY]
+    if fay.cluster is None:
+        server = fay.settings.server
+        nodes: list[dict[str, Any]] = [{"url": None, "load": len(fay.sessions), "capacity": server.max_sessions,
+                                        "draining": fay.draining, "self": True}]
+        return web.json_response({"enabled": False, "nodes": nodes})
+    now = time.time()
+    nodes = [{"url": n.url, "load": n.load, "capacity": n.capacity, "draining": n.draining,
+              "self": n.url == fay.cluster.url, "up_s": round(now - n.started, 1),
+              "heartbeat_age_s": round(max(0.0, now - n.beat), 2)} for n in await fay.cluster.nodes()]
+    return web.json_response({"enabled": True, "node": fay.cluster.url, "nodes": nodes})
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     page = WEB_DIR / "index.html"
     if page.is_file():
@@ -563,9 +587,17 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 def create_app(fay: Fay) -> web.Application:
     """The aiohttp application serving ``fay``; its start and stop run ``fay.start()``/``fay.stop()``."""
-    app = web.Application(
-        middlewares=[errors_middleware, auth_middleware], client_max_size=fay.settings.server.max_body_bytes
-    )
+    middlewares: list[Any] = [errors_middleware, auth_middleware]
+    cluster = None
+    if fay.settings.cluster.redis_url is not None:  # imports redis: only in a cluster
+        from .cluster import Cluster, setup_cluster
+
+        if fay.settings.cluster.node_url is None:
+            raise ConfigError("a cluster node needs cluster.node_url (FAY_CLUSTER__NODE_URL): the URL other nodes "
+                              "reach it by, e.g. http://10.0.0.5:8000")
+        cluster = Cluster(fay, fay.settings.cluster)
+        middlewares.insert(1, cluster.middleware())  # before authentication: the owner checks the key
+    app = web.Application(middlewares=middlewares, client_max_size=fay.settings.server.max_body_bytes)
     app[FAY] = fay
     app[OWNERS] = weakref.WeakKeyDictionary()
     keys = KeyStore.in_data_dir(fay.settings.data_dir)
@@ -581,6 +613,8 @@ def create_app(fay: Fay) -> web.Application:
         # on shutdown, before aiohttp waits for open requests: each open answer stream gets its end and closes
         await asyncio.gather(*(fay.close_session(sid, "server stopping") for sid in list(fay.sessions)))
 
+    if cluster is not None:
+        setup_cluster(app, cluster)  # joins before the runtime starts, leaves after its sessions closed
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_sessions)
     app.router.add_get("/health", health)
@@ -597,6 +631,7 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_get("/api/sessions/{session_id}/report", get_report)
     app.router.add_post("/api/sessions/{session_id}/report/overrides", post_override)
     app.router.add_post("/api/knowledge/{collection}/documents", ingest_document)
+    app.router.add_get("/api/cluster", cluster_nodes)
     app.router.add_get("/", index)
     from .transport import setup_webrtc  # imports aiortc: only when serving
 

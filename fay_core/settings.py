@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +81,45 @@ class ServerSettings(_Section):
                                    "end, then closes the rest; 0: no drain (a second SIGTERM ends it at once)")
     metrics_public: bool = Field(False, description="GET /metrics open to anyone even when a server.token or API "
                                  "keys are configured (by default it then needs the token or an admin key)")
+
+
+class ClusterSettings(_Section):
+    """Several ``fay run`` nodes as one service (:mod:`fay_core.cluster`): off unless ``redis_url`` is set.
+
+    Each node registers itself in Redis (its URL, load, capacity, draining flag) with a heartbeat; any node
+    accepts new sessions and places them on the least-loaded node with room; a request for a session that reaches
+    another node is forwarded to its owner (or redirected, with ``forward`` off).
+    """
+
+    redis_url: SecretStr | None = Field(None, description="the Redis that holds the nodes and who owns which "
+                                        "session, e.g. redis://redis:6379/0; none: a single node, as without a "
+                                        "cluster")
+    node_url: str | None = Field(None, description="the URL other nodes (and, with forward off, clients) reach "
+                                 "this node by, e.g. http://10.0.0.5:8000; `fay run` requires it with redis_url")
+    heartbeat_s: float = Field(2.0, gt=0, description="how often a node writes its record (and its load)")
+    expiry_s: float = Field(6.0, gt=0, description="a node whose record is this old counts as gone: its sessions "
+                            "answer 410, new sessions go elsewhere")
+    forward: bool = Field(True, description="forward requests for another node's session to it (streaming); "
+                          "false: answer 307 with the owner's URL, for deployments where nodes cannot reach each "
+                          "other but clients reach every node")
+    connect_timeout_s: float = Field(2.0, gt=0, description="a forwarded request's connection to its owner")
+    read_timeout_s: float = Field(120.0, gt=0, description="longest silence on a forwarded answer stream")
+    session_ttl_s: float = Field(86400.0, gt=0, description="how long Redis remembers who owned a session after "
+                                 "its owner last renewed it (reports and audit of a closed session, 410s)")
+    prefix: str = Field("fay", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Redis key prefix (several "
+                        "clusters may share one Redis)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClusterSettings:
+        # (node_url is required by `fay run` alone: other commands, e.g. `fay kb ingest`, run with a node's settings)
+        if self.node_url is not None and not re.fullmatch(r"https?://[^/\s]+", self.node_url.rstrip("/")):
+            raise ValueError(f"node_url {self.node_url!r} is not an http(s)://host:port URL (no path)")
+        if self.redis_url is not None and \
+                not self.redis_url.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        if self.expiry_s <= self.heartbeat_s:
+            raise ValueError(f"expiry_s ({self.expiry_s}) must be longer than heartbeat_s ({self.heartbeat_s})")
+        return self
 
 
 class KeysSettings(_Section):
@@ -338,6 +378,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin settings by name")
 
     @classmethod

@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 #: test files that measure timing against a real clock (lip-sync offsets in headless Chromium, whose software WebGL
-#: takes about a core; real-time audio bounds; the soak): ``make test`` runs them after the rest, alone, because
-#: on a two-core CI machine a second worker's load makes their clocks lie
+#: takes about a core; real-time audio bounds; the soak; cluster heartbeats that expire): ``make test`` runs them
+#: after the rest, alone, because on a two-core CI machine a second worker's load makes their clocks lie
 SERIAL_FILES = {"test_avatar.py", "test_avatar_browser.py", "test_browser.py", "test_browser_zh.py",
-                "test_vision_browser.py", "test_roleplay_report_browser.py", "test_webrtc.py", "test_soak.py"}
+                "test_vision_browser.py", "test_roleplay_report_browser.py", "test_webrtc.py", "test_soak.py",
+                "test_cluster.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

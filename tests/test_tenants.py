@@ -205,6 +205,18 @@ async def _ingest_other(http: ClientSession, w: World) -> None:
     assert a_texts and all("dawn" not in t for t in a_texts)
 
 
+async def _cluster(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", "/api/cluster", {}
+
+
+async def _cluster_other(http: ClientSession, w: World) -> None:
+    sid = await new_session(http, w)
+    status, body, _ = await call(http, "GET", "/api/cluster", "b_all", w)
+    assert status == 200 and body["enabled"] is False and len(body["nodes"]) == 1, body
+    assert body["nodes"][0]["load"] == len(w.fay.sessions)  # node-level figures: all tenants' sessions counted
+    assert sid not in json.dumps(body) and "teller" not in json.dumps(body)  # nothing of a tenant named
+
+
 async def _config(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
     return "GET", "/api/webrtc/config", {}
 
@@ -285,6 +297,7 @@ def _case_table() -> dict[tuple[str, str], Case]:
         ("POST", "/api/sessions/{session_id}/report/overrides"): Case(
             "admin", _report_request("/overrides", **OVERRIDE), _report_other("/overrides", **OVERRIDE)),
         ("POST", "/api/knowledge/{collection}/documents"): Case("ingest", _ingest, _ingest_other),
+        ("GET", "/api/cluster"): Case("admin", _cluster, _cluster_other),
         ("GET", "/api/webrtc/config"): Case("chat", _config, _config_other),
         ("POST", "/api/webrtc/offer"): Case("chat", _offer, _offer_other),
     }
