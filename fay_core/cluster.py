@@ -40,21 +40,33 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from .errors import ClusterFull, ClusterUnavailable, SessionLimit, SessionNodeGone
-from .settings import ClusterSettings
+from .settings import ClusterSettings, Settings
 
 if TYPE_CHECKING:
-    from .app import Fay
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+
+class Host(Protocol):
+    """What a node's membership reads of the server it belongs to (:class:`fay_core.app.Fay`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sessions(self) -> Mapping[str, Session]: ...
+
+    @property
+    def draining(self) -> bool: ...
 
 NODE_HEADER = "X-Fay-Node"
 FORWARDED_HEADER = "X-Fay-Forwarded-By"
@@ -98,7 +110,7 @@ class Cluster:
     """This node's membership of the cluster: its heartbeat, the ownership of its sessions, the routing of
     requests (see the module docstring). Made by :func:`setup_cluster`; ``fay.cluster`` points to it."""
 
-    def __init__(self, fay: Fay, settings: ClusterSettings) -> None:
+    def __init__(self, fay: Host, settings: ClusterSettings) -> None:
         assert settings.redis_url is not None and settings.node_url is not None
         self.fay = fay
         self.settings = settings
@@ -357,11 +369,10 @@ CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 
 
 def setup_cluster(app: web.Application, cluster: Cluster) -> None:
-    """Join ``cluster.fay`` to its cluster for ``app``'s life: the record and heartbeat from start-up (add this
+    """Join this node to its cluster for ``app``'s life: the record and heartbeat from start-up (add this
     before the runtime's own start, so that its sessions' last close is published before the record goes),
     ``X-Fay-Node`` on every response. The routing middleware is :meth:`Cluster.middleware`, which
     :func:`fay_core.server.create_app` puts before authentication."""
-    cluster.fay.cluster = cluster
     app[CLUSTER] = cluster
 
     async def membership(_app: web.Application) -> Any:

@@ -595,7 +595,7 @@ def create_app(fay: Fay) -> web.Application:
         if fay.settings.cluster.node_url is None:
             raise ConfigError("a cluster node needs cluster.node_url (FAY_CLUSTER__NODE_URL): the URL other nodes "
                               "reach it by, e.g. http://10.0.0.5:8000")
-        cluster = Cluster(fay, fay.settings.cluster)
+        cluster = fay.cluster = Cluster(fay, fay.settings.cluster)
         middlewares.insert(1, cluster.middleware())  # before authentication: the owner checks the key
     app = web.Application(middlewares=middlewares, client_max_size=fay.settings.server.max_body_bytes)
     app[FAY] = fay

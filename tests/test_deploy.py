@@ -60,6 +60,9 @@ def test_the_nodes_settings_are_valid_and_their_udp_ranges_apart(compose, monkey
         settings = load_settings(_env_file=None)
         assert settings.knowledge.chroma_url == "http://chroma:8000" and settings.server.drain_timeout_s > 0
         assert settings.audit.url == "postgresql://fay:change-me@postgres:5432/fay"  # one record for both nodes
+        redis = settings.cluster.redis_url
+        assert redis is not None and redis.get_secret_value() == "redis://redis:6379/0"  # one cluster
+        assert settings.cluster.node_url == f"http://{name}:8000"  # other nodes reach it by its service name
         lo, hi = settings.webrtc.udp_port_min, settings.webrtc.udp_port_max
         assert lo is not None and hi is not None
         ranges.append(range(lo, hi + 1))
@@ -95,5 +98,6 @@ def test_the_dockerfile_copies_files_that_exist_and_runs_fay() -> None:
     assert lines[-1] == 'CMD ["fay", "run"]'  # the last CMD is the container's (the other is HEALTHCHECK's)
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'fay = "fay_core.cli:main"' in pyproject and "otel = [" in pyproject  # the extras it installs exist
-    assert "postgres = [" in pyproject and '".[offline,otel,postgres]"' in "\n".join(lines)
+    assert "postgres = [" in pyproject and "cluster = [" in pyproject
+    assert '".[offline,otel,postgres,cluster]"' in "\n".join(lines)
     assert any(line.startswith("STOPSIGNAL SIGTERM") for line in lines)
