@@ -18,8 +18,8 @@ per sub-call of the same round. The decisions are those of per-session scoring (
 same event times: each window keeps the clock of the frame that completed it).
 
 Fail-safe: if a call raises, every session falls back to scoring its own windows with its own stream (the windows
-the failed call did not score included, so nothing is lost or scored twice) and the warning says so; a call that
-has not answered after ``STUCK_S`` is abandoned the same way, each session with a fresh stream (the stuck call
+the failed call did not score included, so nothing is lost or scored twice) and the warning says so; a model call
+that has not answered after ``STUCK_S`` is abandoned the same way, each session with a fresh stream (the stuck call
 may still change the old one). The engine is not batched again for ``REST_S``. A session never waits on a
 batcher that is gone. There are no tasks: a round is a worker-thread future whose callback delivers the scores
 and starts the next round, and the thread ends when the last session detaches.
@@ -40,8 +40,9 @@ from .vad import Segmenter, VADEvent, Window
 
 log = logging.getLogger(__name__)
 
-#: a call that has not answered after this many seconds is abandoned (its sessions score their own windows)
-STUCK_S = 3.0
+#: a model call that has not answered after this many seconds is abandoned (its sessions score their own windows);
+#: a slow round of several calls that each answer is not stuck
+STUCK_S = 10.0
 #: after a failure, an engine is not batched again for this many seconds (new sessions score their own windows)
 REST_S = 60.0
 
@@ -172,6 +173,7 @@ class VADBatcher:
         self._watchdog: asyncio.TimerHandle | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._key: tuple[int, int] | None = None
+        self._progress = 0.0  # monotonic time the running round started or its last call answered
 
     @classmethod
     def shared(cls, engine: Any, *, wait_ms: float = 10.0) -> VADBatcher | None:
@@ -264,6 +266,7 @@ class VADBatcher:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="fay-vad-batch")
         loop = self._loop
         assert loop is not None
+        self._progress = time.monotonic()
         future = self._executor.submit(self._score, calls)
         self._watchdog = loop.call_later(self.stuck_s, self._stuck, future)
 
@@ -285,6 +288,7 @@ class VADBatcher:
             except BaseException as exc:
                 return done, exc
             done.append(scores)
+            self._progress = time.monotonic()  # (read by the watchdog on the event loop)
         return done, None
 
     def _done(self, future: Future[tuple[list[list[float]], BaseException | None]]) -> None:
@@ -319,6 +323,11 @@ class VADBatcher:
     def _stuck(self, future: Future[Any]) -> None:
         self._watchdog = None
         if self._running is None or future.done():
+            return
+        quiet = time.monotonic() - self._progress
+        if quiet < self.stuck_s:  # a long round whose calls keep answering
+            assert self._loop is not None
+            self._watchdog = self._loop.call_later(self.stuck_s - quiet, self._stuck, future)
             return
         self._fail(f"a call did not answer in {self.stuck_s:g} s", fresh=True)
 
