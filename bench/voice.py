@@ -653,6 +653,7 @@ async def scale_level(fay: Fay, n: int, clips_: list[bytes], turns: int, period_
         "turn_ms": stats(turn), "vad_decision_lag_ms": stats(vad_end), "vad_end->first_audio_out_ms": stats(after_vad),
         "turns_expected": n * turns, "turns_answered": len(turn),
         "cpu_pct": round(cpu / wall * 100, 1), "event_loop_cpu_pct": round(loop_cpu / wall * 100, 1),
+        "cpu_ms_per_session_s": round(cpu / wall / n * 1000, 2),  # meaningful while the level keeps up
         "rss_mb": rss, "load_avg_1m": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
         "batched_sessions": sum(1 for _, vo in sessions if vo.listener.batched),
     }
@@ -669,7 +670,8 @@ async def bench_scale(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp
     out: dict[str, Any] = {
         "engines": "real Silero VAD; zero-latency ASR, answerer, TTS; turn gate off (silence rule)",
         "turn_ms": "first audio out minus (speech end + min_silence_ms in whole 32 ms windows)",
-        "cpu_pct": "process CPU time / wall time (100 = one core); event_loop_cpu_pct: the event loop thread's",
+        "cpu_pct": "process CPU time / wall time (100 = one core); event_loop_cpu_pct: the event loop thread's; "
+                   "cpu_ms_per_session_s: CPU ms per session per second (the cost, while a level keeps up)",
         "note": "measured on a shared machine: see each level's load_avg_1m (start, end)",
     }
     for mode in args.scale_modes.split(","):
@@ -678,6 +680,7 @@ async def bench_scale(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp
         settings.voice.asr.partials = False
         settings.voice.turn.engine = "none"
         settings.voice.vad.batch = mode != "per_session"
+        settings.server.max_sessions = max(int(x) for x in args.scale_sessions.split(",")) + 1
         if mode == "batched_nowait":
             settings.voice.vad.batch_wait_ms = 0
         levels: dict[str, Any] = {}

@@ -187,6 +187,8 @@ class VADBatcher:
             return None
         key = (id(engine), id(asyncio.get_running_loop()))
         batcher = _shared.get(key)
+        if batcher is not None and batcher._loop is not None and batcher._loop.is_closed():
+            batcher = None  # left behind by a loop that closed with sessions open (its id was reused)
         if batcher is None:
             try:
                 if not engine.batches():
