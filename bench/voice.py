@@ -240,8 +240,18 @@ def bench_vad(pcm: bytes) -> dict[str, float]:
     for w in windows:
         stream.probability(w)
     per_window = (time.perf_counter() - t) / len(windows)
-    return {"us_per_32ms_window": round(per_window * 1e6, 1), "us_per_20ms_frame": round(per_window * 1e6 * 20 / 32, 1),
-            "cpu_share_per_session_pct": round(per_window / 0.032 * 100, 3)}
+    out = {"us_per_32ms_window": round(per_window * 1e6, 1), "us_per_20ms_frame": round(per_window * 1e6 * 20 / 32, 1),
+           "cpu_share_per_session_pct": round(per_window / 0.032 * 100, 3)}
+    vad = SileroVAD()
+    if vad.batches():  # one call for the windows of many sessions (voice.vad.batch)
+        for n in (10, 50, 200):
+            streams = [vad.create_stream() for _ in range(n)]
+            rounds = min(40, len(windows) // n)
+            t = time.perf_counter()
+            for k in range(rounds):
+                vad.probabilities(streams, [windows[(k * n + i) % len(windows)] for i in range(n)])
+            out[f"batched_{n}_us_per_window"] = round((time.perf_counter() - t) / (rounds * n) * 1e6, 1)
+    return out
 
 
 async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero: bool = False,
@@ -750,6 +760,10 @@ def print_table(r: dict[str, Any]) -> None:
         v = r["vad"]
         print(f"\nVAD: {v['us_per_32ms_window']} us per 32 ms window, {v['us_per_20ms_frame']} us per 20 ms frame "
               f"({v['cpu_share_per_session_pct']}% of a core per session)")
+        batched = {k: val for k, val in v.items() if k.startswith("batched_")}
+        if batched:
+            print("  batched across sessions, us per window: " + ", ".join(f"{k.split('_')[1]} sessions {val}"
+                                                                         for k, val in batched.items()))
     if "latency" in r:
         print(f"\nend of speech -> first audio (ms), LLM first token {r['latency']['first_token_delay_s']} s, piper")
         print("  stage                               p50      p95    n")
