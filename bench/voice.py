@@ -20,12 +20,20 @@ Scenarios (all offline, real engines unless said otherwise):
   phrase boundaries (a pause the VAD finds inside the clip), ``false_cutoff_rate`` (the utterance ended at the
   inserted pause); on the clips as they are, ``end_wait_ms`` (true end of speech → the VAD's end of utterance).
 - ``bargein.default``: the stop latency with the shipped default persona's ``interruption`` block.
+- ``scale``: many listeners per process: N = 1, 10, 50, 100, 200 sessions in one process, each with a live
+  microphone (20 ms frames of silence, and every few seconds a 1.5 s utterance), real Silero VAD, zero-latency
+  ASR, answerer and TTS, the silence rule (``voice.turn.engine: none``). Per N and per VAD mode (``batched``: one
+  model call per round across sessions in a worker thread, ``voice.vad.batch``; ``per_session``: each session's
+  own call on the event loop): ``turn_ms`` (from when the silence rule could first end the turn, the speech end
+  plus ``min_silence_ms`` rounded up to whole 32 ms windows, to the answer's first audio out) p50/p95, the
+  process's CPU (100 = one core) and the event loop thread's share of it, RSS, the load average.
 - ``backchannel``: fillers and backchannels (Piper: "Mm-hm.", "Yeah.", "Right.", "Okay.") and a synthetic cough
   over the avatar with the default settings: ``false_cancel_rate`` (share that interrupted the answer).
 
 Prints a table and writes ``bench/results/voice.json``.
 
-    python bench/voice.py [--turns 8] [--first-token 0.2] [--only latency,bargein,turn_taking,backchannel]
+    python bench/voice.py [--turns 8] [--first-token 0.2] [--only latency,bargein,turn_taking,backchannel,scale]
+    python bench/voice.py --only scale [--scale-sessions 1,10,50,100,200] [--scale-modes batched,per_session]
 """
 
 from __future__ import annotations
@@ -232,8 +240,18 @@ def bench_vad(pcm: bytes) -> dict[str, float]:
     for w in windows:
         stream.probability(w)
     per_window = (time.perf_counter() - t) / len(windows)
-    return {"us_per_32ms_window": round(per_window * 1e6, 1), "us_per_20ms_frame": round(per_window * 1e6 * 20 / 32, 1),
-            "cpu_share_per_session_pct": round(per_window / 0.032 * 100, 3)}
+    out = {"us_per_32ms_window": round(per_window * 1e6, 1), "us_per_20ms_frame": round(per_window * 1e6 * 20 / 32, 1),
+           "cpu_share_per_session_pct": round(per_window / 0.032 * 100, 3)}
+    vad = SileroVAD()
+    if vad.batches():  # one call for the windows of many sessions (voice.vad.batch)
+        for n in (10, 50, 200):
+            streams = [vad.create_stream() for _ in range(n)]
+            rounds = min(40, len(windows) // n)
+            t = time.perf_counter()
+            for k in range(rounds):
+                vad.probabilities(streams, [windows[(k * n + i) % len(windows)] for i in range(n)])
+            out[f"batched_{n}_us_per_window"] = round((time.perf_counter() - t) / (rounds * n) * 1e6, 1)
+    return out
 
 
 async def voice_turns(fay: Fay, en: list[tuple[str, bytes]], turns: int, *, zero: bool = False,
@@ -572,6 +590,124 @@ async def bench_backchannel(args: argparse.Namespace, en: list[tuple[str, bytes]
             "note": "English only (Piper); the Mandarin fillers are covered by tests of real_words, not measured"}
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def scale_level(fay: Fay, n: int, clips_: list[bytes], turns: int, period_s: float) -> dict[str, Any]:
+    """``n`` sessions with live microphones in one process; each says ``turns`` utterances ``period_s`` apart."""
+    from fay_core.events import AudioReceived
+
+    rng = np.random.default_rng(n)
+    sessions = []
+    for _ in range(n):
+        session = await fay.create_session("vera")
+        session.persona = session.persona.model_copy(update={
+            "interruption": InterruptionConfig(enabled=False), "voice": VoiceConfig(engine="zero")})
+        session.agent.answerer = ZeroAnswerer("Sure.")
+        session.disclosure.deliver("voice")  # as if said before: its audio would delay the first answer
+        voice = await fay.assembly.add_voice(session)
+        sessions.append((session, voice))
+    v = fay.settings.voice.vad
+    nominal_ms = -(-v.min_silence_ms // 32) * 32  # the silence the segmenter needs, in whole windows
+    frame = 640  # 20 ms at 16 kHz
+    quiet = bytes(frame)
+    # each session's microphone: silence, and its utterances at a random phase (they do not speak in lock-step)
+    mics = []
+    for i in range(n):
+        start = float(rng.uniform(0.3, period_s))
+        plan = [(start + k * period_s, clips_[(i + k) % len(clips_)]) for k in range(turns)]
+        mics.append({"plan": plan, "buf": bytearray(), "phase": i % 4})
+    duration = max(p[-1][0] for p in (m["plan"] for m in mics)) + 2.0
+    load0 = os.getloadavg()
+    cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.monotonic()
+    sent = [0] * n
+    # one 5 ms clock; session i's k-th frame is due at t0 + phase + k * 20 ms (4 phases) and carries that time as
+    # its arrival: a late clock sends what is due at once (as a network does after a stall), and the lag counts
+    while (now := time.monotonic()) - t0 < duration:
+        for i, ((session, _), mic) in enumerate(zip(sessions, mics, strict=True)):
+            offset = mic["phase"] * 0.005
+            due = int((now - t0 - offset) / 0.02) + 1
+            while sent[i] < due:
+                at = t0 + offset + sent[i] * 0.02
+                plan = mic["plan"]
+                while plan and at - t0 >= plan[0][0]:
+                    mic["buf"] += plan.pop(0)[1]
+                buf = mic["buf"]
+                pcm = bytes(buf[:frame]) if buf else quiet
+                del buf[:frame]
+                if len(pcm) < frame:
+                    pcm += bytes(frame - len(pcm))
+                session.bus.publish(AudioReceived(session_id=session.id, pcm=pcm, sample_rate=16000, ts=at))
+                sent[i] += 1
+        await asyncio.sleep(max(0.0, t0 + (int((now - t0) / 0.005) + 1) * 0.005 - time.monotonic()))
+    for _ in range(100):  # the last answers (up to 10 s more; turns still unanswered then are counted as such)
+        if sum(sum("first_audio_out" in m for m in vo.latency.values()) for _, vo in sessions) >= n * turns:
+            break
+        await asyncio.sleep(0.1)
+    wall = time.monotonic() - t0
+    cpu, loop_cpu = time.process_time() - cpu0, time.thread_time() - loop0
+    rss = _rss_mb()
+    turn, vad_end, after_vad = [], [], []
+    for _, voice in sessions:
+        for marks in voice.latency.values():
+            if "first_audio_out" in marks and "vad_end" in marks:
+                turn.append(marks["first_audio_out"] - nominal_ms)
+                vad_end.append(marks["vad_end"] - nominal_ms)
+                after_vad.append(marks["first_audio_out"] - marks["vad_end"])
+    batcher = sessions[0][1].listener.batcher
+    row: dict[str, Any] = {
+        "turn_ms": stats(turn), "vad_decision_lag_ms": stats(vad_end), "vad_end->first_audio_out_ms": stats(after_vad),
+        "turns_expected": n * turns, "turns_answered": len(turn),
+        "cpu_pct": round(cpu / wall * 100, 1), "event_loop_cpu_pct": round(loop_cpu / wall * 100, 1),
+        "cpu_ms_per_session_s": round(cpu / wall / n * 1000, 2),  # meaningful while the level keeps up
+        "rss_mb": rss, "load_avg_1m": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+        "batched_sessions": sum(1 for _, vo in sessions if vo.listener.batched),
+    }
+    if batcher is not None:
+        row["windows_per_call"] = round(batcher.windows / max(1, batcher.calls), 1)
+        row["largest_call"] = batcher.largest
+    for session, _ in sessions:
+        await fay.close_session(session.id)
+    return row
+
+
+async def bench_scale(args: argparse.Namespace, en: list[tuple[str, bytes]], tmp: Path) -> dict[str, Any]:
+    clips_ = [p[: 16000 * 2 * 3 // 2] for _, p in en[:4]]  # 1.5 s utterances
+    out: dict[str, Any] = {
+        "engines": "real Silero VAD; zero-latency ASR, answerer, TTS; turn gate off (silence rule)",
+        "turn_ms": "first audio out minus (speech end + min_silence_ms in whole 32 ms windows)",
+        "cpu_pct": "process CPU time / wall time (100 = one core); event_loop_cpu_pct: the event loop thread's; "
+                   "cpu_ms_per_session_s: CPU ms per session per second (the cost, while a level keeps up)",
+        "note": "measured on a shared machine: see each level's load_avg_1m (start, end)",
+    }
+    for mode in args.scale_modes.split(","):
+        settings = bench_settings(tmp / f"scale-{mode}")
+        settings.voice.asr.engine = "zero"
+        settings.voice.asr.partials = False
+        settings.voice.turn.engine = "none"
+        settings.voice.vad.batch = mode != "per_session"
+        settings.server.max_sessions = max(int(x) for x in args.scale_sessions.split(",")) + 1
+        if mode == "batched_nowait":
+            settings.voice.vad.batch_wait_ms = 0
+        levels: dict[str, Any] = {}
+        async with Fay(settings) as fay:
+            fay.plugins.register(ZeroPlugin(), "bench_zero")
+            await scale_level(fay, 1, clips_, 1, 1.5)  # warm-up: models, imports
+            for n in (int(x) for x in args.scale_sessions.split(",")):
+                row = await scale_level(fay, n, clips_, args.scale_turns, args.scale_period)
+                levels[str(n)] = row
+                print(f"  {mode} {n:>3} sessions: turn p50 {row['turn_ms']['p50']} p95 {row['turn_ms']['p95']} ms, "
+                      f"{row['turns_answered']}/{row['turns_expected']} turns, CPU {row['cpu_pct']}% "
+                      f"(loop {row['event_loop_cpu_pct']}%), RSS {row['rss_mb']} MB, load {row['load_avg_1m']}",
+                      file=sys.stderr)
+        out[mode] = levels
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=8, help="voice turns for the latency scenario")
@@ -580,7 +716,13 @@ def main() -> None:
     ap.add_argument("--conc-turns", type=int, default=3, help="voice turns per session at each concurrency level")
     ap.add_argument("--backchannel-trials", type=int, default=10)
     ap.add_argument("--first-token", type=float, default=0.2, help="fake LLM first-token delay (s)")
-    ap.add_argument("--only", default="asr,vad,latency,framework,bargein,concurrency,turn_taking,backchannel")
+    ap.add_argument("--scale-sessions", default="1,10,50,100,200", help="session counts for the scale scenario")
+    ap.add_argument("--scale-modes", default="batched,per_session",
+                    help="VAD modes for the scale scenario: batched, batched_nowait, per_session")
+    ap.add_argument("--scale-turns", type=int, default=3, help="utterances per session at each scale level")
+    ap.add_argument("--scale-period", type=float, default=3.0, help="seconds between a session's utterances")
+    ap.add_argument("--only",
+                    default="asr,vad,latency,framework,bargein,concurrency,turn_taking,backchannel,scale")
     ap.add_argument("--answerer", choices=["agent", "plain"], default="agent",
                     help="agent: the persona's real answerer (RAG, tools); plain: the question alone to the LLM")
     args = ap.parse_args()
@@ -598,7 +740,7 @@ def main() -> None:
             report["vad"] = bench_vad(b"".join(p for _, p in en))
         for name, fn in (("latency", bench_latency), ("framework", bench_framework), ("bargein", bench_bargein),
                          ("concurrency", bench_concurrency), ("turn_taking", bench_turn_taking),
-                         ("backchannel", bench_backchannel)):
+                         ("backchannel", bench_backchannel), ("scale", bench_scale)):
             if name in only:
                 print(f"running {name} ...", file=sys.stderr)
                 report[name] = asyncio.run(fn(args, en, tmp))
@@ -618,6 +760,10 @@ def print_table(r: dict[str, Any]) -> None:
         v = r["vad"]
         print(f"\nVAD: {v['us_per_32ms_window']} us per 32 ms window, {v['us_per_20ms_frame']} us per 20 ms frame "
               f"({v['cpu_share_per_session_pct']}% of a core per session)")
+        batched = {k: val for k, val in v.items() if k.startswith("batched_")}
+        if batched:
+            print("  batched across sessions, us per window: " + ", ".join(f"{k.split('_')[1]} sessions {val}"
+                                                                         for k, val in batched.items()))
     if "latency" in r:
         print(f"\nend of speech -> first audio (ms), LLM first token {r['latency']['first_token_delay_s']} s, piper")
         print("  stage                               p50      p95    n")
@@ -650,6 +796,16 @@ def print_table(r: dict[str, Any]) -> None:
                       f"{row['end_wait_ms']['p95']:>5}")
     if "backchannel" in r:
         print(f"\nbackchannels over the avatar: false cancel rate {r['backchannel']['false_cancel_rate']}")
+    if "scale" in r:
+        print("\nmany sessions in one process (zero-latency engines, real VAD): turn ms from the silence rule's end")
+        print("  mode          sessions   p50     p95   turns      CPU%  loop%   RSS MB   load 1m")
+        for mode, levels in r["scale"].items():
+            if not isinstance(levels, dict):
+                continue
+            for n, row in levels.items():
+                print(f"  {mode:<13} {n:>8} {row['turn_ms']['p50']:>6} {row['turn_ms']['p95']:>7}  "
+                      f"{row['turns_answered']:>3}/{row['turns_expected']:<4} {row['cpu_pct']:>6} "
+                      f"{row['event_loop_cpu_pct']:>6} {row['rss_mb']:>8}   {row['load_avg_1m']}")
     print(f"\nwritten to {RESULTS / 'voice.json'}")
 
 

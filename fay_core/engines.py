@@ -9,8 +9,9 @@ do I/O or heavy compute are ``async``; engines run CPU-bound work in a thread or
 stays responsive.
 
 Optional abilities are declared here too, each a ``runtime_checkable`` protocol that Fay tests with
-``isinstance``: :class:`SupportsWarmUp`, :class:`ReportsBusy`, :class:`ChecksVoice`, :class:`ChecksReachability`
-and :class:`EmbedsQueries`. An engine has an ability by having its method or attribute; it declares nothing else.
+``isinstance``: :class:`SupportsWarmUp`, :class:`ReportsBusy`, :class:`ChecksVoice`, :class:`ChecksReachability`,
+:class:`EmbedsQueries` and :class:`ScoresBatches`. An engine has an ability by having its method or attribute; it
+declares nothing else.
 """
 
 from __future__ import annotations
@@ -90,6 +91,27 @@ class VADEngine(Protocol):
     name: str
 
     def create_stream(self, sample_rate: int = 16000) -> VADStream: ...
+
+
+@runtime_checkable
+class ScoresBatches(Protocol):
+    """A VAD engine that scores one window of many streams in one model call (``voice.vad.batch``).
+
+    Every session's window of a 32 ms round then costs one call instead of one each
+    (:class:`~fay_core.voice.vad_batch.VADBatcher`), run in a worker thread off the event loop.
+    """
+
+    def batches(self) -> bool:
+        """Whether batched calls work here (the model loads as a batch, and agrees with the per-stream calls).
+        May load the model; called once, off the event loop."""
+        ...
+
+    def probabilities(self, streams: Sequence[VADStream], frames: Sequence[bytes]) -> list[float]:
+        """Speech probability of ``frames[i]`` in ``streams[i]``, advancing each stream's state exactly as its
+        own ``probability(frames[i])`` would (same result). The streams are distinct and were made by this
+        engine; called from a worker thread, never while another call uses one of them. On failure it raises
+        and leaves every stream's state as it was."""
+        ...
 
 
 @runtime_checkable

@@ -232,6 +232,10 @@ class VADSettings(_Section):
     tail_ms: int = Field(64, ge=32, description="silence kept after the speech; the early transcript starts here")
     max_utterance_s: float = Field(30.0, gt=1, description="an utterance is cut after this long")
     min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed (clicks, coughs)")
+    batch: bool = Field(True, description="score every session's window in one model call per round, in a worker "
+                        "thread (engines that can; the same decisions as one call per session)")
+    batch_wait_ms: float = Field(10.0, ge=0, le=32, description="a round waits this long for more sessions' windows "
+                                 "(it starts at once when every session has one)")
 
 
 class ASRSettings(_Section):

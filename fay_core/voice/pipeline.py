@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..bus import Bus
-from ..engines import ReportsBusy, SupportsWarmUp
+from ..engines import ReportsBusy, ScoresBatches, SupportsWarmUp
 from ..errors import FayError
 from ..events import (
     AgentTextDelta,
@@ -53,7 +53,8 @@ from .playout import Playout
 from .splitter import SentenceSplitter, protected_pieces, speakable
 from .tts import Speaker
 from .turns import TurnGate
-from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart
+from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart, VADEvent
+from .vad_batch import Listener, VADBatcher
 
 if TYPE_CHECKING:
     from ..disclosure import Disclosure
@@ -130,6 +131,8 @@ class VoicePipeline:
                 max_utterance_ms=int(v.max_utterance_s * 1000),
             ),
         )
+        #: feeds the segmenter; from start(), with the engine's shared batcher (``voice.vad.batch``)
+        self.listener = Listener(self.segmenter, self._on_speech, name=bus.session_id, on_error=self._vad_failed)
         self.turn_gate = TurnGate.create(bus, self.segmenter, plugins, settings.turn, self.language or persona.language)
         self.playout = Playout(self.bus, OUT_RATE)
         self.speaker = Speaker(bus, persona, settings, plugins)
@@ -157,6 +160,12 @@ class VoicePipeline:
             return
         self.started = True
         bus = self.bus
+        v = self.settings.vad
+        if v.batch and isinstance(self.vad, ScoresBatches):
+            await asyncio.to_thread(self.vad.batches)  # loads the batched model once, off the event loop
+            batcher = VADBatcher.shared(self.vad, wait_ms=v.batch_wait_ms)
+            if batcher is not None:
+                self.listener = Listener(self.segmenter, self._on_speech, batcher, bus.session_id, self._vad_failed)
         bus.subscribe(self._on_audio, AudioReceived, name="voice.audio", drop_stale=False)
         bus.subscribe(
             self._on_event, UserTextReceived, AgentTextDelta, AgentTurnFinished, Interrupted, AvatarStartedSpeaking,
@@ -185,6 +194,7 @@ class VoicePipeline:
             log.info("session %s: TTS warm-up failed: %s", self.bus.session_id, exc)
 
     async def close(self) -> None:
+        self.listener.close()
         await self.turn_gate.close()
         for tv in self._turns.values():
             if tv.task is not None:
@@ -209,8 +219,12 @@ class VoicePipeline:
                 self.ignored_frames += 1
                 return
             pcm = bytes(len(pcm))  # the utterance in progress ends here (as if they fell silent), then nothing
+        self.listener.feed(pcm, ev.ts)
+
+    def _on_speech(self, events: list[VADEvent]) -> None:
+        """The VAD's events for the windows just scored (at once, or after the batcher's round)."""
         seg = self.segmenter
-        for vev in seg.feed(pcm, ev.ts):
+        for vev in events:
             if isinstance(vev, SpeechStart):
                 self._speech_started(vev)
             elif isinstance(vev, SpeechPaused):
@@ -233,6 +247,9 @@ class VoicePipeline:
             ):
                 self._partial_at_ms = speech_ms
                 self._partial = self.bus.spawn(self._transcribe_partial(self._utt), name="voice.asr-partial")
+
+    def _vad_failed(self, exc: Exception) -> None:
+        self._error("vad", exc)
 
     def _speech_started(self, ev: SpeechStart) -> None:
         self._utt += 1

@@ -6,12 +6,17 @@ early, and for the turn gate to judge), resume, and end (after ``min_silence_ms`
 the turn gate asked for with :meth:`Segmenter.hold`) with the utterance's audio, pre-roll included so the first
 syllable is not lost. The speech probability of each window comes from the VAD engine's stream
 (``voice.vad.engine``; the built-in one is a plugin).
+
+:meth:`Segmenter.feed` scores each window at once with the session's own stream. A caller that scores windows
+elsewhere (one batched model call across sessions, :mod:`.vad_batch`) cuts them with :meth:`Segmenter.cut`
+and hands the probabilities back in order with :meth:`Segmenter.advance`: the events are the same.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..engines import VADStream
 
@@ -54,6 +59,20 @@ class SpeechEnd:
 VADEvent = SpeechStart | SpeechPaused | SpeechResumed | SpeechEnd
 
 
+class Clock(NamedTuple):
+    """When audio arrived: ``arrived`` samples of the stream had come by monotonic time ``now``."""
+
+    now: float
+    arrived: int
+
+
+class Window(NamedTuple):
+    """One model window of the stream (``frame_samples`` 16-bit samples) and the clock of the frame that ended it."""
+
+    pcm: bytes
+    clock: Clock
+
+
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
     """Thresholds and durations of the segmenter (see ``VADSettings`` for their meaning)."""
@@ -83,8 +102,8 @@ class Segmenter:
         self._preroll: deque[bytes] = deque(maxlen=max(1, self.config.preroll_ms * self.rate // 1000 // self.window))
         self._utt = bytearray()
         self._samples = 0  # samples processed by the model
+        self._clock = Clock(0.0, 0)  # when the last window processed arrived
         self._arrived = 0  # samples received
-        self._now = 0.0
         self.speaking = False
         self.paused = False
         self._run = 0  # consecutive voiced windows before a start
@@ -100,7 +119,8 @@ class Segmenter:
 
     def time_of(self, sample: int) -> float:
         """Monotonic time at which ``sample`` (index in the stream) arrived."""
-        return self._now - (self._arrived - sample) / self.rate
+        now, arrived = self._clock
+        return now - (arrived - sample) / self.rate
 
     @property
     def speech_ms(self) -> float:
@@ -132,20 +152,35 @@ class Segmenter:
 
     def feed(self, pcm: bytes, now: float) -> list[VADEvent]:
         """Process ``pcm``; return the events it caused, in order."""
-        self._now = now
-        self._arrived += len(pcm) // 2
-        self._pending += pcm
         events: list[VADEvent] = []
-        size = self.window * 2
-        while len(self._pending) >= size:
-            frame = bytes(self._pending[:size])
-            del self._pending[:size]
-            self._step(frame, events)
+        for window in self.cut(pcm, now):
+            self._step(window, self.stream.probability(window.pcm), events)
         return events
 
-    def _step(self, frame: bytes, events: list[VADEvent]) -> None:
+    def cut(self, pcm: bytes, now: float) -> list[Window]:
+        """Take ``pcm`` in (frames of any size; ``now``: when its last sample arrived) and return the whole model
+        windows it completes, to be scored and handed back, in order, to :meth:`advance`."""
+        self._arrived += len(pcm) // 2
+        clock = Clock(now, self._arrived)
+        self._pending += pcm
+        size = self.window * 2
+        out: list[Window] = []
+        while len(self._pending) >= size:
+            out.append(Window(bytes(self._pending[:size]), clock))
+            del self._pending[:size]
+        return out
+
+    def advance(self, window: Window, probability: float) -> list[VADEvent]:
+        """Process the next window of :meth:`cut`, scored ``probability`` by this segmenter's stream (or a
+        batched call that advanced the stream's state the same way); return the events it caused."""
+        events: list[VADEvent] = []
+        self._step(window, probability, events)
+        return events
+
+    def _step(self, window: Window, p: float, events: list[VADEvent]) -> None:
         cfg = self.config
-        p = self.stream.probability(frame)
+        frame = window.pcm
+        self._clock = window.clock
         self.last_probability = p
         self.windows += 1
         start = self._samples
