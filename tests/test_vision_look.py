@@ -155,7 +155,7 @@ async def test_camera_off_dead_endpoint_and_slow_model_give_the_spoken_fallback(
         assert "no camera frame" in look_call(app, session)["error"]
         await show(app, session, (scenes.frame(0.0), 0.5))
         # a model slower than vision.look_timeout_s
-        eyes.enqueue(Reply("Too late.", first_token_delay=3.0))
+        eyes.enqueue(Reply("Too late.", first_token_delay=1.5))
         finished = await session.answer("What is this?")
         assert finished.text == DEFAULT_CANNOT_READ["en"] and finished.declined
         call = look_call(app, session)
