@@ -146,26 +146,33 @@ async def test_without_a_look_model_it_says_it_cannot_read_documents(tmp_path: P
 
 
 async def test_camera_off_dead_endpoint_and_slow_model_give_the_spoken_fallback(tmp_path: Path) -> None:
-    async with FakeLLM() as eyes, kiosk(tmp_path, vision={"look_model": eyes.model, "look_api_base": eyes.url,
-                                                          "look_timeout_s": 0.5}) as app:
+    async with FakeLLM() as eyes, kiosk(tmp_path, vision={"look_model": eyes.model, "look_api_base": eyes.url}) as app:
         session = await app.create_session("kiosk_en")
         # the camera is off (no frame yet): nothing is sent
         finished = await session.answer("What is this?")
         assert finished.text == DEFAULT_CANNOT_READ["en"] and not eyes.requests
         assert "no camera frame" in look_call(app, session)["error"]
         await show(app, session, (scenes.frame(0.0), 0.5))
-        # a model slower than vision.look_timeout_s
-        eyes.enqueue(Reply("Too late.", first_token_delay=1.5))
+        # (a first look within the default timeout: litellm's first request sets up its client for seconds)
+        assert (await session.answer("What is this?")).text == "I see a picture, 640 by 480 pixels."
+        eyes.enqueue(Reply(""))  # a model answering nothing
+        await show(app, session, (scenes.frame(0.0), 1.0))  # (a fresh frame: the first look took seconds)
+        assert (await session.answer("What is this?")).text == DEFAULT_CANNOT_READ["en"]
+        assert look_call(app, session)["error"] == "the look model answered nothing"
+        # a model slower than vision.look_timeout_s (read when a session is built)
+        app.settings.vision.look_timeout_s = 1.0
+        session = await app.create_session("kiosk_en")
+        await show(app, session, (scenes.frame(0.0), 0.5))
+        eyes.enqueue(Reply("Too late.", first_token_delay=2.5))
         finished = await session.answer("What is this?")
         assert finished.text == DEFAULT_CANNOT_READ["en"] and finished.declined
         call = look_call(app, session)
-        assert "no output within vision.look_timeout_s (0.5 s)" in call["error"]
-        assert call["artifact"]["frame"]["sha256"] == hashlib.sha256(eyes.images[-1]).hexdigest()
-        # a model answering nothing
-        eyes.enqueue(Reply(""))
-        assert (await session.answer("What is this?")).text == DEFAULT_CANNOT_READ["en"]
-    async with kiosk(tmp_path, vision={"look_model": "openai/fake", "look_api_base": "http://127.0.0.1:9/v1"}) as app:
-        session = await app.create_session("kiosk_zh")  # a port nobody listens on: connection refused
+        assert "no output within vision.look_timeout_s (1 s)" in call["error"]
+        # the same frame, so the same JPEG as the first look's
+        assert call["artifact"]["frame"]["sha256"] == hashlib.sha256(eyes.images[0]).hexdigest()
+        # a port nobody listens on: connection refused
+        app.settings.vision.look_api_base = "http://127.0.0.1:9/v1"
+        session = await app.create_session("kiosk_zh")
         await show(app, session, (scenes.frame(0.0), 0.5))
         finished = await session.answer("这是什么？")
         assert finished.text == DEFAULT_CANNOT_READ["zh"]
@@ -175,8 +182,8 @@ async def test_camera_off_dead_endpoint_and_slow_model_give_the_spoken_fallback(
 
 async def test_the_llm_calls_the_look_tool_and_only_vision_personas_offer_it(tmp_path: Path) -> None:
     async with FakeLLM() as chat, FakeLLM() as eyes, kiosk(
-        tmp_path, llm=LLMSettings(model=chat.model, api_base=chat.url),
-        vision={"look_model": eyes.model, "look_api_base": eyes.url},
+        tmp_path, llm=LLMSettings(model=chat.model, api_base=chat.url),  # (the chat LLM's first call may take
+        vision={"look_model": eyes.model, "look_api_base": eyes.url, "look_max_age_s": 60},  # seconds, cold)
     ) as app:
         chat.enqueue(Reply(tool_calls=[{"name": LOOK_TOOL, "arguments": {"question": "what is this card?"}}]),
                      "That is your debit card; its chip is on the front.")
