@@ -8,6 +8,8 @@
                       records nothing until the customer consents (:mod:`fay_core.recording`)
      1. agent       Agent(bus, record, answerer, offline, retriever)
                       answerer: LLMAnswerer(bus, persona, llm config, retriever, history, tools) or the offline one;
+                      personas with ``vision.enabled`` get a Looker(latest frame, look model): the LLM's
+                      ``look_at_camera`` tool, and the offline answerer's "what is this?" (:mod:`fay_core.vision.look`);
                       for a role-play (a scenario with steps) ScenarioRunner(bus, persona, llm) plays the plan
                       (:mod:`fay_core.roleplay.runner`), and ReportWriter stores its report when it ends and on
                       close (:mod:`fay_core.roleplay.reports`)
@@ -18,7 +20,8 @@
                       it, and the recorder listens to its input and its playout
      5. vision      VisionWatcher(bus, persona.vision, processor)   personas with ``vision.enabled``, when the
                       visitor's camera track arrives (:meth:`Assembly.add_vision`): presence, the greeting on
-                      arrival, the voice's ``listen_gate``; the timeline follows its faces (``vision.gaze``)
+                      arrival, the voice's ``listen_gate``; the timeline follows its faces (``vision.gaze``); it
+                      keeps the latest frame in ``session.frames`` for the Looker
      6. taps        the transport's listeners on the playout and the avatar stream (WebRTC tracks, data channel)
 
 No part receives the session or the runtime: they get the bus, the persona, a settings slice, the engine registry
@@ -62,7 +65,7 @@ from .roleplay.runner import ScenarioRunner
 from .session import Session
 from .settings import Settings
 from .tracing import TurnTracer
-from .vision import DEFAULT_GREETING, VisionWatcher
+from .vision import DEFAULT_GREETING, LatestFrame, Looker, VisionWatcher, look_config
 from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
@@ -96,9 +99,11 @@ class Assembly:
         bus = Bus(sid, on_drop=self.metrics.on_drop if self.metrics is not None else None)
         record = SessionRecord(sid, persona, History(), self.audit, redactor=self.redactor)
         tools = ToolContext(sid, persona.language, str(self.settings.data_dir))
-        session = Session(persona, bus, record, self.agent(bus, persona, record, tools), tools,
+        frames = LatestFrame() if persona.vision.enabled else None
+        session = Session(persona, bus, record, self.agent(bus, persona, record, tools, frames), tools,
                           max_message_chars=self.settings.server.max_message_chars)
         session.tenant = persona.tenant
+        session.frames = frames
         session.on_close(lambda: self._ended(session))  # first registered: runs last
         try:
             if persona.recording.enabled:
@@ -126,17 +131,21 @@ class Assembly:
 
     # --- the parts --------------------------------------------------------------------------------------
 
-    def agent(self, bus: Bus, persona: Persona, record: SessionRecord, tools: ToolContext) -> Agent:
-        """The agent of a session: the LLM answerer if an LLM is configured, else the offline one."""
+    def agent(self, bus: Bus, persona: Persona, record: SessionRecord, tools: ToolContext,
+              frames: LatestFrame | None = None) -> Agent:
+        """The agent of a session: the LLM answerer if an LLM is configured, else the offline one; with the
+        camera's ``frames``, both can look at what the visitor shows."""
         retriever = self.retriever(persona)
-        offline = OfflineAnswerer(bus, persona, retriever)
+        looker = self.looker(persona, frames) if frames is not None else None
+        offline = OfflineAnswerer(bus, persona, retriever, looker)
         config = LLMConfig.resolve(self.settings.llm, persona)
         answerer: Answerer = offline
         runner = ScenarioRunner(bus, persona, matcher=self.matcher) if persona.scenario.steps else None
         if config is not None:
             answerer = LLMAnswerer(
                 bus, persona, config, retriever, record.history,
-                tools=self.plugins.tools_for(persona.tools) if persona.tools else [],
+                tools=[*(self.plugins.tools_for(persona.tools) if persona.tools else []),
+                       *([looker.tool()] if looker is not None else [])],
                 tool_context=tools, max_tool_steps=self.settings.knowledge.max_tool_steps,
                 instructions=runner.instructions if runner is not None else None,
             )
@@ -144,6 +153,13 @@ class Assembly:
             runner.llm = answerer if config is not None else None
             answerer = runner
         return Agent(bus, record, answerer, offline, retriever)
+
+    def looker(self, persona: Persona, frames: LatestFrame) -> Looker:
+        """The session's look at what the visitor shows the camera (``vision.look_model``; none: it says it
+        cannot read documents here)."""
+        vision = self.settings.vision
+        return Looker(frames, look_config(vision, self.settings.llm, persona), persona,
+                      max_age_s=vision.look_max_age_s)
 
     def matcher(self) -> EvidenceMatcher | None:
         """The role-play phrase matcher (the knowledge base's embedder), made once; ``None`` if it cannot be."""
@@ -223,7 +239,8 @@ class Assembly:
         config = session.persona.vision
         processor = self.plugins.pick("vision", config.processor)
         greet = functools.partial(self._greet, session) if config.greet_on_arrival else None
-        watcher = VisionWatcher(session.bus, config, processor, on_arrival=greet, on_leave=on_leave)
+        watcher = VisionWatcher(session.bus, config, processor, on_arrival=greet, on_leave=on_leave,
+                                frames=session.frames)
         watcher.start()
         session.vision = watcher
         session.on_close(watcher.stop)

@@ -293,7 +293,8 @@ class VisionConfig(_Block):
 
     The web page asks for the camera only for such personas, with ``notice`` saying what it is used for; a visitor
     who refuses gets everything as without it. Frames are decoded at ``fps`` and never stored. Nothing is inferred
-    from a face but that one is there, where, and how large (no emotion, no identity).
+    from a face but that one is there, where, and how large (no emotion, no identity). Asked to look ("what is
+    this?"), the avatar sends the latest frame to ``look_model`` (:mod:`fay_core.vision.look`).
     """
 
     enabled: bool = Field(False, description="ask for the camera and watch for visitors")
@@ -308,6 +309,11 @@ class VisionConfig(_Block):
     gaze: bool = Field(True, description="the avatar's head and eyes follow the visitor's face")
     notice: Localized | None = Field(None, description="what the visitor is told the camera is for "
                                      "(default per language)")
+    look_model: str | None = Field(None, description="the vision-capable model that looks at what the visitor "
+                                   "shows (overrides the setting vision.look_model)")
+    look_api_base: str | None = Field(None, description="its server (overrides the setting vision.look_api_base)")
+    cannot_read: Localized | None = Field(None, description="what the avatar says when it cannot look (no look "
+                                          "model, no camera, the model failed; default per language)")
 
 
 class Persona(_Block):

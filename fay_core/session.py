@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .recording import SessionRecorder
     from .roleplay.reports import ReportWriter
     from .roleplay.runner import ScenarioRunner
-    from .vision import VisionWatcher
+    from .vision import LatestFrame, VisionWatcher
     from .voice.pipeline import VoicePipeline
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ class Session:
         self.avatar: AvatarStream | None = None
         #: the camera watcher, once a visitor's camera track arrived for a persona with ``vision.enabled``
         self.vision: VisionWatcher | None = None
+        #: the camera's latest frame (only that one), for a look on request; personas with ``vision.enabled``
+        self.frames: LatestFrame | None = None
         self._cleanups: list[Callable[[], Awaitable[Any] | Any]] = []
         #: the queues of the :meth:`ask` calls in progress; :meth:`close` ends each with ``None``
         self._asks: set[asyncio.Queue[Event | None]] = set()

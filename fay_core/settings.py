@@ -346,6 +346,23 @@ class TracingSettings(_Section):
                                 "fay.personal.* attributes; off: spans hold no user text")
 
 
+class VisionSettings(_Section):
+    """The camera's look on request (personas with ``vision.enabled``, see :mod:`fay_core.vision.look`): the latest
+    frame and the visitor's question go to a vision-capable model; a persona's ``vision.look_model`` and
+    ``vision.look_api_base`` override the first two. No model: the avatar says it cannot read documents here."""
+
+    look_model: str | None = Field(None, description="litellm name of a vision-capable model, e.g. "
+                                   "openai/gpt-4o-mini; none: no look (the avatar says it cannot read documents)")
+    look_api_base: str | None = Field(None, description="its OpenAI-compatible server; none: the LLM's "
+                                      "(llm.api_base and llm.api_key)")
+    look_api_key: SecretStr | None = Field(None, description="the key for look_api_base")
+    look_timeout_s: float = Field(15.0, gt=0, description="a look with no answer this long after the request has "
+                                  "failed: the avatar says it cannot read documents here")
+    look_max_tokens: int = Field(300, gt=0, description="longest answer of a look")
+    look_max_age_s: float = Field(5.0, gt=0, description="a camera frame older than this is not looked at (the "
+                                  "camera is off or its track ended)")
+
+
 class RedactionSettings(_Section):
     """Personal data masked in the audit log, the server log and traces (tools and history keep real values)."""
 
@@ -380,6 +397,7 @@ class Settings(BaseSettings):
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)

@@ -5,7 +5,8 @@ interfaces the real things use:
 
 - :class:`FakeLLM` is a real OpenAI-compatible HTTP server on 127.0.0.1 (``/v1/chat/completions``, streamed as
   server-sent events, tool calls included). Point litellm at it with ``model="openai/fake"`` and
-  ``api_base=fake.url``, so tests exercise the real client path.
+  ``api_base=fake.url``, so tests exercise the real client path. It also plays a vision model: the images of
+  litellm's image messages (``image_url`` parts with ``data:`` URLs) are kept, and described by their size.
 - :class:`SpeechServer` is a real OpenAI-compatible speech server on 127.0.0.1 (``/v1/audio/transcriptions``,
   ``/v1/audio/speech``) backed by the local engines handed to it (faster-whisper, piper): the ``remote`` speech
   engines reach it through litellm's audio client.
@@ -17,6 +18,7 @@ interfaces the real things use:
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -58,8 +60,10 @@ class Reply:
 class FakeLLM:
     """An OpenAI-compatible chat-completions server for tests.
 
-    Replies come from :meth:`enqueue` in order, else from ``responder(request_body)``, else the default echo
-    ``"You said: <last user message>"``. Every request body is kept in :attr:`requests`.
+    Replies come from :meth:`enqueue` in order, else from ``responder(request_body)``, else the default: for a
+    last user message with an image, ``"I see a picture, <width> by <height> pixels."`` (read from the JPEG's
+    header), else the echo ``"You said: <last user message>"``. Every request body is kept in :attr:`requests`,
+    the bytes of every image received (``image_url`` parts with a ``data:`` URL) in :attr:`images`.
     """
 
     model = "openai/fake"
@@ -75,6 +79,7 @@ class FakeLLM:
         self.chunk_delay = chunk_delay
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
+        self.images: list[bytes] = []
         self._queue: deque[Reply] = deque()
         self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1)
@@ -145,11 +150,21 @@ class FakeLLM:
             r = self.responder(body)
             return Reply(r) if isinstance(r, str) else r
         last_user = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        if isinstance(last_user, list):  # content parts: text and images
+            images = [_data_url_bytes(p) for p in last_user if p.get("type") == "image_url"]
+            size = jpeg_size(images[-1]) if images and images[-1] else None
+            if size is not None:
+                return Reply(f"I see a picture, {size[0]} by {size[1]} pixels.")
+            last_user = " ".join(p.get("text", "") for p in last_user if p.get("type") == "text")
         return Reply(f"You said: {last_user}")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        for message in body.get("messages", []):
+            content = message.get("content")
+            if isinstance(content, list):
+                self.images.extend(b for p in content if p.get("type") == "image_url" and (b := _data_url_bytes(p)))
         reply = self._next_reply(body)
         if reply.status != 200:
             return web.json_response({"error": {"message": reply.error, "type": "fake_error"}}, status=reply.status)
@@ -328,6 +343,34 @@ class SpeechServer:
             w.setframerate(rate or 22050)
             w.writeframes(pcm)
         return web.Response(body=out.getvalue(), content_type="audio/wav")
+
+
+def _data_url_bytes(part: dict[str, Any]) -> bytes:
+    """The bytes of an ``image_url`` content part's ``data:...;base64,`` URL (empty for any other URL)."""
+    image = part.get("image_url")
+    url = image.get("url", "") if isinstance(image, dict) else str(image or "")
+    head, _, data = url.partition(",")
+    if not (head.startswith("data:") and head.endswith(";base64")):
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b""
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's start-of-frame marker, or ``None`` if ``data`` is not a JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):  # baseline, extended, progressive
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
 
 
 def _split_words(text: str) -> list[str]:

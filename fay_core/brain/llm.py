@@ -71,10 +71,19 @@ class LLMConfig:
 
 
 class LLMClient:
-    """Streams chat completions through litellm; every failure becomes an :class:`EngineError`."""
+    """Streams chat completions through litellm; every failure becomes an :class:`EngineError`.
 
-    def __init__(self, config: LLMConfig) -> None:
+    ``label``, ``timeout_setting`` and ``settings_hint`` name the model, its first-output limit and the settings to
+    check in that error (another model than the chat LLM, such as the camera's look, names its own).
+    """
+
+    def __init__(self, config: LLMConfig, *, label: str = "LLM",
+                 timeout_setting: str = "llm.first_token_timeout_s",
+                 settings_hint: str = "FAY_LLM__MODEL / FAY_LLM__API_BASE") -> None:
         self.config = config
+        self.label = label
+        self.timeout_setting = timeout_setting
+        self.settings_hint = settings_hint
 
     def _kwargs(self, model: str) -> dict[str, Any]:
         c = self.config
@@ -134,7 +143,7 @@ class LLMClient:
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
-                errors.append(f"{model}: no output within llm.first_token_timeout_s ({first:g} s)")
+                errors.append(f"{model}: no output within {self.timeout_setting} ({first:g} s)")
             except Exception as exc:
                 errors.append(f"{model}: {type(exc).__name__}: {_short(exc)}")
                 if started:
@@ -142,7 +151,7 @@ class LLMClient:
             finally:
                 if response is not None:
                     await response.aclose()
-        raise EngineError("LLM failed (" + "; ".join(errors) + "). Check FAY_LLM__MODEL / FAY_LLM__API_BASE.")
+        raise EngineError(f"{self.label} failed (" + "; ".join(errors) + f"). Check {self.settings_hint}.")
 
     async def complete(self, messages: list[dict[str, Any]]) -> str:
         """The whole answer text (streamed underneath)."""

@@ -195,9 +195,9 @@ class LLMAnswerer:
             turn.tool_returned(call.name, call.id, error=error)
             return "", error
         turn.tool_called(call.name, parse_arguments(call.arguments), call.id)
-        result, error, ran_with = await run_tool(tool, call, self.tool_context)
+        result, error, ran_with, artifact = await run_tool(tool, call, self.tool_context)
         turn.tool_returned(call.name, call.id, result=result, error=error,
-                           ran_with=audited_arguments(tool, ran_with))
+                           ran_with=audited_arguments(tool, ran_with), artifact=artifact)
         return result, error
 
     def safe_reply(self, sources: list[Hit], continuing: bool) -> str:

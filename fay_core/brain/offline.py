@@ -5,6 +5,10 @@ It asks the persona's knowledge what it answers of the question (:meth:`Retrieve
 line (a two-part question, two sources); when no part is confident but one is close (``knowledge.suggest_score``),
 the best entry is offered as a suggestion behind a check question ("Did you mean …?"); otherwise it declines and
 offers a human colleague. It never composes text of its own, so it cannot invent a rate.
+
+For a persona with a camera (``vision.enabled``) it also recognises a request to look at something shown to the
+camera ("what is this?", "帮我看一下这封信", :func:`~fay_core.vision.look.is_look_request`): the look model answers
+that, or the avatar says it cannot read documents here (:class:`~fay_core.vision.look.Looker`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ..events import ErrorRaised
 from ..knowledge import Hit
 from ..knowledge.answerability import Assessment
 from ..persona import Persona
+from ..vision.look import LOOK_TOOL, Looker, is_look_request
 from .rag import Retriever, citation, excerpt
 from .turn import Turn
 
@@ -23,17 +28,22 @@ log = logging.getLogger(__name__)
 
 
 class OfflineAnswerer:
-    """Answers with the best knowledge entry (with a ``[1]`` citation and a source line), or declines."""
+    """Answers with the best knowledge entry (with a ``[1]`` citation and a source line), or declines; with a
+    ``looker``, a request to look at something goes to the camera's look instead."""
 
     name = "offline"
 
-    def __init__(self, bus: Bus, persona: Persona, retriever: Retriever) -> None:
+    def __init__(self, bus: Bus, persona: Persona, retriever: Retriever, looker: Looker | None = None) -> None:
         self.bus = bus
         self.persona = persona
         self.retriever = retriever
+        self.looker = looker
 
     async def answer(self, turn: Turn) -> None:
         turn.answered_by = self.name
+        if self.looker is not None and is_look_request(turn.question):
+            await self._look(turn, self.looker)
+            return
         try:
             assessment = await self.retriever.assess(turn.question)
         except Exception as exc:  # a broken knowledge base: say so on the bus, and decline rather than guess
@@ -59,6 +69,17 @@ class OfflineAnswerer:
             return
         turn.declined = True
         turn.say(decline_text(self.persona))
+
+    async def _look(self, turn: Turn, looker: Looker) -> None:
+        """Answer from the camera's latest frame (a tool call in the turn's record, with the frame's hash)."""
+        call_id = f"look_{turn.id}"
+        turn.tool_called(LOOK_TOOL, {"question": turn.question}, call_id)
+        sight = await looker.look(turn.question)
+        turn.tool_returned(LOOK_TOOL, call_id, result=sight.text if sight.looked else "", error=sight.error,
+                           artifact=sight.artifact())
+        turn.mark("looked")
+        turn.declined = not sight.looked
+        turn.say(sight.text)
 
     def _cite(self, turn: Turn, hits: list[Hit]) -> None:
         """Each hit's text with its ``[n]`` marker, then the source lines."""

@@ -97,31 +97,40 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     return args if isinstance(args, dict) else {"_raw": raw[:500]}
 
 
-async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str, str, dict[str, Any]]:
-    """Call ``tool`` for ``call``; returns ``(result, error, the arguments it ran with, injected ones included)``.
+async def run_tool(tool: Any, call: ToolCall, context: ToolContext) -> tuple[str, str, dict[str, Any], Any]:
+    """Call ``tool`` for ``call``; returns ``(result, error, the arguments it ran with, injected ones included,
+    artifact)``.
 
-    Arguments that are not valid JSON run nothing: ``("", error, {})``.
+    A tool made with langchain's ``response_format="content_and_artifact"`` returns ``(content, artifact)``: the
+    content goes to the model, the artifact only to the audit record (the camera's look puts its frame's hash
+    there); other tools' artifact is ``None``. Arguments that are not valid JSON run nothing: ``("", error, {},
+    None)``.
     """
     try:
         args = json.loads(call.arguments) if call.arguments.strip() else {}
         if not isinstance(args, dict):
             raise ValueError("arguments must be a JSON object")
     except ValueError as exc:
-        return "", f"the arguments are not valid JSON ({exc})", {}
+        return "", f"the arguments are not valid JSON ({exc})", {}, None
     allowed = set(tool.tool_call_schema.model_fields)
     args = {k: v for k, v in args.items() if k in allowed}  # injected or unknown keys from the model: dropped
     values = context.values()
     for key in injected_args(tool):
         args[key] = values.get(key)
+    artifact = None
     try:
-        result = await tool.ainvoke(args)
+        if tool.response_format == "content_and_artifact":  # a tool call in, a ToolMessage with the artifact out
+            message = await tool.ainvoke({"name": call.name, "args": args, "id": call.id, "type": "tool_call"})
+            result, artifact = message.content, message.artifact
+        else:
+            result = await tool.ainvoke(args)
     except Exception as exc:
         log.info("tool %s failed: %s", call.name, exc)
-        return "", f"{type(exc).__name__}: {exc}", args
+        return "", f"{type(exc).__name__}: {exc}", args, None
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + " [truncated]"
-    return text, "", args
+    return text, "", args, artifact
 
 
 def audited_arguments(tool: Any, ran_with: dict[str, Any]) -> dict[str, Any]:

@@ -55,15 +55,20 @@ class Turn:
         )
 
     def tool_returned(
-        self, name: str, call_id: str = "", result: str = "", error: str = "", ran_with: dict[str, Any] | None = None
+        self, name: str, call_id: str = "", result: str = "", error: str = "", ran_with: dict[str, Any] | None = None,
+        artifact: Any = None,
     ) -> None:
         """Publish a tool's result; ``ran_with``, the arguments it really ran with, replaces in :attr:`tools` the
-        model's, which are kept as ``model_arguments`` (the event still carries what the model asked for)."""
+        model's, which are kept as ``model_arguments`` (the event still carries what the model asked for). An
+        ``artifact`` (what the tool keeps for the audit record only, e.g. a camera frame's hash) is kept in
+        :attr:`tools`, never published."""
         for call in reversed(self.tools):
             if call["call_id"] == call_id and call["name"] == name:
                 call.update(result=result, error=error)
                 if ran_with is not None:
                     call.update(model_arguments=call["arguments"], arguments=ran_with)
+                if artifact is not None:
+                    call["artifact"] = artifact
                 break
         self.bus.publish(
             AgentToolReturned(

@@ -12,6 +12,7 @@ from ..bus import Bus, Subscription
 from ..engines import VisionProcessor
 from ..events import CameraFrameReceived, ErrorRaised, Face, FaceTracked, UserArrived, UserLeft
 from ..persona import Persona, VisionConfig, localized
+from .look import LatestFrame
 from .presence import Presence
 
 log = logging.getLogger(__name__)
@@ -43,18 +44,21 @@ class VisionWatcher:
     At most one frame is being looked at at a time, in a worker thread; a frame that comes meanwhile is dropped
     (counted in :attr:`dropped`), never queued, so a slow processor only lowers the rate it sees frames at.
     ``on_arrival()`` is called when a visitor arrives, ``on_leave(reason)`` ``config.leave_after_s`` after the
-    visitor left, unless someone arrived meanwhile.
+    visitor left, unless someone arrived meanwhile. Every frame, dropped or not, is handed to ``frames`` (which
+    keeps only the latest, for a look on request: :mod:`fay_core.vision.look`).
     """
 
     def __init__(self, bus: Bus, config: VisionConfig, processor: VisionProcessor, *,
                  on_arrival: Callable[[], None] | None = None,
-                 on_leave: Callable[[str], None] | None = None) -> None:
+                 on_leave: Callable[[str], None] | None = None,
+                 frames: LatestFrame | None = None) -> None:
         self.bus = bus
         self.config = config
         self.processor = processor
         self.presence = Presence(config.arrive_s, config.absent_s)
         self.on_arrival = on_arrival
         self.on_leave = on_leave
+        self.frames = frames
         self.looked = 0  #: frames looked at
         self.dropped = 0  #: frames dropped because the previous one was still being looked at
         self.cpu_s = 0.0  #: thread CPU time the processor used, in all
@@ -78,8 +82,12 @@ class VisionWatcher:
             self._sub = None
         if self._leave is not None:
             self._leave.cancel()
+        if self.frames is not None:
+            self.frames.clear()
 
     def _on_frame(self, ev: CameraFrameReceived) -> None:
+        if self.frames is not None:
+            self.frames.keep(ev)
         if self._busy:
             self.dropped += 1
             return
