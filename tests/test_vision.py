@@ -39,10 +39,12 @@ from fay_core.events import (
 )
 from fay_core.persona import VisionConfig, parse_persona
 from fay_core.server import create_app
+from fay_core.session import Session
 from fay_core.testing import Recorder, test_settings
 from fay_core.transport.tracks import VideoInStats, pump_audio, pump_video
 from fay_core.vision import Presence, VisionWatcher, scenes
 from fay_core.voice.audio import load_audio
+from fay_core.voice.pipeline import VoicePipeline
 
 KIOSK = """\
 name: Kiosk
@@ -172,6 +174,17 @@ async def test_the_head_turns_towards_the_face_smoothly() -> None:
         await bus.close()
 
 
+async def _hear(session: Session, voice: VoicePipeline, pcm: bytes) -> None:
+    """A microphone frame in, and its VAD windows scored (the shared batcher scores them in its next round)."""
+    session.bus.publish(AudioReceived(session_id=session.id, pcm=pcm, sample_rate=16000))
+    await session.bus.idle()
+    for _ in range(2500):
+        if not voice.listener.pending:
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("the VAD scored no window for 5 s")
+
+
 async def test_greets_on_arrival_and_listens_only_while_someone_is_there(tmp_path: Path, shared_data: Path) -> None:
     personas = tmp_path / "personas"
     personas.mkdir()
@@ -201,15 +214,13 @@ async def test_greets_on_arrival_and_listens_only_while_someone_is_there(tmp_pat
         speech = load_audio(shared_data / "speech_en" / "english.wav", 16000)
         step, at = 640, 0  # 20 ms frames
         while not (voice.segmenter.speaking and at > 32000):  # a second into the speech
-            session.bus.publish(AudioReceived(session_id=session.id, pcm=speech[at:at + step], sample_rate=16000))
-            await session.bus.idle()
+            await _hear(session, voice, speech[at:at + step])
             at += step
         watcher.seen(None, 1.0)
         watcher.seen(None, 1.6)
         assert rec.of(UserLeft) and not voice.listen_gate()
         for i in range(at, at + 64000, step):  # two more seconds of the speech, unheard
-            session.bus.publish(AudioReceived(session_id=session.id, pcm=speech[i:i + step], sample_rate=16000))
-            await session.bus.idle()
+            await _hear(session, voice, speech[i:i + step])
         assert not voice.segmenter.speaking and voice.ignored_frames > 1
         await app.close_session(session.id, "test over")
 
