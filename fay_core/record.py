@@ -71,6 +71,8 @@ class SessionRecord:
                 "answered_by": finished.answered_by,
                 "interrupted": finished.interrupted,
                 "error": finished.error,
+                "declined": finished.declined,
+                "unsure": turn.unsure,
                 "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,
                 "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},

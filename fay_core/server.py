@@ -41,6 +41,7 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                                     -> 201 {"collection", "document", "entries", "changed"}
     GET    /api/webrtc/config               chat    ICE servers (see :mod:`fay_core.transport.signalling`)
     POST   /api/webrtc/offer                chat*   an SDP offer -> 201 answer and session
+    GET    /console, /api/console/*         admin   the bank team's console (see :mod:`fay_core.console.routes`)
                                             * counts against the key's per-minute rate limit (429)
 
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
@@ -598,9 +599,11 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_post("/api/sessions/{session_id}/report/overrides", post_override)
     app.router.add_post("/api/knowledge/{collection}/documents", ingest_document)
     app.router.add_get("/", index)
+    from .console import setup_console
     from .transport import setup_webrtc  # imports aiortc: only when serving
 
     setup_webrtc(app, fay)
+    setup_console(app, fay)  # /console and /api/console/* (see fay_core.console.routes)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR, show_index=False, follow_symlinks=False)
     return app
