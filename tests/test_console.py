@@ -6,6 +6,8 @@ and who may call it."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,11 +47,20 @@ knowledge:
   min_score: 0.895
   suggest_score: 0.885
 """
-NO_FOLDER = "name: Bo\nlanguage: en\ngreeting: Hi.\nknowledge:\n  faq:\n    - question: Hours?\n      answer: Nine to five.\n"
+NO_FOLDER = ("name: Bo\nlanguage: en\ngreeting: Hi.\n"
+             "knowledge:\n  faq:\n    - question: Hours?\n      answer: Nine to five.\n")
 DOG = "Can I bring my dog into the branch?"
 DOG_AGAIN = "Are dogs allowed in your branches?"
 GOLD = "Do you sell gold coins?"
 SAFE = "Safe deposit boxes. A small safe deposit box at Harbor Bank costs 120 a year, a large one 250 a year."
+
+SUITE = """\
+persona: ava
+cases:
+  - {id: atm, ask: "How much cash can I take out each day?", source: atm, contains: "20,000"}
+  - {id: coins, ask: "Do you sell platinum coins?", declines: true}
+  - {id: wrong, ask: "When do you open?", contains: "midnight"}
+"""
 
 shared = pytest.mark.asyncio(loop_scope="module")
 
@@ -72,6 +83,8 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     personas.mkdir()
     (personas / "ava.yaml").write_text(TELLER, encoding="utf-8")
     (personas / "bo.yaml").write_text(NO_FOLDER, encoding="utf-8")
+    (personas / "evals").mkdir()
+    (personas / "evals" / "ava.eval.yaml").write_text(SUITE, encoding="utf-8")
     fay = Fay(test_settings(root / "data", personas_dir=personas, default_persona="ava"))
     server = TestServer(create_app(fay), host="127.0.0.1")
     await server.start_server()
@@ -105,7 +118,7 @@ async def finished(http: ClientSession, job: dict[str, Any]) -> dict[str, Any]:
     """Poll a job until it ends; every state seen on the way is checked for shape."""
     for _ in range(600):
         job = await get(http, f"/api/console/jobs/{job['id']}")
-        assert job["phase"] in ("writing", "ingesting", "done", "failed") and 0 <= job["fraction"] <= 1
+        assert job["phase"] in ("writing", "ingesting", "running", "done", "failed") and 0 <= job["fraction"] <= 1
         if job["state"] != "running":
             return job
         await asyncio.sleep(0.05)
@@ -279,6 +292,61 @@ async def test_live_sessions_conversation_review_and_chart_series(served: Served
         assert any(p["session"] == sid for p in stats["latency"]) and all(p["ms"] > 0 for p in stats["latency"])
         async with http.get("/console") as r:
             assert r.status == 200 and "console.js" in await r.text()
+
+
+@shared
+async def test_eval_runs_and_their_history(served: Served) -> None:
+    async with ClientSession(base_url=served.url) as http:
+        listed = await get(http, "/api/console/evals")
+        assert listed["suites"] == [{"suite": "ava", "persona": "ava", "cases": 3, "description": ""}]
+        async with http.post("/api/console/evals", json={"suite": "ava"}) as r:
+            out = await r.json()
+            assert r.status == 202, out
+        job = await finished(http, out["job"])
+        assert job["state"] == "done" and job["done"] == job["total"] == 3, job
+        assert job["result"]["passed"] == 2 and job["result"]["failed"] == 1
+        runs = (await get(http, "/api/console/evals"))["runs"]
+        assert runs[0]["id"] == job["result"]["run"] and runs[0]["passed"] == 2 and runs[0]["answerer"] == "offline"
+        run = await get(http, f"/api/console/evals/{runs[0]['id']}")
+        wrong = next(c for c in run["cases"] if c["id"] == "wrong")
+        assert not wrong["passed"] and "midnight" in wrong["failures"][0]
+        assert set(wrong) == {"id", "passed", "answer", "sources", "declined", "latency_ms", "failures"}
+        # the eval's sessions are tests, not customers: not among the conversations nor the declined questions
+        recent = {c["session_id"] for c in (await get(http, "/api/console/sessions"))["recent"]}
+        assert recent and not recent & set(run["sessions"]) and len(run["sessions"]) >= 3
+        groups = (await get(http, "/api/console/declined"))["groups"]
+        assert not any(q["text"] == "Do you sell platinum coins?" for g in groups for q in g["questions"])
+        async with http.post("/api/console/evals", json={"suite": "nothing"}) as r:
+            assert r.status == 404 and "known: ava" in (await r.json())["error"]
+        await get(http, "/api/console/evals/20260101T000000Z-abcdef", 404)
+        await get(http, "/api/console/evals/..%2Fx", 404)
+
+
+@shared
+async def test_audit_search_and_export(served: Served) -> None:
+    async with ClientSession(base_url=served.url) as http:
+        sid = await new_session(http)
+        await ask(http, sid, "What is the daily ATM withdrawal limit, please?")
+        found = await get(http, f"/api/console/audit?session={sid}&kind=user")
+        assert found["total"] == 1 and found["records"][0]["text"].endswith("limit, please?")
+        found = await get(http, "/api/console/audit?q=withdrawal+PLEASE")
+        assert [(r["session"], r["kind"]) for r in found["records"]] == [(sid, "user")]  # every word, any case
+        found = await get(http, f"/api/console/audit?session={sid}&q=atm+limit")
+        assert [r["kind"] for r in found["records"]] == ["answer", "user"]  # newest first
+        today = found["records"][0]["time"][:10]
+        assert (await get(http, "/api/console/audit?q=please&until=2000-01-01"))["total"] == 0
+        assert (await get(http, f"/api/console/audit?q=please&since={today}&until={today}"))["total"] == 1
+        await get(http, "/api/console/audit?since=yesterday", 400)
+        async with http.get("/api/console/audit/export", params={"session": sid, "format": "jsonl"}) as r:
+            lines = (await r.read()).splitlines()
+            assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+        raw = {json.loads(line)["hash"]: line for line in lines}
+        on_disk = b"".join(p.read_bytes() for p in sorted((served.fay.settings.data_dir / "audit").glob("*.jsonl")))
+        assert raw and all(line in on_disk.splitlines() for line in raw.values())  # byte for byte: hashes check
+        async with http.get("/api/console/audit/export", params={"session": sid, "format": "csv"}) as r:
+            rows = list(csv.reader(io.StringIO(await r.text())))
+        assert rows[0][:3] == ["seq", "time", "session"] and len(rows) == len(lines) + 1
+        await get(http, "/api/console/audit/export?format=xml", 400)
 
 
 async def test_the_console_needs_the_token(tmp_path: Path) -> None:

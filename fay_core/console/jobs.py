@@ -2,7 +2,8 @@
 
 A job runs in a worker thread (the knowledge base serialises ingests), reports its phase (``writing``,
 ``ingesting``, ``done`` or ``failed``) and, while it embeds, the rows embedded out of those to embed (rows already
-embedded before are not counted again: a re-ingest after one new entry embeds a handful). The last
+embedded before are not counted again: a re-ingest after one new entry embeds a handful). An eval run
+(:mod:`.evals`) is a job too, run in the event loop, counting its cases. The last
 :data:`KEEP` jobs are kept in memory for clients to poll (``GET /api/console/jobs/{id}``); a tenant sees only its
 own. The server waits for running jobs when it stops.
 """
@@ -15,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,11 @@ class Job:
 
     id: str
     tenant: str
-    kind: str  #: ``add-entry``, ``upload``, ``delete-document``, ``delete-entry``, ``reingest``
+    kind: str  #: ``add-entry``, ``upload``, ``delete-document``, ``delete-entry``, ``eval``
     persona: str
     title: str
     state: str = "running"  #: ``running``, ``done``, ``failed``
-    phase: str = "writing"  #: ``writing``, ``ingesting``, ``done``, ``failed``
+    phase: str = "writing"  #: ``writing``, ``ingesting`` (``running``: an eval's cases), ``done``, ``failed``
     done: int = 0
     total: int = 0
     error: str = ""
@@ -64,8 +65,10 @@ class Jobs:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, tenant: str, kind: str, persona: str, title: str,
-              work: Callable[[Job], dict[str, Any]]) -> Job:
-        """Run ``work(job)`` in a worker thread; its return value becomes the job's ``result``."""
+              work: Callable[[Job], dict[str, Any]] | Callable[[Job], Awaitable[dict[str, Any]]],
+              *, in_loop: bool = False) -> Job:
+        """Run ``work(job)`` in a worker thread (``in_loop``: await it in the event loop instead); its return value
+        becomes the job's ``result``."""
         job = Job(secrets.token_hex(8), tenant, kind, persona, title)
         self._jobs[job.id] = job
         while len(self._jobs) > KEEP:
@@ -73,14 +76,14 @@ class Jobs:
             if self._jobs[oldest].state == "running":
                 break
             self._jobs.pop(oldest)
-        task = asyncio.get_running_loop().create_task(self._run(job, work), name=f"console.job.{job.id}")
+        task = asyncio.get_running_loop().create_task(self._run(job, work, in_loop), name=f"console.job.{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    async def _run(self, job: Job, work: Callable[[Job], dict[str, Any]]) -> None:
+    async def _run(self, job: Job, work: Callable[[Job], Any], in_loop: bool) -> None:
         try:
-            job.result = await asyncio.to_thread(work, job)
+            job.result = await work(job) if in_loop else await asyncio.to_thread(work, job)
             job.state = job.phase = "done"
         except Exception as exc:
             job.state = job.phase = "failed"

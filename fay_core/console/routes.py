@@ -25,6 +25,13 @@
     DELETE /api/console/knowledge/{persona}/documents?path=P     -> 202 {"job"}: moved to the trash, re-ingested
     DELETE /api/console/knowledge/{persona}/entries?id=E         -> 202 {"job"}: an entry the console added
     GET    /api/console/jobs/{id}                       a job's state, phase and progress (see :mod:`.jobs`)
+    GET    /api/console/evals                           "suites" the tenant may run, "runs" (history, newest first)
+    POST   /api/console/evals                           {"suite"} -> 202 {"job"}: runs it (see :mod:`.evals`)
+    GET    /api/console/evals/{run_id}                  a stored run: counts and the cases as fay eval --json
+    GET    /api/console/audit?q=&kind=&session=&since=&until=
+                                                        {"total", "records"} (newest first, at most 1000)
+    GET    /api/console/audit/export?format=jsonl|csv&...   the matching records as a download (see
+                                                        :mod:`.audit_view`)
 
 Another tenant's personas, sessions and jobs are answered 404 exactly like unknown ones. The files the console
 writes are described in :mod:`.knowledge`.
@@ -45,9 +52,10 @@ from ..errors import InvalidBody, InvalidRequest, KnowledgeError, NotEditable, U
 from ..http_input import check_persona_id, read_json_object
 from ..knowledge import has_knowledge
 from ..persona import Persona
+from . import audit_view, review
 from . import declined as declined_mod
 from . import knowledge as files
-from . import review
+from .evals import EvalRuns
 from .jobs import Job, Jobs
 
 WEB_PAGE = Path(__file__).resolve().parent.parent.parent / "web" / "console.html"
@@ -63,6 +71,7 @@ class Console:
         self.jobs = Jobs()
         self.folder = fay.settings.data_dir / "console"
         self.added = declined_mod.AddedEntries(self.folder)
+        self.evals = EvalRuns(fay, self.folder / "evals")
 
     def persona(self, request: web.Request, persona_id: str) -> Persona:
         """The caller's tenant's persona (another tenant's is unknown, exactly like one that does not exist)."""
@@ -70,8 +79,10 @@ class Console:
         return self.fay.persona_for(persona_id, principal(request).tenant)
 
     async def views(self, tenant: str) -> list[review.TurnView]:
+        """The tenant's turns from the audit log, without those of eval runs (tests, not customers)."""
         records = await asyncio.to_thread(self.fay.audit.read)
-        return review.turns(records, tenant)
+        evals = await asyncio.to_thread(self.evals.eval_sessions)
+        return [v for v in review.turns(records, tenant) if v.session not in evals]
 
     def embedder(self, persona_id: str) -> declined_mod.Embed | None:
         try:
@@ -307,6 +318,55 @@ async def job(request: web.Request) -> web.Response:
     return web.json_response(console.jobs.get(request.match_info["job_id"], principal(request).tenant).as_json())
 
 
+# --- eval runs and the audit log ------------------------------------------------------------------------------------
+
+
+@requires("admin")
+async def evals(request: web.Request) -> web.Response:
+    runs = request.app[CONSOLE].evals
+    tenant = principal(request).tenant
+    suites = await asyncio.to_thread(runs.suites, tenant)
+    return web.json_response({"suites": suites, "runs": await asyncio.to_thread(runs.history, tenant)})
+
+
+@requires("admin")
+async def run_eval(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    tenant = principal(request).tenant
+    name = (await _body(request)).get("suite")
+    if not isinstance(name, str) or not name:
+        raise InvalidBody("'suite' (the name of a suite in personas/evals/, without .eval.yaml) is required")
+    suite = await asyncio.to_thread(console.evals.suite, tenant, name)
+    job = console.jobs.start(tenant, "eval", suite.persona, name,
+                             lambda j: console.evals.run(tenant, name, suite, j), in_loop=True)
+    return web.json_response({"job": job.as_json()}, status=202)
+
+
+@requires("admin")
+async def eval_run(request: web.Request) -> web.Response:
+    runs = request.app[CONSOLE].evals
+    out = await asyncio.to_thread(runs.get, principal(request).tenant, request.match_info["run_id"])
+    return web.json_response(out)
+
+
+@requires("admin")
+async def audit_search(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    query = audit_view.Query.of(principal(request).tenant, request.query)
+    return web.json_response(await asyncio.to_thread(audit_view.search, console.fay.audit.folder, query))
+
+
+@requires("admin")
+async def audit_export(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    query = audit_view.Query.of(principal(request).tenant, request.query)
+    fmt = request.query.get("format", "jsonl")
+    body = await asyncio.to_thread(audit_view.export, console.fay.audit.folder, query, fmt)
+    kind = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
+    return web.Response(body=body, headers={"Content-Type": kind,
+                                            "Content-Disposition": f'attachment; filename="audit.{fmt}"'})
+
+
 async def page(request: web.Request) -> web.StreamResponse:
     if WEB_PAGE.is_file():
         return web.FileResponse(WEB_PAGE)
@@ -333,4 +393,9 @@ def setup_console(app: web.Application, fay: Fay) -> None:
     app.router.add_delete("/api/console/knowledge/{persona}/documents", delete_document)
     app.router.add_delete("/api/console/knowledge/{persona}/entries", delete_entry)
     app.router.add_get("/api/console/jobs/{job_id}", job)
+    app.router.add_get("/api/console/evals", evals)
+    app.router.add_post("/api/console/evals", run_eval)
+    app.router.add_get("/api/console/evals/{run_id}", eval_run)
+    app.router.add_get("/api/console/audit", audit_search)
+    app.router.add_get("/api/console/audit/export", audit_export)
 
