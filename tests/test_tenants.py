@@ -4,6 +4,7 @@ by a running server; knowledge collections namespaced per tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -412,6 +413,71 @@ async def _console_job_other(http: ClientSession, w: World) -> None:
         "0000000000000000", path.rsplit("/", 1)[1])
 
 
+SUITE_A = "persona: kb_a\ncases:\n  - {id: phone, ask: \"What is the phone number of Bank A?\", contains: 555-0100}\n"
+
+
+def _suite(w: World) -> None:
+    evals = w.fay.settings.personas_dir / "evals"
+    evals.mkdir(exist_ok=True)
+    (evals / "bank_a.eval.yaml").write_text(SUITE_A)
+
+
+async def _console_evals_other(http: ClientSession, w: World) -> None:
+    _suite(w)
+    status, body, _ = await call(http, "GET", "/api/console/evals", "b_all", w)
+    assert status == 200 and body["suites"] == [] and body["runs"] == [], body
+    _, body, _ = await call(http, "GET", "/api/console/evals", "a_admin", w)
+    assert [s["suite"] for s in body["suites"]] == ["bank_a"]
+
+
+async def _console_run_eval(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    _suite(w)
+    return "POST", "/api/console/evals", {"json": {"suite": "bank_a"}}
+
+
+async def _console_run_eval_other(http: ClientSession, w: World) -> None:
+    _suite(w)
+    theirs = await call(http, "POST", "/api/console/evals", "b_all", w, json={"suite": "bank_a"})
+    unknown = await call(http, "POST", "/api/console/evals", "b_all", w, json={"suite": "nothing"})
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace("nothing", "bank_a")
+
+
+async def _an_eval_run(http: ClientSession, w: World) -> str:
+    _suite(w)
+    status, body, _ = await call(http, "POST", "/api/console/evals", "a_all", w, json={"suite": "bank_a"})
+    assert status == 202, body
+    for _ in range(400):
+        _, job, _ = await call(http, "GET", f"/api/console/jobs/{body['job']['id']}", "a_all", w)
+        if job["state"] != "running":
+            assert job["state"] == "done", job
+            return str(job["result"]["run"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the eval run did not end")
+
+
+async def _console_eval_run(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", f"/api/console/evals/{await _an_eval_run(http, w)}", {}
+
+
+async def _console_eval_run_other(http: ClientSession, w: World) -> None:
+    run = await _an_eval_run(http, w)
+    fake = "20000101T000000Z-000000"
+    theirs = await call(http, "GET", f"/api/console/evals/{run}", "b_all", w)
+    unknown = await call(http, "GET", f"/api/console/evals/{fake}", "b_all", w)
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace(fake, run)
+
+
+def _console_audit_other(path: str) -> Callable[[ClientSession, World], Awaitable[None]]:
+    async def check(http: ClientSession, w: World) -> None:
+        sid = await _asked(http, w, "Is the Aurora vault open at night?")
+        status, body, _ = await call(http, "GET", path, "b_all", w, params={"session": sid})
+        assert status == 200 and body in ({"total": 0, "records": []}, ""), body  # JSON search, or an empty export
+        _, body, _ = await call(http, "GET", path, "a_admin", w, params={"session": sid})
+        assert "Aurora vault" in json.dumps(body)
+
+    return check
+
+
 def _console_cases() -> dict[tuple[str, str], Case]:
     persona_routes = {
         ("GET", "/api/console/knowledge/{persona}/entries"): _console_persona(
@@ -432,6 +498,13 @@ def _console_cases() -> dict[tuple[str, str], Case]:
         ("GET", "/api/console/knowledge"): Case("admin", _get("/api/console/knowledge"), _console_knowledge_other),
         **{key: Case("admin", make, check) for key, (make, check) in persona_routes.items()},
         ("GET", "/api/console/jobs/{job_id}"): Case("admin", _console_job, _console_job_other),
+        ("GET", "/api/console/evals"): Case("admin", _get("/api/console/evals"), _console_evals_other),
+        ("POST", "/api/console/evals"): Case("admin", _console_run_eval, _console_run_eval_other),
+        ("GET", "/api/console/evals/{run_id}"): Case("admin", _console_eval_run, _console_eval_run_other),
+        ("GET", "/api/console/audit"): Case("admin", _get("/api/console/audit"),
+                                            _console_audit_other("/api/console/audit")),
+        ("GET", "/api/console/audit/export"): Case("admin", _get("/api/console/audit/export"),
+                                                   _console_audit_other("/api/console/audit/export")),
     }
 
 
