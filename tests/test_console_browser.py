@@ -1,6 +1,7 @@
 """The console in headless Chromium: a declined question appears in the declined list with its count, "Add to
 knowledge" (typed in the page, followed to the end of its re-ingest) turns it into an answered one in a new
-session, and a PDF uploaded in the page becomes answerable. The server wants a token; the page is given it in its
+session, and a PDF uploaded in the page becomes answerable; an eval suite is run from the page (its history and
+cases shown), and the audit log searched and exported as CSV. The server wants a token; the page is given it in its
 key field. A screenshot is saved under ``build/test-artifacts/`` (or ``$FAY_TEST_ARTIFACTS``)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import yaml
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from test_browser import CHROMIUM, ROOT, _require_tools, artifact
-from test_console import DOG, DOG_AGAIN, FAQ, SAFE, TELLER, ask, new_session
+from test_console import DOG, DOG_AGAIN, FAQ, SAFE, SUITE, TELLER, ask, new_session
 from test_knowledge import make_pdf
 from test_roleplay_report_browser import run_driver
 
@@ -33,6 +34,8 @@ async def test_console_answers_a_declined_question_and_an_uploaded_pdf(tmp_path:
     personas = tmp_path / "personas"
     personas.mkdir()
     (personas / "ava.yaml").write_text(TELLER, encoding="utf-8")
+    (personas / "evals").mkdir()
+    (personas / "evals" / "ava.eval.yaml").write_text(SUITE, encoding="utf-8")
     pdf = tmp_path / "safe-deposit.pdf"
     make_pdf(pdf, [SAFE], title="Safe deposit boxes")
     fay = Fay(test_settings(tmp_path / "data", personas_dir=personas, default_persona="ava",
@@ -52,7 +55,7 @@ async def test_console_answers_a_declined_question_and_an_uploaded_pdf(tmp_path:
         result = await run_driver(node, {
             "url": url, "token": TOKEN, "session": sid, "question": DOG, "chromium": CHROMIUM, "timeout_ms": 60000,
             "answer": "Well-behaved dogs on a lead are welcome in every Harbor Bank branch.", "pdf": str(pdf),
-            "screenshot": str(shot)}, driver=DRIVER)
+            "suite": "ava", "audit_q": "dog branch", "screenshot": str(shot)}, driver=DRIVER)
         assert result["ok"] and not result["errors"], result
         assert not [c for c in result["console"] if c.startswith("error") and "401" not in c], result["console"]
         assert "token" in (result["withoutKey"] or "")  # before the key is typed: the server's 401, said
@@ -65,6 +68,14 @@ async def test_console_answers_a_declined_question_and_an_uploaded_pdf(tmp_path:
         assert result["uploadJob"][-1] == "done:done" and result["jobText"] == "done"
         assert result["document"] == "uploads/safe-deposit.pdf"
         assert any("120 a year" in t for t in result["uploadEntries"]), result["uploadEntries"]
+        # the eval run in the page: its history row and cases, the wrong expectation failing
+        assert result["evalRuns"] == 1
+        verdicts = {c["id"]: c["verdict"] for c in result["evalCases"]}
+        assert verdicts == {"atm": "pass", "coins": "pass", "wrong": "FAIL"}, result["evalCases"]
+        assert "midnight" in next(c["failures"] for c in result["evalCases"] if c["id"] == "wrong")
+        # the audit search finds the dog question's records (the question twice, plus answers citing the entry)
+        assert result["audit"]["total"] >= 2 and result["audit"]["shown"] == result["audit"]["total"]
+        assert result["csvHead"].startswith("seq,time,session,tenant,turn,kind")
         # a new session: both are answered now, from the entry the page added and from the PDF it uploaded
         async with ClientSession(base_url=url, headers=auth) as http:
             fresh = await new_session(http)

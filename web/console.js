@@ -3,12 +3,13 @@
 // For the bank's team: live sessions with their state and latency, recent conversations (a click opens the
 // review: questions, answers, sources, tool calls, latency marks), the latency and declines-per-day charts (inline
 // SVG), the declined and low-confidence questions grouped by similarity, each with "Add to knowledge" (an FAQ entry
-// written to the persona's files and re-ingested, with progress), and the personas' knowledge: upload a document,
-// see the documents and entries with their phrasings, delete. Every call carries the admin key or server token
+// written to the persona's files and re-ingested, with progress), the personas' knowledge: upload a document,
+// see the documents and entries with their phrasings, delete; eval runs (run a suite, its history and cases), and
+// audit search with export (JSON lines, CSV). Every call carries the admin key or server token
 // typed in the header (kept in sessionStorage as "fay-token", like the web client's).
 //
 // For tests, window.fayConsole holds {loaded, error, groups, knowledge, entries, jobs (each job's states seen),
-// review}.
+// review, evals, run (the run last opened), audit (the last search)}.
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -255,14 +256,87 @@ async function follow(job) {
   return job;
 }
 
+// --- eval runs ----------------------------------------------------------------------------------------------------
+
+function showEvals(body) {
+  state.evals = body;
+  const sel = $("eval-suite");
+  const keep = sel.value;
+  const runnable = body.suites.filter((x) => !x.error);
+  sel.replaceChildren(...runnable.map((x) => el("option", { value: x.suite }, `${x.suite} (${x.persona}, ${x.cases} cases)`)));
+  if (runnable.some((x) => x.suite === keep)) sel.value = keep;
+  $("eval-run").disabled = !runnable.length;
+  $("eval-runs").replaceChildren(...body.runs.map((r) => el("tr", { "data-run": r.id, class: r.failed ? "failed" : "passed" },
+    el("td", {}, el("a", { href: "#", onclick: (e) => { e.preventDefault(); openRun(r.id); } }, when(r.started))),
+    el("td", {}, r.suite), el("td", {}, r.answerer), el("td", {}, r.passed),
+    el("td", { class: r.failed ? "bad" : "" }, r.failed), el("td", {}, `${r.took_s} s`))));
+}
+
+async function openRun(id) {
+  const run = await api(`/api/console/evals/${encodeURIComponent(id)}`);
+  state.run = run;
+  $("eval-cases-box").hidden = false;
+  $("eval-run-id").textContent = id;
+  $("eval-cases").replaceChildren(...run.cases.map((c) => el("tr", { "data-case": c.id },
+    el("td", {}, c.id), el("td", { class: c.passed === false ? "bad" : "" }, c.passed === null ? "skipped" : c.passed ? "pass" : "FAIL"),
+    el("td", {}, c.answer.length > 120 ? `${c.answer.slice(0, 120)}…` : c.answer), el("td", {}, c.failures.join("; ")))));
+}
+
+async function runEval(e) {
+  e.preventDefault();
+  const out = await api("/api/console/evals", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ suite: $("eval-suite").value }),
+  });
+  const job = await follow(out.job);
+  showEvals(await api("/api/console/evals"));
+  if (job.state === "done") await openRun(job.result.run);
+}
+
+// --- the audit log ------------------------------------------------------------------------------------------------
+
+function auditQuery() {
+  const q = new URLSearchParams();
+  for (const [k, id] of [["q", "audit-q"], ["kind", "audit-kind"], ["session", "audit-session"], ["since", "audit-since"], ["until", "audit-until"]]) {
+    if ($(id).value.trim()) q.set(k, $(id).value.trim());
+  }
+  return q;
+}
+
+async function searchAudit(e) {
+  e?.preventDefault();
+  const q = auditQuery();
+  const body = await api(`/api/console/audit?${q}`);
+  state.audit = body;
+  $("audit-total").textContent = `${body.total} record(s)${body.total > body.records.length ? `, newest ${body.records.length} shown` : ""}`;
+  $("audit-records").replaceChildren(...body.records.map((r) => el("li", { class: `record ${r.kind}` },
+    el("span", { class: "who" }, `${when(r.time)} · ${r.kind} · ${short(r.session)} · turn ${r.turn ?? "–"}`),
+    r.text ?? r.message ?? r.via ?? "")));
+}
+
+// the export links carry the query; the key goes as a header, so they are fetched, not followed
+async function exportAudit(e, format) {
+  e.preventDefault();
+  const q = auditQuery();
+  q.set("format", format);
+  const resp = await fetch(`/api/console/audit/export?${q}`, { headers: headers() });
+  if (!resp.ok) { showError(`export: ${resp.status} ${resp.statusText}`); return; }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = el("a", { href: url, download: `audit.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 // --- refresh ------------------------------------------------------------------------------------------------------
 
 async function refresh() {
   try {
-    const [sessions, stats, declined, knowledge] = await Promise.all([
+    const [sessions, stats, declined, knowledge, evals] = await Promise.all([
       api("/api/console/sessions"), api("/api/console/stats?days=14"), api("/api/console/declined"),
-      api("/api/console/knowledge"),
+      api("/api/console/knowledge"), api("/api/console/evals"),
     ]);
+    showEvals(evals);
     showSessions(sessions);
     latencyChart(stats.latency);
     declinesChart(stats.days);
@@ -290,6 +364,10 @@ $("upload").addEventListener("submit", (e) => upload(e).catch((err) => showError
 $("kb-persona").addEventListener("change", () => { showKnowledge(state.knowledge); loadEntries().catch((err) => showError(err.message)); });
 $("entry-filter").addEventListener("input", showEntries);
 $("review-close").addEventListener("click", () => { $("review").hidden = true; });
+$("eval-form").addEventListener("submit", (e) => runEval(e).catch((err) => showError(err.message)));
+$("audit-form").addEventListener("submit", (e) => searchAudit(e).catch((err) => showError(err.message)));
+$("audit-jsonl").addEventListener("click", (e) => exportAudit(e, "jsonl").catch((err) => showError(err.message)));
+$("audit-csv").addEventListener("click", (e) => exportAudit(e, "csv").catch((err) => showError(err.message)));
 window.addEventListener("unhandledrejection", (e) => showError(e.reason?.message || String(e.reason)));
 refresh();
 setInterval(() => { if (!document.hidden) refresh(); }, 10000);

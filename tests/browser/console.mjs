@@ -3,9 +3,11 @@
 //   node tests/browser/console.mjs '<json>'
 //
 // json: {url, token (typed into the key field), session (a conversation to open), question (a declined question
-// expected in the list), answer (typed as its FAQ answer), pdf (a file to upload), chromium, timeout_ms, screenshot}
+// expected in the list), answer (typed as its FAQ answer), pdf (a file to upload), suite (an eval suite to run),
+// audit_q (words to search the audit log for), chromium, timeout_ms, screenshot}
 // Prints one JSON line: {ok, steps, errors, console, group: {count, questions, resolvedBefore}, charts: {points,
-// bars}, review: {turns, declined}, addJob: [phases], resolved, uploadJob: [phases], document, uploadEntries}.
+// bars}, review: {turns, declined}, addJob: [phases], resolved, uploadJob: [phases], document, uploadEntries,
+// evalRuns, evalCases: [{id, verdict, failures}], audit: {total, shown}, csvHead}.
 
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -26,7 +28,7 @@ const args = [
 let browser;
 try {
   browser = await chromium.launch({ executablePath: opts.chromium ?? "/usr/bin/chromium", args, timeout: 30000 });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true });
   page.on("console", (m) => { if (["error", "warning"].includes(m.type())) out.console.push(`${m.type()}: ${m.text()}`); });
   page.on("pageerror", (e) => out.errors.push(`pageerror: ${e.message}`));
   page.on("dialog", (d) => d.accept());
@@ -94,6 +96,33 @@ try {
   out.uploadEntries = await page.evaluate(() => [...document.querySelectorAll("#entries li.entry")]
     .filter((e) => e.dataset.entry.includes("/uploads/")).map((e) => e.querySelector(".text").textContent));
   step("uploaded");
+
+  // an eval run: its job, its row in the history, its cases (one expectation is wrong on purpose)
+  if (opts.suite) {
+    await page.selectOption("#eval-suite", opts.suite);
+    const before = await page.evaluate(() => Object.keys(window.fayConsole.jobs).length);
+    await page.click("#eval-run");
+    await page.waitForFunction((n) => {
+      const jobs = Object.values(window.fayConsole.jobs);
+      return jobs.length > n && jobs.at(-1).at(-1).state !== "running";
+    }, before);
+    await page.waitForSelector("#eval-cases-box:not([hidden]) #eval-cases tr");
+    out.evalRuns = await page.locator("#eval-runs tr").count();
+    out.evalCases = await page.$$eval("#eval-cases tr", (rows) => rows.map((r) => ({
+      id: r.dataset.case, verdict: r.children[1].textContent, failures: r.children[3].textContent })));
+    step("eval run");
+  }
+
+  // audit search, and the CSV export as a download
+  await page.fill("#audit-q", opts.audit_q);
+  await page.click("#audit-search");
+  await page.waitForFunction(() => window.fayConsole.audit);
+  out.audit = await page.evaluate(() => ({ total: window.fayConsole.audit.total,
+    shown: document.querySelectorAll("#audit-records li.record").length }));
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#audit-csv")]);
+  const fs = await import("node:fs/promises");
+  out.csvHead = (await fs.readFile(await download.path(), "utf-8")).split("\n")[0];
+  step("audit");
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
   out.ok = true;
 } catch (err) {
