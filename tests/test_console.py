@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from test_knowledge import make_pdf
 
 from fay_core.app import Fay
 from fay_core.console.declined import group
-from fay_core.console.review import TurnView
+from fay_core.console.review import TurnView, conversations, latest_latency, stats, transcript, turns
 from fay_core.server import create_app
 from fay_core.testing import test_settings
 
@@ -148,6 +149,33 @@ async def test_declined_questions_are_grouped_by_similarity_with_counts(served: 
     assert not any(q["text"] == "When do you open?" for g in groups for q in g["questions"])
 
 
+def test_turns_pair_the_records_and_read_older_answers() -> None:
+    base = {"session": "s1", "tenant": "default", "persona": "ava"}
+    records = [
+        {**base, "kind": "user", "turn": 1, "time": "2026-01-01T10:00:00", "text": "Hours?"},
+        {**base, "kind": "user", "turn": 2, "time": "2026-01-01T10:01:00", "text": "Gold?"},
+        {**base, "kind": "answer", "turn": 1, "time": "2026-01-01T10:00:01", "text": "9-5 [1]",
+         "answered_by": "offline", "citations": [{"index": 1, "source": "faq.yaml"}],
+         "latency_ms": {"agent_first_text": 12.5}},
+        # written before answers carried 'declined': the offline hand-off cites nothing
+        {**base, "kind": "answer", "turn": 2, "time": "2026-01-01T10:01:01", "text": "Sorry.",
+         "answered_by": "offline", "citations": []},
+        {**base, "tenant": "bank-b", "kind": "user", "turn": 1, "session": "s2", "time": "2026-01-01T10:02",
+         "text": "x"},
+        {**base, "kind": "disclosure", "turn": 0, "time": "2026-01-01T09:59:59", "via": "http"},
+    ]
+    views = turns(records, "default")
+    assert [(v.turn, v.question, v.declined) for v in views] == [(1, "Hours?", False), (2, "Gold?", True)]
+    assert latest_latency(views) == {"s1": 12.5}
+    assert conversations(views) == [{"session_id": "s1", "persona": "ava", "started": "2026-01-01T10:00:00",
+                                     "last": "2026-01-01T10:01:00", "turns": 2, "declined": 1, "unsure": 0}]
+    days = stats(views, 3, today=dt.date(2026, 1, 2))["days"]
+    assert days == [{"day": "2025-12-31", "turns": 0, "declined": 0, "unsure": 0},
+                    {"day": "2026-01-01", "turns": 2, "declined": 1, "unsure": 0},
+                    {"day": "2026-01-02", "turns": 0, "declined": 0, "unsure": 0}]
+    assert [t["question"] for t in transcript(records, "s1")["turns"]] == ["Hours?", "Gold?"]
+
+
 def test_grouping_keeps_apart_what_is_not_alike(embedder: Any) -> None:
     def view(q: str, n: int, declined: bool = True) -> TurnView:
         return TurnView(session=f"s{n}", persona="ava", turn=n, time=f"2026-01-0{n}T10:00:00", question=q,
@@ -249,9 +277,10 @@ async def test_bad_requests_get_clear_errors(served: Served) -> None:
         form = FormData()
         form.add_field("file", b"%PDF-1.4 not really", filename="broken.pdf")
         async with http.post("/api/console/knowledge/ava/documents", data=form) as r:
-            job = await finished(http, (await r.json())["job"])
-        assert job["state"] == "failed" and "cannot read this PDF" in job["error"]
-        (served.folder / "uploads" / "broken.pdf").unlink()  # a file that does not ingest stays until deleted
+            error = (await r.json())["error"]
+        # refused before it reaches the folder (where it would stop every later ingest), the loader's reason said
+        assert r.status == 400 and "cannot read this PDF" in error and "broken.pdf" in error, error
+        assert not (served.folder / "uploads" / "broken.pdf").exists() and "fay-upload-" not in error
         async with http.post("/api/console/knowledge/ava/documents", json={"file": "x"}) as r:
             assert r.status == 400 and "multipart" in (await r.json())["error"]
         for body, words in (({"persona": "ava", "question": DOG}, "'answer'"),
@@ -260,6 +289,14 @@ async def test_bad_requests_get_clear_errors(served: Served) -> None:
                             ({"persona": "ava", "question": DOG, "answer": "x", "questions": "y"}, "'questions'")):
             async with http.post("/api/console/declined/answer", json=body) as r:
                 assert r.status in (400, 404, 409) and words in (await r.json())["error"], body
+        # a hand-edited file that no longer loads: the job fails, saying which file and why; the entry is kept
+        (served.folder / "notes.yaml").write_text("faq: [unclosed\n", encoding="utf-8")
+        async with http.post("/api/console/declined/answer", json={
+                "persona": "ava", "question": "Is there a car park?", "answer": "Yes, behind the branch."}) as r:
+            job = await finished(http, (await r.json())["job"])
+        (served.folder / "notes.yaml").unlink()
+        assert job["state"] == "failed" and "notes.yaml" in job["error"] and "not valid YAML" in job["error"], job
+        assert "car park" in (served.folder / "console-faq.yaml").read_text("utf-8")
         await get(http, "/api/console/declined?days=0", 400)
         await get(http, "/api/console/jobs/nothing", 404)
         await get(http, "/api/console/sessions/nothing", 404)

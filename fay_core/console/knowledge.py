@@ -21,13 +21,14 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import yaml
 
-from ..errors import InvalidBody, NotEditable, UnknownEntry
+from ..errors import InvalidBody, KnowledgeError, NotEditable, UnknownEntry
 from ..knowledge import KnowledgeBase, persona_collections
 from ..persona import Persona
 
@@ -37,6 +38,8 @@ UPLOADS = "uploads"
 UPLOAD_SUFFIXES = (".md", ".markdown", ".pdf", ".csv", ".txt")
 #: what an uploaded file's name may hold (anything else becomes ``-``)
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: file edits of this process, one at a time (two staff members adding entries at once must not lose one)
+_EDITS = threading.Lock()
 _HEADER = ("# FAQ entries added from the Fay console (/console). Same format as faq.yaml; edit freely, or delete\n"
            "# entries in the console. Re-ingested with the rest of this folder.\n")
 
@@ -92,6 +95,11 @@ def _write_faq(path: Path, faq: list[dict[str, Any]]) -> None:
 
 def add_faq(folder: Path, question: str, answer: str, questions: list[str]) -> str:
     """Append an FAQ entry to the folder's ``console-faq.yaml``; returns its entry id (as ingestion names it)."""
+    with _EDITS:
+        return _add_faq(folder, question, answer, questions)
+
+
+def _add_faq(folder: Path, question: str, answer: str, questions: list[str]) -> str:
     path = folder / CONSOLE_FAQ
     faq = _read_faq(path)
     taken = {str(e.get("id")) for e in faq if isinstance(e, dict)}
@@ -116,11 +124,12 @@ def remove_faq(folder: Path, entry_id: str) -> None:
                           "file, or delete the whole document")
     local = entry_id[len(prefix):]
     path = folder / CONSOLE_FAQ
-    faq = _read_faq(path)
-    kept = [e for e in faq if not (isinstance(e, dict) and str(e.get("id")) == local)]
-    if len(kept) == len(faq):
-        raise UnknownEntry(f"no entry {entry_id!r} in {CONSOLE_FAQ}")
-    _write_faq(path, kept)
+    with _EDITS:
+        faq = _read_faq(path)
+        kept = [e for e in faq if not (isinstance(e, dict) and str(e.get("id")) == local)]
+        if len(kept) == len(faq):
+            raise UnknownEntry(f"no entry {entry_id!r} in {CONSOLE_FAQ}")
+        _write_faq(path, kept)
 
 
 def upload_name(name: str) -> str:
@@ -136,12 +145,28 @@ def upload_name(name: str) -> str:
     return base
 
 
-def save_upload(folder: Path, name: str, data: bytes) -> Path:
-    """Write an uploaded document to ``uploads/`` (replacing one of the same name); returns its path."""
+def save_upload(kb: KnowledgeBase, folder: Path, name: str, data: bytes) -> Path:
+    """Write an uploaded document to ``uploads/`` (replacing one of the same name); returns its path.
+
+    It is loaded first, from a temporary copy, with the knowledge base's own loader: a file that does not load (a
+    damaged PDF, a CSV that is not UTF-8) is refused with the loader's reason and never reaches the folder, where
+    it would stop every later ingest of the persona's knowledge.
+    """
     if not data.strip():
         raise InvalidBody(f"{name!r} is empty: upload a file with content")
-    path = folder / UPLOADS / upload_name(name)
-    _atomic_write(path, data)
+    safe = upload_name(name)
+    with tempfile.TemporaryDirectory(prefix="fay-upload-") as tmp:
+        trial = Path(tmp) / safe
+        trial.write_bytes(data)
+        try:
+            loaded = kb.load(trial, safe)
+        except KnowledgeError as exc:
+            raise InvalidBody(f"{name!r} cannot be ingested: {str(exc).replace(str(trial), safe)}") from None
+    if not loaded:
+        raise InvalidBody(f"{name!r} holds no text to ingest (a scanned PDF needs OCR first)")
+    path = folder / UPLOADS / safe
+    with _EDITS:
+        _atomic_write(path, data)
     return path
 
 
@@ -158,7 +183,8 @@ def trash_document(path: Path, trash: Path) -> Path:
     trash.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = trash / f"{stamp}-{path.name}"
-    shutil.move(str(path), target)
+    with _EDITS:
+        shutil.move(str(path), target)
     return target
 
 

@@ -2,8 +2,10 @@
 
 The audit log (:mod:`fay_core.audit`) writes a ``user`` record when a turn starts and an ``answer`` record when it
 ends (text, sources, tools, latency marks, ``declined`` and ``unsure``); the console pairs them into
-:class:`TurnView` rows. Records carry their tenant (those written before tenants existed belong to ``default``),
-and a tenant sees only its own. The texts are as the audit log holds them: personal data already masked.
+:class:`TurnView` rows. Answers recorded before ``declined`` was written count as declined when the offline
+answerer or the guardrail cited nothing (see :func:`_declined_before`). Records carry their tenant (those written
+before tenants existed belong to ``default``), and a tenant sees only its own. The texts are as the audit log
+holds them: personal data already masked.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def turns(records: list[dict[str, Any]], tenant: str) -> list[TurnView]:
         else:
             view.answer = str(r.get("text", ""))
             view.answered_by = str(r.get("answered_by", ""))
-            view.declined = bool(r.get("declined", False))
+            view.declined = bool(r["declined"]) if "declined" in r else _declined_before(r)
             view.unsure = bool(r.get("unsure", False))
             view.interrupted = bool(r.get("interrupted", False))
             view.error = str(r.get("error") or "")
@@ -78,6 +80,14 @@ def turns(records: list[dict[str, Any]], tenant: str) -> list[TurnView]:
             view.latency_ms = {str(k): float(v) for k, v in (r.get("latency_ms") or {}).items()
                                if isinstance(v, int | float)}
     return [v for v in out.values() if v.question or v.answer is not None]
+
+
+def _declined_before(record: dict[str, Any]) -> bool:
+    """Whether an answer recorded before answers carried ``declined`` was one: the offline answerer and the
+    guardrail cite nothing only when they hand off (an LLM's answer without sources may be a tool's, so it is not
+    counted)."""
+    return (record.get("answered_by") in ("offline", "guardrail", "fallback") and not record.get("citations")
+            and not record.get("error") and not record.get("interrupted"))
 
 
 def conversations(views: list[TurnView]) -> list[dict[str, Any]]:
@@ -116,6 +126,12 @@ def latest_latency(views: list[TurnView]) -> dict[str, float]:
         if v.answer is not None and FIRST_TEXT in v.latency_ms:
             out[v.session] = v.latency_ms[FIRST_TEXT]
     return out
+
+
+def first_day(days: int, today: dt.date | None = None) -> str:
+    """The first day (ISO) of the last ``days`` days, today (UTC) included."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return (today - dt.timedelta(days=days - 1)).isoformat()
 
 
 def stats(views: list[TurnView], days: int, today: dt.date | None = None) -> dict[str, Any]:

@@ -181,7 +181,7 @@ async def declined(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     tenant = principal(request).tenant
     days = _days(request, 30)
-    since = review.stats([], days)["days"][0]["day"]
+    since = review.first_day(days)
     views = [v for v in await console.views(tenant) if v.day >= since]
     groups = await asyncio.to_thread(declined_mod.group, views, console.embedder)
     await asyncio.to_thread(console.added.resolve, tenant, groups)
@@ -282,7 +282,7 @@ async def upload(request: web.Request) -> web.Response:
             break
     if name is None:
         raise InvalidBody("no 'file' field with a file name in the form: choose a file to upload")
-    path = await asyncio.to_thread(files.save_upload, folder, name, bytes(data))
+    path = await asyncio.to_thread(files.save_upload, console.fay.knowledge.base(), folder, name, bytes(data))
     rel = path.relative_to(folder).as_posix()
     tenant = principal(request).tenant
     job = console.jobs.start(tenant, "upload", persona.id, rel, lambda j: console.reingest(persona, j))
