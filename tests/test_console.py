@@ -189,6 +189,13 @@ def test_grouping_keeps_apart_what_is_not_alike(embedder: Any) -> None:
     plain = group(views + [view(DOG.upper(), 6)], lambda _p: None)
     assert [g.count for g in plain if g.question == DOG] == [2] and len(plain) == 5
 
+    def broken(texts: list[str]) -> Any:
+        raise RuntimeError("embedder down")
+
+    # a failing embedder: the list still comes, grouped by wording
+    assert [g.as_json() for g in group(views + [view(DOG.upper(), 6)], lambda _p: broken)] == [
+        g.as_json() for g in plain]
+
 
 @shared
 async def test_add_to_knowledge_writes_the_persona_file_and_answers_in_a_new_session(served: Served) -> None:

@@ -73,6 +73,10 @@ function latencyChart(points) {
   const y = (v) => h - pad - (v / top) * (h - pad - 12);
   root.append(svg("text", { x: pad - 4, y: 16, "text-anchor": "end", class: "tick" }, String(Math.round(top))));
   root.append(svg("text", { x: pad - 4, y: h - pad, "text-anchor": "end", class: "tick" }, "0"));
+  if (points.length) {
+    root.append(svg("text", { x: pad, y: h - pad + 14, class: "tick" }, when(points[0].time).slice(5, 16)));
+    if (t1 > t0) root.append(svg("text", { x: w - 8, y: h - pad + 14, "text-anchor": "end", class: "tick" }, when(points.at(-1).time).slice(5, 16)));
+  }
   if (points.length > 1) {
     const d = points.map((p, i) => `${i ? "L" : "M"}${x(times[i]).toFixed(1)},${y(p.ms).toFixed(1)}`).join(" ");
     root.append(svg("path", { d, class: "line" }));

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from .review import TurnView
+
+log = logging.getLogger(__name__)
 
 #: the cosine similarity from which two questions are one group (e5 embeddings: paraphrases score about 0.9 and
 #: more, questions about other things of the same bank about 0.8)
@@ -77,7 +80,13 @@ def group(views: list[TurnView], embed: Callable[[str], Embed | None],
         mine = [v for v in wanted if v.persona == persona]
         texts = list(dict.fromkeys(v.question.strip() for v in mine))
         embedder = embed(persona)
-        vectors = _unit(embedder(texts)) if embedder is not None and texts else None
+        vectors = None
+        if embedder is not None and texts:
+            try:
+                vectors = _unit(embedder(texts))
+            except Exception as exc:  # a failing embedder: the same wordings are still grouped
+                log.warning("declined questions of %s are grouped by wording only: the embedder failed: %s",
+                            persona, exc)
         heads: list[int] = []  # index in texts of each group's first question
         of_text: dict[str, Group] = {}
         groups: list[Group] = []

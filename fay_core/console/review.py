@@ -11,10 +11,14 @@ holds them: personal data already masked.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..audit_chain import file_names
 from ..tenancy import DEFAULT_TENANT
 
 #: the latency mark the charts plot: when the first words of the answer were ready (text and voice turns alike)
@@ -47,6 +51,48 @@ class TurnView:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class AuditCache:
+    """The audit log's records, each day file parsed again only when it changed (the console refreshes often; old
+    day files never change)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._files: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first (complete lines only: one being written is read next time)."""
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            names = file_names(self.folder)
+            for name in names:
+                path = self.folder / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # deleted by retention meanwhile
+                    continue
+                stamp = (st.st_size, st.st_mtime_ns)
+                cached = self._files.get(name)
+                if cached is None or cached[0] != stamp:
+                    cached = self._files[name] = (stamp, _parse(path.read_bytes()))
+                out.extend(cached[1])
+            for gone in set(self._files) - set(names):
+                del self._files[gone]
+        return out
+
+
+def _parse(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for raw in data.split(b"\n")[:-1]:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # a damaged line: fay audit verify reports it
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def tenant_of(record: dict[str, Any]) -> str:

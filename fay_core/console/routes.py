@@ -72,6 +72,7 @@ class Console:
         self.folder = fay.settings.data_dir / "console"
         self.added = declined_mod.AddedEntries(self.folder)
         self.evals = EvalRuns(fay, self.folder / "evals")
+        self.log = review.AuditCache(fay.audit.folder)
 
     def persona(self, request: web.Request, persona_id: str) -> Persona:
         """The caller's tenant's persona (another tenant's is unknown, exactly like one that does not exist)."""
@@ -80,7 +81,7 @@ class Console:
 
     async def views(self, tenant: str) -> list[review.TurnView]:
         """The tenant's turns from the audit log, without those of eval runs (tests, not customers)."""
-        records = await asyncio.to_thread(self.fay.audit.read)
+        records = await asyncio.to_thread(self.log.records)
         evals = await asyncio.to_thread(self.evals.eval_sessions)
         return [v for v in review.turns(records, tenant) if v.session not in evals]
 
