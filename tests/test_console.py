@@ -304,6 +304,14 @@ async def test_bad_requests_get_clear_errors(served: Served) -> None:
         (served.folder / "notes.yaml").unlink()
         assert job["state"] == "failed" and "notes.yaml" in job["error"] and "not valid YAML" in job["error"], job
         assert "car park" in (served.folder / "console-faq.yaml").read_text("utf-8")
+        # fixed by hand: "Re-ingest" picks the entry up
+        async with http.post("/api/console/knowledge/ava/ingest") as r:
+            job = await finished(http, (await r.json())["job"])
+        assert job["state"] == "done" and job["result"]["updated"] == 1, job
+        sid = await new_session(http)
+        assert "behind the branch" in (await ask(http, sid, "Is there a car park?"))["text"]
+        async with http.post("/api/console/knowledge/bo/ingest") as r:
+            assert r.status == 409 and "knowledge.paths" in (await r.json())["error"]
         await get(http, "/api/console/declined?days=0", 400)
         await get(http, "/api/console/jobs/nothing", 404)
         await get(http, "/api/console/sessions/nothing", 404)

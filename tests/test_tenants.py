@@ -484,6 +484,8 @@ def _console_cases() -> dict[tuple[str, str], Case]:
             "GET", "/api/console/knowledge/{persona}/entries"),
         ("POST", "/api/console/knowledge/{persona}/documents"): _console_persona(
             "POST", "/api/console/knowledge/{persona}/documents", _upload_form),
+        ("POST", "/api/console/knowledge/{persona}/ingest"): _console_persona(
+            "POST", "/api/console/knowledge/{persona}/ingest"),
         ("DELETE", "/api/console/knowledge/{persona}/documents"): _console_persona(
             "DELETE", "/api/console/knowledge/{persona}/documents", _a_document),
         ("DELETE", "/api/console/knowledge/{persona}/entries"): _console_persona(

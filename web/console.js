@@ -68,9 +68,13 @@ function latencyChart(points) {
   if (!points.length) root.append(svg("text", { x: w / 2, y: h / 2, class: "empty", "text-anchor": "middle" }, "no turns yet"));
   const times = points.map((p) => Date.parse(p.time));
   const t0 = Math.min(...times), t1 = Math.max(...times);
-  const top = Math.max(100, ...points.map((p) => p.ms));
+  // the scale follows the bulk of the answers: a first turn that waited for an ingest would flatten the rest, so
+  // points over the 95th percentile are drawn at the top, marked, with their value in the tooltip
+  const sorted = points.map((p) => p.ms).sort((a, b) => a - b);
+  const p95 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))] ?? 0;
+  const top = Math.max(100, sorted.length >= 5 ? p95 * 1.1 : (sorted.at(-1) ?? 0));
   const x = (t) => pad + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (w - pad - 12);
-  const y = (v) => h - pad - (v / top) * (h - pad - 12);
+  const y = (v) => h - pad - (Math.min(v, top) / top) * (h - pad - 12);
   root.append(svg("text", { x: pad - 4, y: 16, "text-anchor": "end", class: "tick" }, String(Math.round(top))));
   root.append(svg("text", { x: pad - 4, y: h - pad, "text-anchor": "end", class: "tick" }, "0"));
   if (points.length) {
@@ -82,7 +86,8 @@ function latencyChart(points) {
     root.append(svg("path", { d, class: "line" }));
   }
   points.forEach((p, i) => {
-    const dot = svg("circle", { cx: x(times[i]).toFixed(1), cy: y(p.ms).toFixed(1), r: 3, class: "point" });
+    const dot = svg("circle", { cx: x(times[i]).toFixed(1), cy: y(p.ms).toFixed(1), r: 3,
+      class: p.ms > top ? "point over" : "point" });
     dot.append(svg("title", {}, `${when(p.time)}: ${Math.round(p.ms)} ms (session ${short(p.session)})`));
     root.append(dot);
   });
@@ -191,6 +196,7 @@ function showKnowledge(body) {
   const p = body.personas.find((x) => x.persona === sel.value);
   $("kb-summary").textContent = p ? `${p.collection}: ${p.entries} entries${p.editable ? "" : ` · ${p.reason}`}` : "no persona with knowledge";
   $("upload-send").disabled = !p?.editable;
+  $("kb-ingest").disabled = !p?.editable;
   $("documents").replaceChildren(...(p?.documents || []).map((d) => el("tr", { "data-path": d.path },
     el("td", {}, d.path, d.uploaded ? el("span", { class: "tag" }, "uploaded") : null, d.console ? el("span", { class: "tag" }, "console") : null),
     el("td", {}, d.entries),
@@ -223,6 +229,12 @@ async function upload(e) {
   form.append("file", file, file.name);
   const out = await api(`/api/console/knowledge/${encodeURIComponent(selectedPersona())}/documents`, { method: "POST", body: form });
   $("upload-file").value = "";
+  await follow(out.job);
+  await refresh();
+}
+
+async function reingest() {
+  const out = await api(`/api/console/knowledge/${encodeURIComponent(selectedPersona())}/ingest`, { method: "POST" });
   await follow(out.job);
   await refresh();
 }
@@ -365,6 +377,7 @@ $("key-form").addEventListener("submit", (e) => {
   refresh();
 });
 $("upload").addEventListener("submit", (e) => upload(e).catch((err) => showError(err.message)));
+$("kb-ingest").addEventListener("click", () => reingest().catch((err) => showError(err.message)));
 $("kb-persona").addEventListener("change", () => { showKnowledge(state.knowledge); loadEntries().catch((err) => showError(err.message)); });
 $("entry-filter").addEventListener("input", showEntries);
 $("review-close").addEventListener("click", () => { $("review").hidden = true; });

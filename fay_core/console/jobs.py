@@ -34,7 +34,7 @@ class Job:
 
     id: str
     tenant: str
-    kind: str  #: ``add-entry``, ``upload``, ``delete-document``, ``delete-entry``, ``eval``
+    kind: str  #: ``add-entry``, ``upload``, ``ingest``, ``delete-document``, ``delete-entry``, ``eval``
     persona: str
     title: str
     state: str = "running"  #: ``running``, ``done``, ``failed``

@@ -22,6 +22,7 @@
     GET    /api/console/knowledge/{persona}/entries     the entries and their phrasings
     POST   /api/console/knowledge/{persona}/documents   multipart "file" (.md .pdf .csv .txt) -> 202 {"document",
                                                         "job"}
+    POST   /api/console/knowledge/{persona}/ingest      -> 202 {"job"}: re-ingest the folder (after edits by hand)
     DELETE /api/console/knowledge/{persona}/documents?path=P     -> 202 {"job"}: moved to the trash, re-ingested
     DELETE /api/console/knowledge/{persona}/entries?id=E         -> 202 {"job"}: an entry the console added
     GET    /api/console/jobs/{id}                       a job's state, phase and progress (see :mod:`.jobs`)
@@ -291,6 +292,17 @@ async def upload(request: web.Request) -> web.Response:
 
 
 @requires("admin")
+async def ingest(request: web.Request) -> web.Response:
+    """Re-ingest the persona's knowledge folder (after its files were edited by hand)."""
+    console, persona, _ = await _prepared(request)
+    if not persona.knowledge.paths:
+        raise NotEditable(f"persona {persona.id!r} has no knowledge.paths to ingest")
+    job = console.jobs.start(principal(request).tenant, "ingest", persona.id, persona.id,
+                             lambda j: console.reingest(persona, j))
+    return web.json_response({"job": job.as_json()}, status=202)
+
+
+@requires("admin")
 async def delete_document(request: web.Request) -> web.Response:
     console, persona, _ = await _prepared(request)
     folder = files.folder_of(persona)
@@ -391,6 +403,7 @@ def setup_console(app: web.Application, fay: Fay) -> None:
     app.router.add_get("/api/console/knowledge", knowledge)
     app.router.add_get("/api/console/knowledge/{persona}/entries", entries)
     app.router.add_post("/api/console/knowledge/{persona}/documents", upload)
+    app.router.add_post("/api/console/knowledge/{persona}/ingest", ingest)
     app.router.add_delete("/api/console/knowledge/{persona}/documents", delete_document)
     app.router.add_delete("/api/console/knowledge/{persona}/entries", delete_entry)
     app.router.add_get("/api/console/jobs/{job_id}", job)
