@@ -36,6 +36,10 @@ may see (no server paths, no exception reprs)::
      │    └── PeerLimit        503  too many WebRTC peers, or peers still connecting (``Retry-After``)
      ├── ClusterUnavailable    503  the cluster's Redis, or a session's live node, cannot be reached now
      ├── TranscriptError       400  a role-play transcript is malformed (turn index and field named)
+     ├── ConsoleError          400  the console cannot do this (see :mod:`fay_core.console`)
+     │    ├── UnknownJob       404  no such ingest job (of this tenant)
+     │    ├── UnknownEntry     404  no such knowledge entry or document in the persona's collection
+     │    └── NotEditable      409  the persona has no knowledge folder, or the entry lives in a file Fay did not write
      ├── InvalidRequest        400  an HTTP request the server cannot read (see :mod:`fay_core.http_input`)
      │    ├── InvalidBody      400  not UTF-8, not JSON, too deep, a huge integer, a lone surrogate, not an object
      │    ├── BodyTooLarge     413  over ``server.max_body_bytes``
@@ -290,6 +294,31 @@ class TranscriptError(FayError):
     ``transcript.json: turns[3].speaker: 'coach' is not a speaker (use 'trainee' or 'avatar')``."""
 
     status = 400
+
+
+class ConsoleError(FayError):
+    """The console (:mod:`fay_core.console`) cannot do what was asked; the message says what to do instead."""
+
+    status = 400
+
+
+class UnknownJob(ConsoleError):
+    """No ingest job of this id (jobs are kept in memory for a while after they end; another tenant's are unknown)."""
+
+    status = 404
+
+
+class UnknownEntry(ConsoleError):
+    """No knowledge entry or document of this id or path in the persona's collection."""
+
+    status = 404
+
+
+class NotEditable(ConsoleError):
+    """The persona's knowledge cannot be changed from the console: it has no knowledge folder, or the entry is in a
+    file the bank wrote by hand (edit that file, or delete the whole document)."""
+
+    status = 409
 
 
 class InvalidRequest(FayError):

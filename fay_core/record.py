@@ -74,6 +74,8 @@ class SessionRecord:
                 "interrupted": finished.interrupted,
                 "declined": finished.declined,
                 "error": finished.error,
+                "declined": finished.declined,
+                "unsure": turn.unsure,
                 "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,
                 "latency_ms": {k: round(v, 1) for k, v in turn.marks.items()},

@@ -45,6 +45,7 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with the status th
                                                     nodes (:mod:`fay_core.cluster`); without a cluster, this one
     GET    /api/webrtc/config               chat    ICE servers (see :mod:`fay_core.transport.signalling`)
     POST   /api/webrtc/offer                chat*   an SDP offer -> 201 answer and session
+    GET    /console, /api/console/*         admin   the bank team's console (see :mod:`fay_core.console.routes`)
                                             * counts against the key's per-minute rate limit (429)
 
 The answer stream is server-sent events named and shaped by :mod:`fay_core.wire`, exactly as the data channel
@@ -633,9 +634,11 @@ def create_app(fay: Fay) -> web.Application:
     app.router.add_post("/api/knowledge/{collection}/documents", ingest_document)
     app.router.add_get("/api/cluster", cluster_nodes)
     app.router.add_get("/", index)
+    from .console import setup_console
     from .transport import setup_webrtc  # imports aiortc: only when serving
 
     setup_webrtc(app, fay)
+    setup_console(app, fay)  # /console and /api/console/* (see fay_core.console.routes)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR, show_index=False, follow_symlinks=False)
     return app

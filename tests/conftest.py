@@ -26,8 +26,8 @@ SHARED = ROOT.parent / "shared"
 #: takes about a core; real-time audio bounds; the soak; cluster heartbeats that expire): ``make test`` runs them
 #: after the rest, alone, because on a two-core CI machine a second worker's load makes their clocks lie
 SERIAL_FILES = {"test_avatar.py", "test_avatar_browser.py", "test_browser.py", "test_browser_zh.py",
-                "test_vision_browser.py", "test_roleplay_report_browser.py", "test_webrtc.py", "test_soak.py",
-                "test_cluster.py"}
+                "test_vision_browser.py", "test_roleplay_report_browser.py", "test_console_browser.py",
+                "test_webrtc.py", "test_soak.py", "test_cluster.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

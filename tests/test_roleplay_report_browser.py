@@ -24,12 +24,14 @@ DRIVER = ROOT / "tests" / "browser" / "report.mjs"
 pytestmark = pytest.mark.slow
 
 
-async def run_driver(node: str, options: dict[str, object], timeout_s: float = 150) -> dict[str, object]:
+async def run_driver(node: str, options: dict[str, object], timeout_s: float = 150,
+                     driver: Path = DRIVER) -> dict[str, object]:
+    """Run a browser driver (``tests/browser/*.mjs``) with ``options``; its last printed line, as JSON."""
     import asyncio
     import os
 
     proc = await asyncio.create_subprocess_exec(
-        node, str(DRIVER), json.dumps(options), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        node, str(driver), json.dumps(options), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PLAYWRIGHT_BROWSERS_PATH": "0", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)

@@ -4,6 +4,7 @@ by a running server; knowledge collections namespaced per tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -32,7 +33,8 @@ from fay_core.transport.ice import restrict_peer, rtc_configuration
 LOOPBACK = {"host_addresses": ["127.0.0.1"], "remote_networks": ["127.0.0.0/8"]}
 
 
-def persona(name: str, tenant: str | None, collections: list[str] | None = None, *, records: bool = False) -> str:
+def persona(name: str, tenant: str | None, collections: list[str] | None = None, *, records: bool = False,
+            paths: list[str] | None = None) -> str:
     text = f"name: {name}\nlanguage: en\ngreeting: Hello from {name}.\n"
     if tenant is not None:
         text += f"tenant: {tenant}\n"
@@ -40,6 +42,8 @@ def persona(name: str, tenant: str | None, collections: list[str] | None = None,
         text += "recording: {enabled: true}\n"
     if collections:
         text += f"knowledge:\n  collections: [{', '.join(collections)}]\n"
+        if paths:
+            text += f"  paths: [{', '.join(paths)}]\n"
     return text
 
 
@@ -66,7 +70,10 @@ def world_settings(tmp_path: Path, **overrides: Any) -> Settings:
     (personas / "teller_a.yaml").write_text(persona("Teller A", "bank-a", records=True))
     (personas / "teller_a2.yaml").write_text(persona("Teller A2", "bank-a"))
     (personas / "teller_b.yaml").write_text(persona("Teller B", "bank-b"))
-    (personas / "kb_a.yaml").write_text(persona("Knows A", "bank-a", ["faq"]))
+    (tmp_path / "kb-a").mkdir()  # kb_a's knowledge folder (what the console writes to)
+    (tmp_path / "kb-a" / "faq.yaml").write_text(
+        "faq:\n  - id: phone\n    question: What is the phone number of Bank A?\n    answer: Call 555-0100.\n")
+    (personas / "kb_a.yaml").write_text(persona("Knows A", "bank-a", ["faq"], paths=["../kb-a"]))
     (personas / "kb_b.yaml").write_text(persona("Knows B", "bank-b", ["faq"]))
     overrides.setdefault("keys", {"sessions_per_minute": 1000, "messages_per_minute": 1000})
     return test_settings(tmp_path / "data", personas_dir=personas, default_persona="plain",
@@ -277,6 +284,244 @@ def _report_other(suffix: str = "", **kw: Any) -> Callable[[ClientSession, World
 OVERRIDE = {"json": {"criterion": "Clarity", "score": 7, "comment": "clearer than the AI says"}}
 
 
+# --- the console (fay_core.console.routes): bank-a's persona kb_a has a knowledge folder ----------------------
+
+
+def _get(path: str) -> Callable[[ClientSession, World], Awaitable[tuple[str, str, dict[str, Any]]]]:
+    async def make(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+        return "GET", path, {}
+
+    return make
+
+
+async def _asked(http: ClientSession, w: World, text: str, who: str = "a_all", persona_id: str = "kb_a") -> str:
+    sid = await new_session(http, w, who, persona_id)
+    async with http.post(f"/api/sessions/{sid}/messages", json={"text": text}, headers=w.auth(who)) as r:
+        assert r.status == 200
+        await r.read()
+    return sid
+
+
+async def _console_sessions_other(http: ClientSession, w: World) -> None:
+    theirs = await _asked(http, w, "What is the phone number of Bank A?")
+    status, body, _ = await call(http, "GET", "/api/console/sessions", "b_all", w)
+    seen = {s["session_id"] for s in body["live"]} | {c["session_id"] for c in body["recent"]}
+    assert status == 200 and theirs not in seen, body
+    status, body, _ = await call(http, "GET", "/api/console/sessions", "a_admin", w)
+    assert theirs in {c["session_id"] for c in body["recent"]}
+
+
+async def _console_review(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", f"/api/console/sessions/{await new_session(http, w)}", {}
+
+
+async def _console_review_other(http: ClientSession, w: World) -> None:
+    for sid in (await new_session(http, w), await _asked(http, w, "Hello?")):  # live, and with audit records
+        theirs = await call(http, "GET", f"/api/console/sessions/{sid}", "b_all", w)
+        fake = "0" * len(sid)
+        unknown = await call(http, "GET", f"/api/console/sessions/{fake}", "b_all", w)
+        assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace(fake, sid)
+
+
+async def _console_stats_other(http: ClientSession, w: World) -> None:
+    before = (await call(http, "GET", "/api/console/stats", "b_all", w))[1]["days"][-1]["turns"]
+    await _asked(http, w, "Hello there?")
+    status, body, _ = await call(http, "GET", "/api/console/stats", "b_all", w)
+    assert status == 200 and body["days"][-1]["turns"] == before
+    assert (await call(http, "GET", "/api/console/stats", "a_admin", w))[1]["days"][-1]["turns"] >= 1
+
+
+async def _console_declined_other(http: ClientSession, w: World) -> None:
+    question = f"Do you rent out submarines {uuid.uuid4().hex[:6]}?"
+    await _asked(http, w, question)
+    status, body, _ = await call(http, "GET", "/api/console/declined", "b_all", w)
+    assert status == 200 and all(g["persona"] != "kb_a" for g in body["groups"]), body
+    _, body, _ = await call(http, "GET", "/api/console/declined", "a_admin", w)
+    assert any(q["text"] == question for g in body["groups"] for q in g["questions"])
+
+
+def _answer(question: str | None = None) -> dict[str, Any]:
+    return {"json": {"persona": "kb_a", "question": question or f"Question {uuid.uuid4().hex[:8]}?",
+                     "answer": "An answer."}}
+
+
+async def _console_answer(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "POST", "/api/console/declined/answer", _answer()
+
+
+async def _same_as_unknown_persona(http: ClientSession, w: World, method: str, path: str,
+                                   kw: Callable[[], dict[str, Any]]) -> None:
+    """bank-b's key on bank-a's persona kb_a: exactly what a persona that does not exist gets."""
+    theirs = await call(http, method, path.format(persona="kb_a"), "b_all", w, **kw())
+    unknown = await call(http, method, path.format(persona="nobody"), "b_all", w, **kw())
+    assert theirs[0] == unknown[0] == 404, (theirs, unknown)
+    assert theirs[1]["error"] == unknown[1]["error"].replace("nobody", "kb_a")
+    assert "kb_a" not in unknown[1]["error"]
+
+
+async def _console_answer_other(http: ClientSession, w: World) -> None:
+    theirs = await call(http, "POST", "/api/console/declined/answer", "b_all", w, **_answer("Other?"))
+    unknown = await call(http, "POST", "/api/console/declined/answer", "b_all", w,
+                         json={**_answer("Other?")["json"], "persona": "nobody"})
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace("nobody", "kb_a")
+    faq = (w.fay.settings.personas_dir.parent / "kb-a" / "console-faq.yaml")
+    assert "Other?" not in (faq.read_text() if faq.exists() else "")
+
+
+async def _console_knowledge_other(http: ClientSession, w: World) -> None:
+    status, body, _ = await call(http, "GET", "/api/console/knowledge", "b_all", w)
+    assert status == 200 and {p["persona"] for p in body["personas"]} == {"kb_b"}, body
+    _, body, _ = await call(http, "GET", "/api/console/knowledge", "a_admin", w)
+    assert {p["persona"] for p in body["personas"]} == {"kb_a"}
+
+
+def _console_persona(method: str, path: str, kw: Callable[[World], dict[str, Any]] = lambda w: {}
+                     ) -> tuple[Callable[[ClientSession, World], Awaitable[tuple[str, str, dict[str, Any]]]],
+                                Callable[[ClientSession, World], Awaitable[None]]]:
+    """The request and bank-b's check of a console endpoint on persona kb_a (``kw`` builds its arguments)."""
+    async def make(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+        return method, path.format(persona="kb_a"), kw(w)
+
+    async def check(http: ClientSession, w: World) -> None:
+        await _same_as_unknown_persona(http, w, method, path, kw=lambda: kw(w))
+
+    return make, check
+
+
+def _upload_form(w: World) -> dict[str, Any]:
+    from aiohttp import FormData
+
+    form = FormData()
+    form.add_field("file", b"# Lockers\n\nLockers cost 5 a day.\n", filename=f"lockers-{uuid.uuid4().hex[:6]}.md")
+    return {"data": form}
+
+
+def _a_document(w: World) -> dict[str, Any]:
+    uploads = w.fay.settings.personas_dir.parent / "kb-a" / "uploads"
+    uploads.mkdir(exist_ok=True)
+    name = f"doc-{uuid.uuid4().hex[:6]}.md"
+    (uploads / name).write_text("# A note\n\nNothing much.\n")
+    return {"params": {"path": f"uploads/{name}"}}
+
+
+def _an_entry(w: World) -> dict[str, Any]:
+    from fay_core.console.knowledge import add_faq
+
+    entry = add_faq(w.fay.settings.personas_dir.parent / "kb-a", f"Q {uuid.uuid4().hex[:6]}?", "A.", [])
+    return {"params": {"id": entry}}
+
+
+async def _console_job(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    status, body, _ = await call(http, "POST", "/api/console/declined/answer", "a_all", w, **_answer())
+    assert status == 202, body
+    return "GET", f"/api/console/jobs/{body['job']['id']}", {}
+
+
+async def _console_job_other(http: ClientSession, w: World) -> None:
+    path = (await _console_job(http, w))[1]
+    theirs = await call(http, "GET", path, "b_all", w)
+    unknown = await call(http, "GET", "/api/console/jobs/0000000000000000", "b_all", w)
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace(
+        "0000000000000000", path.rsplit("/", 1)[1])
+
+
+SUITE_A = "persona: kb_a\ncases:\n  - {id: phone, ask: \"What is the phone number of Bank A?\", contains: 555-0100}\n"
+
+
+def _suite(w: World) -> None:
+    evals = w.fay.settings.personas_dir / "evals"
+    evals.mkdir(exist_ok=True)
+    (evals / "bank_a.eval.yaml").write_text(SUITE_A)
+
+
+async def _console_evals_other(http: ClientSession, w: World) -> None:
+    _suite(w)
+    status, body, _ = await call(http, "GET", "/api/console/evals", "b_all", w)
+    assert status == 200 and body["suites"] == [] and body["runs"] == [], body
+    _, body, _ = await call(http, "GET", "/api/console/evals", "a_admin", w)
+    assert [s["suite"] for s in body["suites"]] == ["bank_a"]
+
+
+async def _console_run_eval(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    _suite(w)
+    return "POST", "/api/console/evals", {"json": {"suite": "bank_a"}}
+
+
+async def _console_run_eval_other(http: ClientSession, w: World) -> None:
+    _suite(w)
+    theirs = await call(http, "POST", "/api/console/evals", "b_all", w, json={"suite": "bank_a"})
+    unknown = await call(http, "POST", "/api/console/evals", "b_all", w, json={"suite": "nothing"})
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace("nothing", "bank_a")
+
+
+async def _an_eval_run(http: ClientSession, w: World) -> str:
+    _suite(w)
+    status, body, _ = await call(http, "POST", "/api/console/evals", "a_all", w, json={"suite": "bank_a"})
+    assert status == 202, body
+    for _ in range(400):
+        _, job, _ = await call(http, "GET", f"/api/console/jobs/{body['job']['id']}", "a_all", w)
+        if job["state"] != "running":
+            assert job["state"] == "done", job
+            return str(job["result"]["run"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the eval run did not end")
+
+
+async def _console_eval_run(http: ClientSession, w: World) -> tuple[str, str, dict[str, Any]]:
+    return "GET", f"/api/console/evals/{await _an_eval_run(http, w)}", {}
+
+
+async def _console_eval_run_other(http: ClientSession, w: World) -> None:
+    run = await _an_eval_run(http, w)
+    fake = "20000101T000000Z-000000"
+    theirs = await call(http, "GET", f"/api/console/evals/{run}", "b_all", w)
+    unknown = await call(http, "GET", f"/api/console/evals/{fake}", "b_all", w)
+    assert theirs[0] == unknown[0] == 404 and theirs[1]["error"] == unknown[1]["error"].replace(fake, run)
+
+
+def _console_audit_other(path: str) -> Callable[[ClientSession, World], Awaitable[None]]:
+    async def check(http: ClientSession, w: World) -> None:
+        sid = await _asked(http, w, "Is the Aurora vault open at night?")
+        status, body, _ = await call(http, "GET", path, "b_all", w, params={"session": sid})
+        assert status == 200 and body in ({"total": 0, "records": []}, ""), body  # JSON search, or an empty export
+        _, body, _ = await call(http, "GET", path, "a_admin", w, params={"session": sid})
+        assert "Aurora vault" in json.dumps(body)
+
+    return check
+
+
+def _console_cases() -> dict[tuple[str, str], Case]:
+    persona_routes = {
+        ("GET", "/api/console/knowledge/{persona}/entries"): _console_persona(
+            "GET", "/api/console/knowledge/{persona}/entries"),
+        ("POST", "/api/console/knowledge/{persona}/documents"): _console_persona(
+            "POST", "/api/console/knowledge/{persona}/documents", _upload_form),
+        ("POST", "/api/console/knowledge/{persona}/ingest"): _console_persona(
+            "POST", "/api/console/knowledge/{persona}/ingest"),
+        ("DELETE", "/api/console/knowledge/{persona}/documents"): _console_persona(
+            "DELETE", "/api/console/knowledge/{persona}/documents", _a_document),
+        ("DELETE", "/api/console/knowledge/{persona}/entries"): _console_persona(
+            "DELETE", "/api/console/knowledge/{persona}/entries", _an_entry),
+    }
+    return {
+        ("GET", "/api/console/sessions"): Case("admin", _get("/api/console/sessions"), _console_sessions_other),
+        ("GET", "/api/console/sessions/{session_id}"): Case("admin", _console_review, _console_review_other),
+        ("GET", "/api/console/stats"): Case("admin", _get("/api/console/stats"), _console_stats_other),
+        ("GET", "/api/console/declined"): Case("admin", _get("/api/console/declined"), _console_declined_other),
+        ("POST", "/api/console/declined/answer"): Case("admin", _console_answer, _console_answer_other),
+        ("GET", "/api/console/knowledge"): Case("admin", _get("/api/console/knowledge"), _console_knowledge_other),
+        **{key: Case("admin", make, check) for key, (make, check) in persona_routes.items()},
+        ("GET", "/api/console/jobs/{job_id}"): Case("admin", _console_job, _console_job_other),
+        ("GET", "/api/console/evals"): Case("admin", _get("/api/console/evals"), _console_evals_other),
+        ("POST", "/api/console/evals"): Case("admin", _console_run_eval, _console_run_eval_other),
+        ("GET", "/api/console/evals/{run_id}"): Case("admin", _console_eval_run, _console_eval_run_other),
+        ("GET", "/api/console/audit"): Case("admin", _get("/api/console/audit"),
+                                            _console_audit_other("/api/console/audit")),
+        ("GET", "/api/console/audit/export"): Case("admin", _get("/api/console/audit/export"),
+                                                   _console_audit_other("/api/console/audit/export")),
+    }
+
+
 def _case_table() -> dict[tuple[str, str], Case]:
     return {
         ("GET", "/api/personas"): Case("chat", _personas, _personas_other),
@@ -300,6 +545,7 @@ def _case_table() -> dict[tuple[str, str], Case]:
         ("GET", "/api/cluster"): Case("admin", _cluster, _cluster_other),
         ("GET", "/api/webrtc/config"): Case("chat", _config, _config_other),
         ("POST", "/api/webrtc/offer"): Case("chat", _offer, _offer_other),
+        **_console_cases(),
     }
 
 

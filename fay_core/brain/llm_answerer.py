@@ -174,6 +174,7 @@ class LLMAnswerer:
                 turn.declined = True
                 turn.say(decline_text(persona))
                 return
+            turn.unsure = True
             gate.open()
         if gate.tripped:
             log.warning("session %s turn %d: unsupported number(s) %s in the LLM answer were withheld",

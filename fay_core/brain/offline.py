@@ -61,6 +61,7 @@ class OfflineAnswerer:
         suggested = assessment.sources(("uncertain",))[:1]
         if suggested:
             hit = suggested[0]
+            turn.unsure = True
             turn.say(f"我不太确定您问的是不是：“{hit.entry.title}”？如果是的话：\n" if zh
                      else f"I'm not sure I understood. Did you mean: \u201c{hit.entry.title}\u201d? If so:\n")
             self._cite(turn, suggested)

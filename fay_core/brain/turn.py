@@ -29,6 +29,7 @@ class Turn:
     answered_by: str = ""
     heard: str | None = None  # set on barge-in: the words the user actually heard
     declined: bool = False  # the answerer declined (nothing to ground an answer on) and offered a colleague
+    unsure: bool = False  # answered from uncertain sources only (a suggestion, or the LLM's pick): low confidence
     marks: dict[str, float] = field(default_factory=dict)
 
     def say(self, text: str) -> None:

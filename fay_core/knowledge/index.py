@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from .documents import Entry
 #: a row to index: row id, entry id, path, kind (``question`` or ``passage``), text
 Row = tuple[str, str, str, str, str]
 _Key = tuple[str, str, str]  # embedder name, kind, text
+#: how an ingest reports its embedding: a terminal bar (``True``), or a callable given ``(embedded, to_embed)``
+Progress = bool | Callable[[int, int], None]
 
 
 class EmbeddingCache:
@@ -233,9 +235,11 @@ class VectorIndex:
 
     # --- embedding --------------------------------------------------------------------------------------
 
-    def embed_rows(self, rows: Sequence[tuple[str, str]], *, progress: bool = False, desc: str = "embedding",
+    def embed_rows(self, rows: Sequence[tuple[str, str]], *, progress: Progress = False, desc: str = "embedding",
                    batch: int = 64) -> np.ndarray:
-        """Vectors for ``(kind, text)`` rows, ``question`` rows as queries; kept in :attr:`cache`."""
+        """Vectors for ``(kind, text)`` rows, ``question`` rows as queries; kept in :attr:`cache`. ``progress``:
+        ``True`` shows a bar on the terminal; a callable is called with ``(embedded, to_embed)`` after each batch
+        (rows already cached are not counted)."""
         name = self.embedder_name
         out: list[np.ndarray | None] = [None] * len(rows)
         missing: list[int] = []
@@ -246,7 +250,10 @@ class VectorIndex:
             else:
                 out[i] = hit
         bar = None
-        if progress and missing:
+        report = progress if callable(progress) else None
+        if report is not None:
+            report(0, len(missing))
+        elif progress and missing:
             from tqdm import tqdm
 
             bar = tqdm(total=len(missing), desc=desc, unit="row")
@@ -261,6 +268,8 @@ class VectorIndex:
                         self.cache.put((name, kind, rows[i][1]), v)
                     if bar is not None:
                         bar.update(len(part))
+                    if report is not None:
+                        report(sum(1 for i in missing if out[i] is not None), len(missing))
         finally:
             if bar is not None:
                 bar.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import KnowledgeError
 from ..settings import KnowledgeSettings
 from .documents import Entry
-from .index import VectorIndex
+from .index import Progress, VectorIndex
 from .keyword import KeywordIndex
 from .loaders import BUILTIN_LOADERS
 from .manifest import Manifest, check_name
@@ -89,7 +89,8 @@ class Ingester:
         self.keywords.ensure(collection)
         self.index.collection(collection, create=True)
 
-    def ingest(self, paths: Sequence[Path | str], collection: str, *, progress: bool, prune: bool) -> IngestReport:
+    def ingest(self, paths: Sequence[Path | str], collection: str, *, progress: Progress,
+               prune: bool) -> IngestReport:
         """Ingest files and folders into ``collection`` (see the module docstring for idempotency)."""
         started = time.monotonic()
         report = IngestReport(collection)
@@ -173,7 +174,7 @@ class Ingester:
         except Exception as exc:
             raise KnowledgeError(f"{path}: the {path.suffix} loader failed: {type(exc).__name__}: {exc}") from None
 
-    def write(self, collection: str, loaded: list[Loaded], *, progress: bool, report: IngestReport) -> None:
+    def write(self, collection: str, loaded: list[Loaded], *, progress: Progress, report: IngestReport) -> None:
         """Embed and store everything in ``loaded``, replacing what its paths held, in one transaction."""
         shared = self.shared
         rows = [row for path, sha, *_, entries in loaded

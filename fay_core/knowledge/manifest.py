@@ -188,5 +188,13 @@ class Manifest:
                                              metadata=json.loads(row[8])))
         return out
 
+    def all_entries(self, collection: str) -> list[tuple[str, Entry]]:
+        """``(path, entry)`` of every entry of the collection, by path and id."""
+        return [(row[0], Entry(id=row[1], kind=row[2], title=row[3], text=row[4], source=row[5], section=row[6] or "",
+                               page=row[7], questions=tuple(json.loads(row[8])), metadata=json.loads(row[9])))
+                for row in self.db.execute(
+                    "SELECT path, id, kind, title, text, source, section, page, questions, metadata FROM entries "
+                    "WHERE collection=? ORDER BY path, id", (collection,))]
+
     def close(self) -> None:
         self.db.close()

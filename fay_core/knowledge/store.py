@@ -22,7 +22,7 @@ import numpy as np
 
 from ..settings import KnowledgeSettings
 from .documents import Entry, Hit
-from .index import EmbeddingCache, VectorIndex
+from .index import EmbeddingCache, Progress, VectorIndex
 from .ingest import Ingester, IngestReport
 from .intents import IntentModel
 from .keyword import KeywordIndex
@@ -199,9 +199,10 @@ class KnowledgeBase:
 
     # --- ingestion --------------------------------------------------------------------------------------
 
-    def ingest(self, paths: Sequence[Path | str], collection: str, *, progress: bool = False,
+    def ingest(self, paths: Sequence[Path | str], collection: str, *, progress: Progress = False,
                prune: bool = True) -> IngestReport:
-        """Ingest files and folders into ``collection`` (see :mod:`.ingest` for idempotency)."""
+        """Ingest files and folders into ``collection`` (see :mod:`.ingest` for idempotency); ``progress``: see
+        :meth:`.VectorIndex.embed_rows`."""
         with self._lock:
             self.sync()
             try:
@@ -260,6 +261,12 @@ class KnowledgeBase:
 
     def entries(self, collection: str, ids: Iterable[str]) -> dict[str, Entry]:
         return self.manifest.entries(collection, ids)
+
+    def entries_of(self, collection: str) -> list[tuple[str, Entry]]:
+        """Every entry of ``collection`` with the path of the file it came from, by path and entry id."""
+        with self._lock:
+            self.sync()
+            return self.manifest.all_entries(collection)
 
     def text_of(self, collections: Sequence[str] | str) -> str:
         """The lower-cased text of ``collections``' entries (what the entity checks of
