@@ -183,6 +183,11 @@ class AuditLog:
                     out.append(rec)
         return out
 
+    def sealed(self) -> list[bytes]:
+        """Every complete line of the chain, oldest first, exactly as written (a line being written is left out)."""
+        return [raw for name in file_names(self.folder)
+                for raw in (self.folder / name).read_bytes().split(b"\n")[:-1] if raw.strip()]
+
     def verify(self) -> Verified:
         """Check the folder's chain and HEAD (:func:`fay_core.audit_chain.verify`, with this log's key)."""
         return verify(self.folder, self._key)

@@ -114,6 +114,14 @@ class PgAuditLog:
 
         return [json.loads(row[0]) for row in self.db.run(fetch)]
 
+    def sealed(self) -> list[bytes]:
+        """Every record's sealed line, oldest first (the console's audit search and export)."""
+        def fetch(cur: Any) -> list[Any]:
+            cur.execute("SELECT line FROM fay_audit ORDER BY seq")
+            return list(cur.fetchall())
+
+        return [row[0].encode("utf-8") for row in self.db.run(fetch)]
+
     def lines(self, session_id: str) -> list[bytes]:
         """One session's sealed lines, oldest first (``fay audit export``: hashes verifiable)."""
         def fetch(cur: Any) -> list[Any]:

@@ -74,7 +74,6 @@ class SessionRecord:
                 "interrupted": finished.interrupted,
                 "declined": finished.declined,
                 "error": finished.error,
-                "declined": finished.declined,
                 "unsure": turn.unsure,
                 "citations": [c.to_json() for c in finished.citations],
                 "tools": turn.tools,

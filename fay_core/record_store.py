@@ -30,6 +30,9 @@ class AuditStore(Protocol):
     def read(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """All records (of one session), oldest first."""
 
+    def sealed(self) -> list[bytes]:
+        """Every record as its sealed line (JSON, hashes verifiable), oldest first."""
+
     def apply_retention(self, daily: bool = False) -> list[str]:
         """Delete what is older than ``audit.retention_days`` (recorded in the chain first); never raises."""
 

@@ -149,6 +149,25 @@ async def test_a_declined_question_and_a_roleplay_report_are_queryable(postgres:
     assert report["transcript"] == stored[0]["transcript"]
 
 
+@shared
+async def test_the_console_reads_the_record_from_postgres(postgres: Postgres, node: Node) -> None:
+    sid = await node.session("interviewer_faq")
+    status, text = await node.call("POST", f"/api/sessions/{sid}/messages", {"text": "Can I bring my dog along?"})
+    assert status == 200, text
+    status, text = await node.call("GET", f"/api/console/audit?session={sid}")
+    assert status == 200, text
+    found = json.loads(text)
+    assert found["total"] == len(postgres.sql("SELECT seq FROM fay_audit WHERE session = %s", sid)) >= 2
+    status, text = await node.call("GET", f"/api/console/audit/export?format=jsonl&session={sid}")
+    assert status == 200
+    sealed = [r[0] for r in postgres.sql("SELECT line FROM fay_audit WHERE session = %s ORDER BY seq", sid)]
+    assert text.splitlines() == sealed  # the lines as sealed: their hashes still check
+    status, text = await node.call("GET", "/api/console/declined")
+    assert status == 200, text
+    assert "Can I bring my dog along?" in text  # from the database's records, not a file under data_dir
+    assert not (Path(node.env["FAY_DATA_DIR"]) / "audit").exists()
+
+
 def test_writers_on_separate_connections_form_one_chain(postgres: Postgres) -> None:
     """Four writers, two "nodes" (databases connections) each with two threads: one chain, no gap, no fork."""
     dbs = [Database(postgres.url), Database(postgres.url)]

@@ -14,13 +14,14 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..audit_chain import file_names
 from ..audit_cli import CSV_COLUMNS, csv_row
 from ..errors import InvalidRequest
 from .review import tenant_of
+
+if TYPE_CHECKING:
+    from ..record_store import AuditStore
 
 #: the most records a search answers (an export has no limit)
 MAX_RESULTS = 1000
@@ -69,36 +70,33 @@ class Query:
         return True
 
 
-def raw_records(folder: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """Every complete line of the log (oldest first) with its record."""
-    for name in file_names(folder):
-        for raw in (folder / name).read_bytes().split(b"\n")[:-1]:
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue  # a damaged line: fay audit verify reports it
-            if isinstance(rec, dict):
-                yield raw, rec
+def raw_records(audit: AuditStore) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """Every sealed line of the log (oldest first) with its record, from the files or the database."""
+    for raw in audit.sealed():
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # a damaged line: fay audit verify reports it
+        if isinstance(rec, dict):
+            yield raw, rec
 
 
-def search(folder: Path, query: Query, limit: int = MAX_RESULTS) -> dict[str, Any]:
+def search(audit: AuditStore, query: Query, limit: int = MAX_RESULTS) -> dict[str, Any]:
     """The newest ``limit`` matching records (newest first) and how many matched."""
-    found = [rec for _raw, rec in raw_records(folder) if query.matches(rec)]
+    found = [rec for _raw, rec in raw_records(audit) if query.matches(rec)]
     return {"total": len(found), "records": found[::-1][:limit]}
 
 
-def export(folder: Path, query: Query, fmt: str) -> bytes:
+def export(audit: AuditStore, query: Query, fmt: str) -> bytes:
     """The matching records, oldest first: ``jsonl`` (the lines as written) or ``csv``."""
     if fmt == "jsonl":
-        return b"".join(raw + b"\n" for raw, rec in raw_records(folder) if query.matches(rec))
+        return b"".join(raw + b"\n" for raw, rec in raw_records(audit) if query.matches(rec))
     if fmt != "csv":
         raise InvalidRequest("'format' must be jsonl or csv")
     out = io.StringIO(newline="")
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for _raw, rec in raw_records(folder):
+    for _raw, rec in raw_records(audit):
         if query.matches(rec):
             writer.writerow(csv_row(rec))
     return out.getvalue().encode("utf-8", errors="backslashreplace")

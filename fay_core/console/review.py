@@ -15,11 +15,14 @@ import json
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..audit import AuditLog
 from ..audit_chain import file_names
 from ..tenancy import DEFAULT_TENANT
+
+if TYPE_CHECKING:
+    from ..record_store import AuditStore
 
 #: the latency mark the charts plot: when the first words of the answer were ready (text and voice turns alike)
 FIRST_TEXT = "agent_first_text"
@@ -54,16 +57,19 @@ class TurnView:
 
 
 class AuditCache:
-    """The audit log's records, each day file parsed again only when it changed (the console refreshes often; old
-    day files never change)."""
+    """The audit log's records: of the files, each day file parsed again only when it changed (the console
+    refreshes often; old day files never change); of a database, read afresh each time."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, audit: AuditStore) -> None:
+        self.audit = audit
+        self.folder = audit.folder if isinstance(audit, AuditLog) else None
         self._files: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, oldest first (complete lines only: one being written is read next time)."""
+        if self.folder is None:
+            return _parse(b"".join(raw + b"\n" for raw in self.audit.sealed()))
         out: list[dict[str, Any]] = []
         with self._lock:
             names = file_names(self.folder)

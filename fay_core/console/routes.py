@@ -73,7 +73,7 @@ class Console:
         self.folder = fay.settings.data_dir / "console"
         self.added = declined_mod.AddedEntries(self.folder)
         self.evals = EvalRuns(fay, self.folder / "evals")
-        self.log = review.AuditCache(fay.audit.folder)
+        self.log = review.AuditCache(fay.audit)
 
     def persona(self, request: web.Request, persona_id: str) -> Persona:
         """The caller's tenant's persona (another tenant's is unknown, exactly like one that does not exist)."""
@@ -366,7 +366,7 @@ async def eval_run(request: web.Request) -> web.Response:
 async def audit_search(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     query = audit_view.Query.of(principal(request).tenant, request.query)
-    return web.json_response(await asyncio.to_thread(audit_view.search, console.fay.audit.folder, query))
+    return web.json_response(await asyncio.to_thread(audit_view.search, console.fay.audit, query))
 
 
 @requires("admin")
@@ -374,7 +374,7 @@ async def audit_export(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     query = audit_view.Query.of(principal(request).tenant, request.query)
     fmt = request.query.get("format", "jsonl")
-    body = await asyncio.to_thread(audit_view.export, console.fay.audit.folder, query, fmt)
+    body = await asyncio.to_thread(audit_view.export, console.fay.audit, query, fmt)
     kind = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
     return web.Response(body=body, headers={"Content-Type": kind,
                                             "Content-Disposition": f'attachment; filename="audit.{fmt}"'})
