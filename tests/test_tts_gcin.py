@@ -61,7 +61,7 @@ async def test_it_speaks_clause_by_clause_with_each_characters_time(gcin: GcinTT
     for c in chunks:
         spoken = [ch for ch in c.text if ch not in "，。"]
         assert c.sample_rate == 24000 and 0.2 * len(spoken) < seconds(c) < 0.7 * len(spoken) + 0.4, c.text
-        assert [w.word for w in c.words] == spoken
+        assert [w.word[0] for w in c.words] == spoken and "".join(w.word for w in c.words) == c.text
         starts, ends = [w.start_ms for w in c.words], [w.end_ms for w in c.words]
         assert starts[0] == 0 and all(s < e <= n for s, e, n in zip(starts, ends, [*starts[1:], 1e9], strict=True))
         assert ends[-1] < seconds(c) * 1000  # the clause's pause comes after its last character
@@ -119,7 +119,7 @@ async def test_auto_speaks_the_chinese_bank_teller_with_it_offline(plugins: Plug
     await speaker.warm_up()
     chunks = [c async for c in speaker.speak("您好，欢迎光临海港银行。", turn_id=1)]
     assert speaker.used == ["gcin"] and [c.text for c in chunks] == ["您好，", "欢迎光临海港银行。"]
-    assert [w.word for w in chunks[1].words] == list("欢迎光临海港银行")  # the engine's own timings
+    assert [w.word for w in chunks[1].words] == [*"欢迎光临海港银", "行。"]  # the engine's own timings
 
 
 async def test_missing_recordings_warn_and_the_chain_goes_on(
@@ -168,8 +168,18 @@ async def test_a_voice_dir_of_ones_own_recordings_is_spoken_from(tmp_path: Path)
     shutil.copy(PACKAGED_DIR / "ㄏㄠ3" / "3.ogg", folder / "ㄏㄠ3" / "3.ogg")
     engine = GcinTTS(GcinSettings(voice_dir=folder, cache_dir=tmp_path / "c"))
     chunks = await speak(engine, "你好，银行。")
-    assert [w.word for c in chunks for w in c.words] == ["你", "好"]  # 银行 has no recording here
+    assert [w.word for c in chunks for w in c.words] == ["你", "好，"]  # 银行 has no recording here
     again = GcinTTS(GcinSettings(voice_dir=folder, cache_dir=tmp_path / "c"))
     assert list((tmp_path / "c").glob("*.npz")) and len(again.load().index) == 2
     with pytest.raises(EngineUnavailable, match="does not exist"):
         GcinTTS(GcinSettings(voice_dir=tmp_path / "nope"))
+
+
+async def test_its_character_times_name_the_written_words(plugins: Plugins) -> None:
+    """The engine reads the spoken form (两千元, 九五九九九); captions and timings keep the written one."""
+    speaker = zh_speaker(plugins)
+    chunks = [c async for c in speaker.speak("年费为¥2,000，热线95999。", turn_id=1)]
+    assert speaker.used == ["gcin"] and [c.text for c in chunks] == ["年费为¥2,000，", "热线95999。"]
+    assert [[w.word for w in c.words] for c in chunks] == [["年", "费", "为", "¥2,000，"], ["热", "线", "95999。"]]
+    hotline = chunks[1].words[-1]
+    assert hotline.end_ms - hotline.start_ms > 5 * 200  # five syllables' time, from the engine's own timings

@@ -31,6 +31,8 @@ _LETTERS = {
     "x": "ㄞ ㄎㄜ4 ㄙ1", "y": "ㄨㄞ", "z": "ㄗㄟ4",
 }
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_LATIN_OR_DIGIT = re.compile(r"[A-Za-z]+|[0-9]")
+_TRAILING = re.compile(r"[^\w\s\u3400-\u4dbf\u4e00-\u9fff]+")
 _CLAUSE = re.compile(r".+?(?:[，。！？、；：,.!?;:…]+|$)", re.S)
 _SENTENCE_END = "。！？.!?…"
 _COMMA = "，、；：,;:"
@@ -90,10 +92,10 @@ class Reader:
         self._pinyin = lambda s: lazy_pinyin(s, style=Style.BOPOMOFO, tone_sandhi=True, errors="ignore")
 
     def __call__(self, clause: str) -> list[Token]:
-        out: list[Token] = []
+        spans: list[tuple[int, int, tuple[str, ...], bool]] = []  # start, end, units, word end
         pos = 0
         for m in _HAN_RUN.finditer(clause):
-            out.extend(_other(clause[pos : m.start()]))
+            spans.extend(_other(clause, pos, m.start()))
             run = m.group(0)
             readings = self._pinyin(run)
             if len(readings) != len(run):  # not one reading per character: read each one alone
@@ -103,18 +105,20 @@ class Reader:
             for word in self._cut(run):
                 at += len(word)
                 ends.add(at - 1)
-            for i, (char, zy) in enumerate(zip(run, readings, strict=True)):
-                out.append(Token(char, (unit_key(zy),) if zy else (), i in ends))
+            for i, zy in enumerate(readings):
+                spans.append((m.start() + i, m.start() + i + 1, (unit_key(zy),) if zy else (), i in ends))
             pos = m.end()
-        out.extend(_other(clause[pos:]))
+        spans.extend(_other(clause, pos, len(clause)))
+        out = []
+        for start, end, units, word_end in spans:
+            tail = _TRAILING.match(clause, end)  # a word keeps the punctuation after it, as Fay's timings do
+            out.append(Token(clause[start : tail.end() if tail else end], units, word_end))
         return out
 
 
-def _other(text: str) -> Iterator[Token]:
+def _other(text: str, start: int, end: int) -> Iterator[tuple[int, int, tuple[str, ...], bool]]:
     """Digits one by one, Latin words spelled, punctuation and spaces: nothing."""
-    for m in re.finditer(r"[A-Za-z]+|[0-9]", text):
+    for m in _LATIN_OR_DIGIT.finditer(text, start, end):
         word = m.group(0)
-        if word.isdigit():
-            yield Token(word, (_DIGITS[word],), True)
-        else:
-            yield Token(word, tuple(u for c in word.lower() for u in _LETTERS[c].split()), True)
+        units = (_DIGITS[word],) if word.isdigit() else tuple(u for c in word.lower() for u in _LETTERS[c].split())
+        yield m.start(), m.end(), units, True
