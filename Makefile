@@ -44,13 +44,14 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[offline,test]" -e examples/fay-plugin-weather
 	touch $@
 
-# Debian packages the tests use: espeak-ng (offline Mandarin TTS), Chromium (browser tests), redis-server (the
-# cluster test starts its own), PostgreSQL (the shared audit store's tests start a throw-away cluster from its
-# binaries).
+# Debian packages the tests use: espeak-ng (offline TTS, last resort), gcin-voice (the recorded Mandarin syllables
+# of plugins/fay_gcin, the offline zh default), Chromium (browser tests), redis-server (the cluster test starts its
+# own), PostgreSQL (the shared audit store's tests start a throw-away cluster from its binaries).
 system-deps:
 	@missing=""; for p in espeak-ng chromium redis-server; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
+	test -d /usr/share/gcin-voice/ogg || missing="$$missing gcin-voice"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -4,13 +4,16 @@ Scenarios (all offline, real engines):
 
 - ``asr``: character error rate and real-time factor of the packaged whisper *base* on the shared AISHELL clips
   (``../shared/data/speech_zh/``).
-- ``roundtrip``: ten bank sentences (numbers written as words) spoken by each offline Mandarin voice (kokoro,
-  espeak ``cmn-latn-pinyin``) and transcribed back by whisper base (``language="zh"``): character error rate per
-  voice (traditional characters folded to simplified, digits to numerals). English: five bank sentences spoken
-  by Piper and transcribed back, word error rate.
-- ``speed``: the kokoro voice: first audio of each sentence (time to its first chunk, the model loaded and warm;
-  and for a sentence said before, from the engine's cache), real-time factor, and the process memory the model
-  takes. The machine's load average is recorded: on shared cores these figures move with it.
+- ``roundtrip``: ten bank sentences (numbers written as words) spoken by each offline Mandarin voice (gcin's
+  recorded syllables, kokoro, espeak ``cmn-latn-pinyin``) and transcribed back by whisper base
+  (``language="zh"``): character error rate per voice (traditional characters folded to simplified, digits to
+  numerals); and ten more bank sentences (``SENTENCES_ZH_MORE``) for the two neural-or-recorded voices, a check
+  that the figure is not the ten sentences' alone. English: five bank sentences spoken by Piper and transcribed
+  back, word error rate.
+- ``speed``: the gcin and kokoro voices: first audio of each sentence (time to its first chunk, the voice loaded
+  and warm; and for kokoro a sentence said before, from its cache), real-time factor, and the process memory the
+  voice takes (kokoro first: gcin's figure leaves out jieba and pypinyin, already loaded). The machine's load
+  average is recorded: on shared cores these figures move with it.
 
 Prints a table and writes ``bench/results/voice_zh.json``. ``--quick``: three sentences per voice.
 
@@ -37,6 +40,7 @@ import psutil  # noqa: E402
 from fay_core.voice.audio import load_audio, resample  # noqa: E402
 from fay_core.voice.metrics import character_error_rate, fold_zh, word_error_rate  # noqa: E402
 from fay_espeak import EspeakTTS  # noqa: E402
+from fay_gcin import GcinTTS  # noqa: E402
 from fay_kokoro import KokoroTTS  # noqa: E402
 from fay_piper import PiperTTS  # noqa: E402
 from fay_whisper import WhisperASR, WhisperSettings  # noqa: E402
@@ -57,6 +61,19 @@ SENTENCES_ZH = [
     "如果您的银行卡丢失了，请尽快挂失。",
     "请输入六位数字的密码。",
     "感谢您的耐心等待，祝您生活愉快。",
+]
+#: more of the same, kept apart: a check on the first ten
+SENTENCES_ZH_MORE = [
+    "您好，欢迎光临，请问有什么可以帮您？",
+    "请先在取号机上取一个号码。",
+    "您的信用卡账单已经出来了。",
+    "这张表格需要您本人填写。",
+    "理财产品有一定的风险，请您谨慎选择。",
+    "现在的一年期存款利率是百分之一点五。",
+    "请稍等，我帮您查询一下。",
+    "您可以通过手机银行办理转账。",
+    "今天的外汇牌价已经更新了。",
+    "请问您还有其他问题吗？",
 ]
 SENTENCES_EN = [
     "How can I help you today?",
@@ -120,10 +137,9 @@ async def roundtrip(engine: Any, asr: WhisperASR, sentences: list[str], language
     return {metric[0]: round(metric[1], 3), f"mean_{metric[0]}": round(mean, 3), "sentences": rows}
 
 
-async def bench_speed(sentences: list[str]) -> dict[str, Any]:
+async def bench_speed(engine: Any, sentences: list[str]) -> dict[str, Any]:
     proc = psutil.Process()
     before = proc.memory_info().rss
-    engine = KokoroTTS()
     t = time.perf_counter()
     await engine.warm_up()
     load_s = time.perf_counter() - t
@@ -134,18 +150,20 @@ async def bench_speed(sentences: list[str]) -> dict[str, Any]:
         firsts.append(first * 1000)
         rtfs.append(total / (len(pcm) / 2 / rate))
     firsts.sort()
-    _, _, cached, _ = await speak(engine, sentences[0], "zh")  # said before: from the cache of spoken pieces
-    return {
+    out: dict[str, Any] = {
         "load_and_warm_s": round(load_s, 2),
         "rss_model_mb": round((loaded - before) / 2**20),
         "rss_peak_mb": round(proc.memory_info().rss / 2**20),
-        "first_audio_ms": {"p50": round(firsts[len(firsts) // 2]), "max": round(firsts[-1]), "n": len(firsts)},
-        "first_audio_cached_ms": round(cached * 1000, 1),
-        "rtf": round(sum(rtfs) / len(rtfs), 3),
-        "threads": engine.settings.threads,
-        "max_piece_chars": engine.settings.max_piece_chars,
-        "first_piece_chars": engine.settings.first_piece_chars,
+        "first_audio_ms": {"p50": round(firsts[len(firsts) // 2], 1), "max": round(firsts[-1], 1),
+                           "n": len(firsts)},
+        "rtf": round(sum(rtfs) / len(rtfs), 4),
     }
+    if isinstance(engine, KokoroTTS):
+        _, _, cached, _ = await speak(engine, sentences[0], "zh")  # said before: from the cache of spoken pieces
+        out.update(first_audio_cached_ms=round(cached * 1000, 1), threads=engine.settings.threads,
+                   max_piece_chars=engine.settings.max_piece_chars,
+                   first_piece_chars=engine.settings.first_piece_chars)
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,10 +178,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "asr" in only:
         out["asr_zh"] = await bench_asr(asr)
     if "speed" in only:  # before the round trips: the model's memory is measured on a fresh process
-        out["kokoro_speed"] = await bench_speed(SENTENCES_ZH[:n])
+        out["kokoro_speed"] = await bench_speed(KokoroTTS(), SENTENCES_ZH[:n])
+        out["gcin_speed"] = await bench_speed(GcinTTS(), SENTENCES_ZH[:n])
     if "roundtrip" in only:
+        voices = {"gcin": GcinTTS(), "kokoro": KokoroTTS(), "espeak": EspeakTTS()}
         out["roundtrip_zh"] = {name: await roundtrip(engine, asr, SENTENCES_ZH[:n], "zh")
-                               for name, engine in (("kokoro", KokoroTTS()), ("espeak", EspeakTTS()))}
+                               for name, engine in voices.items()}
+        out["roundtrip_zh_more"] = {name: await roundtrip(voices[name], asr, SENTENCES_ZH_MORE[:n], "zh")
+                                    for name in ("gcin", "kokoro")}
         out["roundtrip_en"] = {"piper": await roundtrip(PiperTTS(), asr, SENTENCES_EN[: 2 if args.quick else 5], "en")}
     out["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
@@ -173,16 +195,18 @@ def print_table(r: dict[str, Any]) -> None:
     if "asr_zh" in r:
         a = r["asr_zh"]
         print(f"ASR zh  whisper base on AISHELL clips: CER {a['cer']}  RTF {a['rtf']}")
-    for name, row in r.get("roundtrip_zh", {}).items():
-        print(f"TTS→ASR zh  {name:<8} CER {row['cer']}  (mean per sentence {row['mean_cer']}, "
-              f"n={len(row['sentences'])})")
+    for key, label in (("roundtrip_zh", ""), ("roundtrip_zh_more", " (more)")):
+        for name, row in r.get(key, {}).items():
+            print(f"TTS→ASR zh{label}  {name:<8} CER {row['cer']}  (mean per sentence {row['mean_cer']}, "
+                  f"n={len(row['sentences'])})")
     for name, row in r.get("roundtrip_en", {}).items():
         print(f"TTS→ASR en  {name:<8} WER {row['wer']}  (n={len(row['sentences'])})")
-    if "kokoro_speed" in r:
-        s = r["kokoro_speed"]
-        print(f"kokoro  first audio p50 {s['first_audio_ms']['p50']} ms, max {s['first_audio_ms']['max']} ms;  "
-              f"repeated sentence {s['first_audio_cached_ms']} ms;  RTF {s['rtf']};  "
-              f"model memory {s['rss_model_mb']} MB;  load+warm {s['load_and_warm_s']} s")
+    for name in ("gcin", "kokoro"):
+        if f"{name}_speed" in r:
+            s = r[f"{name}_speed"]
+            cached = f"repeated sentence {s['first_audio_cached_ms']} ms;  " if "first_audio_cached_ms" in s else ""
+            print(f"{name:<7} first audio p50 {s['first_audio_ms']['p50']} ms, max {s['first_audio_ms']['max']} ms;  "
+                  f"{cached}RTF {s['rtf']};  memory {s['rss_model_mb']} MB;  load+warm {s['load_and_warm_s']} s")
     print(f"load average {r['machine']['load_avg_at_start']} → {r['machine']['load_avg_at_end']}")
 
 

@@ -92,13 +92,23 @@ async def test_speaker_falls_back_and_reports_the_failure(voice_fay: Fay) -> Non
     assert speaker.used == ["piper", "piper"] and len(errors) == 1
 
 
+def can_run(fay: Fay, engine: str) -> bool:
+    """Whether a registered engine's packages and files are there (gcin needs the Debian package gcin-voice)."""
+    try:
+        fay.plugins.engine("tts", engine)
+    except EngineUnavailable:
+        return False
+    return True
+
+
 async def test_auto_picks_an_offline_voice_for_the_language(voice_fay: Fay) -> None:
     fay = voice_fay
     en = await fay.create_session("voice_en")
     zh = await fay.create_session("voice_zh")
     assert (await Speaker(en.bus, en.persona, fay.settings.voice, fay.plugins).chain())[0] == "piper"
     zh_speaker = Speaker(zh.bus, zh.persona, fay.settings.voice, fay.plugins)
-    offline_zh = ["kokoro", "espeak"] if "kokoro" in fay.plugins.names("tts") else ["espeak"]  # fay_kokoro installed
+    names = fay.plugins.names("tts")  # the Mandarin voices this checkout's install registers
+    offline_zh = [n for n in ("gcin", "kokoro") if n in names and can_run(fay, n)] + ["espeak"]
     assert await zh_speaker.chain() == offline_zh
     chunks = await collect(zh_speaker.speak("您好。", turn_id=1))
     assert chunks[0].pcm and zh_speaker.used == offline_zh[:1]
@@ -172,8 +182,8 @@ async def test_auto_follows_language_priority_and_reachability_from_metadata() -
 
 async def test_the_built_in_voices_declare_their_abilities(voice_fay: Fay) -> None:
     regs = {r.name: r for r in voice_fay.plugins.candidates("tts", "zh")}
-    kokoro = ["kokoro"] if "kokoro" in voice_fay.plugins.names("tts") else []  # the Mandarin voice, if installed
-    assert list(regs) == ["edge", *kokoro, "espeak"] and regs["edge"].online and not regs["espeak"].online
+    mandarin = [n for n in ("gcin", "kokoro") if n in voice_fay.plugins.names("tts")]  # if installed
+    assert list(regs) == ["edge", *mandarin, "espeak"] and regs["edge"].online and not regs["espeak"].online
     assert [r.name for r in voice_fay.plugins.candidates("tts", "en", online=False)] == ["piper", "espeak"]
     edge, piper = voice_fay.plugins.engine("tts", "edge"), voice_fay.plugins.engine("tts", "piper")
     assert isinstance(edge, ChecksReachability) and isinstance(edge, ChecksVoice)
