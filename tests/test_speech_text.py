@@ -26,7 +26,7 @@ from fay_core.testing import Recorder as EventRecorder
 from fay_core.voice.speech_text import SpeechText, read_number, speech_text
 from fay_core.voice.playout import Playout
 from fay_core.voice.splitter import SentenceSplitter, speakable
-from fay_core.voice.tts import Speaker, estimate_words, shown_chunk, split_words
+from fay_core.voice.tts import Speaker, estimate_words, shown_chunk, split_words, trim_chunk
 from fay_espeak import EspeakTTS
 from tests.test_voice_pipeline import voice_settings  # noqa: F401 (a fixture)
 
@@ -543,3 +543,30 @@ async def test_espeak_reads_the_spoken_form_and_the_caption_keeps_the_written_on
 async def voice_fay(voice_settings):  # type: ignore[no-untyped-def]  # noqa: F811
     async with Fay(voice_settings) as app:
         yield app
+
+
+def test_a_first_piece_is_read_as_going_on_and_keeps_its_written_words() -> None:
+    said = SpeechText.of("We are open from 9:00 to 17:00", "en").continued()
+    assert said.spoken == "We are open from nine a.m. to five p.m.,"
+    words = tuple(WordTiming(w, float(i), i + 0.5) for i, w in enumerate(split_words(said.spoken)))
+    assert [w.word for w in said.shown_words(words)] == ["We", "are", "open", "from", "9:00", "to", "17:00"]
+    assert SpeechText.of("营业时间为周一至周五", "zh").continued().spoken == "营业时间为周一至周五，"
+    assert SpeechText.of("We are open every weekday,", "en").continued().spoken == "We are open every weekday,"
+    plain = SpeechText.of("We are open every weekday", "en").continued()
+    assert plain.spoken == "We are open every weekday," and plain.shown == "We are open every weekday"
+    chunk, _ = shown_chunk(AudioChunk(b"\x00\x10" * 1600, 16000, (), plain.spoken), plain)
+    assert chunk.text == plain.shown and chunk.words[-1].word == "weekday"
+
+
+def test_trimming_a_seam_moves_the_word_timings_with_the_audio() -> None:
+    rate = 16000
+    tone = (np.sin(np.arange(rate // 2) / 5) * 8000).astype(np.int16).tobytes()
+    pcm = bytes(rate * 2 * 3 // 10) + tone + bytes(rate * 2 * 4 // 10)  # 300 ms silence, 500 ms tone, 400 ms silence
+    chunk = AudioChunk(pcm, rate, (WordTiming("Hello", 300.0, 550.0), WordTiming("there", 560.0, 800.0)), "Hello there")
+    cut = trim_chunk(chunk, lead_ms=20, tail_ms=40)
+    assert abs(len(cut.pcm) / 2 / rate * 1000 - (20 + 500 + 40)) <= 20  # voiced_span works in 10 ms windows
+    shift = (len(pcm) - len(cut.pcm)) / 2 / rate * 1000 - (400 - 40)
+    assert [w.word for w in cut.words] == ["Hello", "there"]
+    assert abs(cut.words[0].start_ms - (300 - shift)) < 0.2 and abs(cut.words[1].end_ms - (800 - shift)) < 0.2
+    assert trim_chunk(chunk) is chunk and trim_chunk(chunk, tail_ms=1000) is chunk  # nothing to cut
+    assert cut.text == chunk.text

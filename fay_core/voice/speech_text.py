@@ -1,4 +1,5 @@
-"""Text as a voice should read it: Chinese (and, through :mod:`.speech_en`, English) numbers, amounts, dates, times and codes written out in words.
+"""Text as a voice should read it: Chinese (and, through :mod:`.speech_en`, English) numbers, amounts, dates,
+times and codes written out in words.
 
 A Mandarin voice given ``¥2,000`` or ``95999`` guesses (often "二,零" or "九万五千九百九十九"). Fay rewrites a
 sentence before it reaches the engine; the caption and the history keep the sentence as the agent wrote it.
@@ -51,6 +52,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..events import WordTiming
+from ..text import is_wide
 from .speech_en import english_pieces
 
 __all__ = ["SpeechText", "read_digits", "read_number", "speech_text"]
@@ -356,6 +358,15 @@ class SpeechText:
             return cls(text, text)
         out.append(text[pos:])
         return cls(text, "".join(out), tuple(rewrites))
+
+    def continued(self) -> SpeechText:
+        """This text read as the first part of a sentence: a comma ends the spoken form (the voice's intonation
+        goes on rather than falls), unless a clause mark ends it already; the shown text is unchanged."""
+        if not self.spoken or self.spoken.rstrip()[-1:] in set(",，、；;：:"):
+            return self
+        n, p = len(self.shown), len(self.spoken)
+        mark = "，" if is_wide(self.spoken[-1]) else ","
+        return SpeechText(self.shown, self.spoken + mark, (*self.rewrites, (n, n, p, p + 1)))
 
     def shown_span(self, start: int, end: int) -> tuple[int, int]:
         """The part of :attr:`shown` that ``spoken[start:end]`` reads; a piece read from a rewrite is the whole
