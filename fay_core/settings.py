@@ -260,6 +260,15 @@ class TTSSettings(_Section):
         "auto", description="whether voice.engine 'auto' may use online voices: auto = when their service is reachable"
     )
     rest_failed_s: float = Field(60.0, ge=0, description="a failed engine is skipped this long (fallbacks speak)")
+    first_piece: Literal["clause", "sentence"] = Field(
+        "clause", description="what an answer's first audio waits for: its first clause (a long first sentence is "
+        "spoken in two pieces) or its first sentence"
+    )
+    first_clause_chars: int = Field(20, ge=1, description="shortest first clause (a wide character counts three)")
+    first_phrase_chars: int = Field(40, ge=1, description="a first sentence without a clause mark is cut before a "
+                                    "conjunction from this length ('and', 'but', 'which'…; 而且, 但是…)")
+    seam_ms: int = Field(120, ge=0, le=1000, description="pause left where a first clause meets the rest of its "
+                         "sentence (the voice's own trailing silence is cut to it; a third of it without a mark)")
 
 
 class TurnSettings(_Section):

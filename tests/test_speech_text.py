@@ -26,7 +26,7 @@ from fay_core.testing import Recorder as EventRecorder
 from fay_core.voice.speech_text import SpeechText, read_number, speech_text
 from fay_core.voice.playout import Playout
 from fay_core.voice.splitter import SentenceSplitter, speakable
-from fay_core.voice.tts import Speaker, estimate_words, shown_chunk, split_words
+from fay_core.voice.tts import Speaker, estimate_words, shown_chunk, split_words, trim_chunk
 from fay_espeak import EspeakTTS
 from tests.test_voice_pipeline import voice_settings  # noqa: F401 (a fixture)
 
@@ -201,10 +201,142 @@ def test_english_inside_chinese(text: str, said: str) -> None:
 
 
 def test_other_languages_are_left_as_they_are() -> None:
-    text = "Call 400-800-1234 before 5:00 pm; the fee is $2,000.50 (3.5%) at the ATM."
-    assert speech_text(text, "en") == text
-    said = SpeechText.of(text, "en")
+    text = "Appelez le 400-800-1234 avant 17:00 ; les frais sont de 2 000,50 € (3,5 %)."
+    assert speech_text(text, "fr") == text
+    said = SpeechText.of(text, "fr")
     assert said.spoken == text and said.rewrites == ()
+
+
+# --- English ----------------------------------------------------------------------------------------------
+
+
+def en(text: str) -> str:
+    return speech_text(text, "en")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("9:00", "nine o'clock"),
+        ("9:30", "nine thirty"),
+        ("9:05", "nine oh five"),
+        ("17:00", "five p.m."),
+        ("13:30", "one thirty p.m."),
+        ("12:00", "twelve noon"),
+        ("0:00", "midnight"),
+        ("12:05:09", "twelve oh five and nine seconds"),
+        ("5:30 pm", "five thirty p.m."),
+        ("10am", "ten a.m."),
+        ("from 9:00 to 17:00", "from nine a.m. to five p.m."),  # a morning hour in a range ending after noon
+        ("9:00-17:00", "nine a.m. to five p.m."),
+        ("from 9:00 to 11:30", "from nine o'clock to eleven thirty"),
+        ("We close at 17:00.", "We close at five p.m."),  # one period at the end
+    ],
+)
+def test_english_times_read_as_a_person_says_them(text: str, said: str) -> None:
+    assert en(text) == said
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("$2,000", "two thousand dollars"),
+        ("$2,000.50", "two thousand dollars and fifty cents"),
+        ("$1", "one dollar"),
+        ("$0.50", "fifty cents"),
+        ("$0.01", "one cent"),
+        ("$1.5 million", "one point five million dollars"),
+        ("-$50", "minus fifty dollars"),
+        ("€20", "twenty euros"),
+        ("£3.50", "three pounds and fifty pence"),
+        ("¥2,000", "two thousand yuan"),
+        ("HK$100", "one hundred Hong Kong dollars"),
+        ("100 USD", "one hundred US dollars"),
+        ("3.85%", "three point eight five percent"),
+        ("2%", "two percent"),
+        ("-0.5%", "minus zero point five percent"),
+        ("3%-5%", "three percent to five percent"),
+    ],
+)
+def test_english_amounts_and_rates(text: str, said: str) -> None:
+    assert en(text) == said
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("2,000", "two thousand"),
+        ("1,250,000", "one million two hundred fifty thousand"),
+        ("115", "one hundred fifteen"),
+        ("3.5", "three point five"),
+        ("-3", "minus three"),
+        ("007", "zero zero seven"),
+        ("3-5 days", "three to five days"),
+        ("1st, 2nd, 3rd, 11th, 22nd, 40th, 100th", "first, second, third, eleventh, twenty-second, fortieth, "
+         "one hundredth"),
+        ("in 2026", "in twenty twenty-six"),
+        ("2005", "two thousand five"),
+        ("1905", "nineteen oh five"),
+        ("1900", "nineteen hundred"),
+        ("2026-12-01", "December first, twenty twenty-six"),
+        ("call 95999", "call nine five nine nine nine"),  # an identifier, digit by digit
+        ("400-800-1234", "four oh oh, eight oh oh, one two three four"),
+        ("(212) 555-1234", "two one two, five five five, one two three four"),
+        ("555-1234", "five five five, one two three four"),
+        ("1/2 and 3/4 and 2/3", "one half and three quarters and two thirds"),
+        ("the HB-TD-06M deposit", "the H B dash T D dash zero six M deposit"),
+        ("a 6-month deposit", "a six-month deposit"),
+        ("no digits here.", "no digits here."),
+    ],
+)
+def test_english_numbers_dates_and_phone_numbers(text: str, said: str) -> None:
+    assert en(text) == said
+
+
+def test_every_english_answer_of_the_bank_reads_without_a_digit() -> None:
+    data = yaml.safe_load((ROOT / "knowledge/demo_bank/en/faq.yaml").read_text(encoding="utf-8"))
+    answers = [entry["answer"] for entry in data["faq"]]
+    answers += [line for line in (ROOT / "knowledge/demo_bank/en/cards.md").read_text(encoding="utf-8")
+                .splitlines() if DIGIT.search(line)]
+    assert len(answers) > 20
+    for answer in answers:
+        for sentence in _sentences(answer):
+            said = en(sentence)
+            assert not DIGIT.search(said), (sentence, said)
+            assert en(said) == said
+    hours = en(answers[0])
+    assert "Monday to Friday from nine a.m. to five p.m. and Saturday from nine a.m. to one p.m." in hours, hours
+
+
+def test_english_word_timings_name_the_written_words() -> None:
+    said = SpeechText.of("The fee is $2,000 from 9:00.", "en")
+    assert said.spoken == "The fee is two thousand dollars from nine o'clock."
+    pcm = (b"\x00\x00" * 800) + (b"\x00\x30\x00\xd0" * 8000) + (b"\x00\x00" * 800)
+    chunk, _ = shown_chunk(AudioChunk(pcm, 16000, (), said.spoken), said)
+    assert chunk.text == said.shown
+    assert [w.word for w in chunk.words] == ["The", "fee", "is", "$2,000", "from", "9:00."]
+    spoken = estimate_words(said.spoken, pcm, 16000)
+    amount, time_ = chunk.words[3], chunk.words[5]
+    # the amount spans "two thousand dollars", the time "nine o'clock."
+    assert (amount.start_ms, amount.end_ms) == (spoken[3].start_ms, spoken[5].end_ms)
+    assert (time_.start_ms, time_.end_ms) == (spoken[7].start_ms, spoken[8].end_ms)
+
+
+_EN_PIECES = st.sampled_from(
+    list("0123456789") + list(",.:-/%$€£¥ ") + ["am", "pm", "st", "th", "USD", "million", "k", "to", "(", ")", "a"]
+)
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_EN_PIECES, st.text(max_size=2)), max_size=40).map("".join))
+def test_any_english_text_reads_without_digits_and_the_rewrites_account_for_it(text: str) -> None:
+    said = SpeechText.of(text, "en")
+    assert not re.search("[0-9]", said.spoken), said
+    rebuilt, pos = [], 0
+    for s0, s1, p0, p1 in said.rewrites:
+        rebuilt += [text[pos:s0], said.spoken[p0:p1]]
+        pos = s1
+    assert "".join(rebuilt) + text[pos:] == said.spoken
 
 
 def test_read_number() -> None:
@@ -347,7 +479,7 @@ async def test_the_speaker_gives_the_engine_the_spoken_form_and_shows_the_writte
     if language == "zh":
         assert plugin.engine.heard == ["A T M每日取现限额为两万元，详询九五九九九。"]
     else:
-        assert plugin.engine.heard == [text]
+        assert plugin.engine.heard == ["ATM每日取现限额为twenty thousand元，详询nine five nine nine nine。"]
     (chunk,) = chunks
     assert chunk.text == text and "".join(w.word for w in chunk.words) == text
 
@@ -411,3 +543,30 @@ async def test_espeak_reads_the_spoken_form_and_the_caption_keeps_the_written_on
 async def voice_fay(voice_settings):  # type: ignore[no-untyped-def]  # noqa: F811
     async with Fay(voice_settings) as app:
         yield app
+
+
+def test_a_first_piece_is_read_as_going_on_and_keeps_its_written_words() -> None:
+    said = SpeechText.of("We are open from 9:00 to 17:00", "en").continued()
+    assert said.spoken == "We are open from nine a.m. to five p.m.,"
+    words = tuple(WordTiming(w, float(i), i + 0.5) for i, w in enumerate(split_words(said.spoken)))
+    assert [w.word for w in said.shown_words(words)] == ["We", "are", "open", "from", "9:00", "to", "17:00"]
+    assert SpeechText.of("营业时间为周一至周五", "zh").continued().spoken == "营业时间为周一至周五，"
+    assert SpeechText.of("We are open every weekday,", "en").continued().spoken == "We are open every weekday,"
+    plain = SpeechText.of("We are open every weekday", "en").continued()
+    assert plain.spoken == "We are open every weekday," and plain.shown == "We are open every weekday"
+    chunk, _ = shown_chunk(AudioChunk(b"\x00\x10" * 1600, 16000, (), plain.spoken), plain)
+    assert chunk.text == plain.shown and chunk.words[-1].word == "weekday"
+
+
+def test_trimming_a_seam_moves_the_word_timings_with_the_audio() -> None:
+    rate = 16000
+    tone = (np.sin(np.arange(rate // 2) / 5) * 8000).astype(np.int16).tobytes()
+    pcm = bytes(rate * 2 * 3 // 10) + tone + bytes(rate * 2 * 4 // 10)  # 300 ms silence, 500 ms tone, 400 ms silence
+    chunk = AudioChunk(pcm, rate, (WordTiming("Hello", 300.0, 550.0), WordTiming("there", 560.0, 800.0)), "Hello there")
+    cut = trim_chunk(chunk, lead_ms=20, tail_ms=40)
+    assert abs(len(cut.pcm) / 2 / rate * 1000 - (20 + 500 + 40)) <= 20  # voiced_span works in 10 ms windows
+    shift = (len(pcm) - len(cut.pcm)) / 2 / rate * 1000 - (400 - 40)
+    assert [w.word for w in cut.words] == ["Hello", "there"]
+    assert abs(cut.words[0].start_ms - (300 - shift)) < 0.2 and abs(cut.words[1].end_ms - (800 - shift)) < 0.2
+    assert trim_chunk(chunk) is chunk and trim_chunk(chunk, tail_ms=1000) is chunk  # nothing to cut
+    assert cut.text == chunk.text

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from fay_core.voice.splitter import SentenceSplitter, speakable
+from fay_core.voice.splitter import SentenceSplitter, ends_sentence, speakable
 
 
 def split(text: str, step: int | None = None) -> list[str]:
@@ -92,3 +92,72 @@ def test_a_long_chinese_sentence_without_commas_is_still_cut() -> None:
     first = s.feed(text)
     assert first and len(first[0]) <= 30
     assert "".join(first + s.flush()) == text
+
+
+# --- the first piece: a clause ----------------------------------------------------------------------------
+
+
+def first_clause(text: str, step: int | None = None) -> list[str]:
+    s = SentenceSplitter(first_clause_chars=20, first_phrase_chars=40)
+    out: list[str] = []
+    pieces = [text] if step is None else [text[i : i + step] for i in range(0, len(text), step)]
+    for piece in pieces:
+        out += s.feed(piece)
+    return out + s.flush()
+
+
+CLAUSE_CASES = [
+    # the first piece ends at its first clause mark once it is long enough; later pieces are sentences
+    ("Our branches are open every weekday, from nine to five, and on Saturday mornings. Call us, any time.",
+     ["Our branches are open every weekday,", "from nine to five, and on Saturday mornings.", "Call us, any time."]),
+    # too short to stand alone ("Yes,"): the first clause mark that leaves enough is taken
+    ("Yes, of course, you can open an account online. It takes ten minutes.",
+     ["Yes, of course, you can open an account online.", "It takes ten minutes."]),
+    ("Yes, of course you can, and it only takes ten minutes. Bring ID.",
+     ["Yes, of course you can,", "and it only takes ten minutes.", "Bring ID."]),
+    # never inside a number or a time
+    ("The annual fee is 2,000 dollars for the premium card; the standard card is free.",
+     ["The annual fee is 2,000 dollars for the premium card;", "the standard card is free."]),
+    ("We open at 9:00 and close at 17:00 on weekdays, and at 13:00 on Saturdays.",
+     ["We open at 9:00 and close at 17:00 on weekdays,", "and at 13:00 on Saturdays."]),
+    # no clause mark in a long first sentence: cut before a conjunction
+    ("Harbor Bank branches are open Monday to Friday from 9:00 to 17:00 and Saturday from 9:00 to 13:00. "
+     "They are closed on Sundays.",
+     ["Harbor Bank branches are open Monday to Friday from 9:00 to 17:00", "and Saturday from 9:00 to 13:00.",
+      "They are closed on Sundays."]),
+    # a short first sentence is spoken whole
+    ("Sure. Our branches open at nine in the morning, every day.",
+     ["Sure.", "Our branches open at nine in the morning, every day."]),
+    ("营业时间为周一至周五9:00至17:00，周六9:00至13:00，周日休息。如需帮助，请拨打热线。",
+     ["营业时间为周一至周五9:00至17:00，", "周六9:00至13:00，周日休息。", "如需帮助，请拨打热线。"]),
+    ("您好，我们的年费为¥2,000，首年免年费。", ["您好，我们的年费为¥2,000，", "首年免年费。"]),
+    ("他说：“好的。”然后离开了。", ["他说：“好的。”", "然后离开了。"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CLAUSE_CASES)
+def test_the_first_piece_is_a_clause_whole_and_streamed(text: str, expected: list[str]) -> None:
+    assert first_clause(text) == expected
+    for step in (1, 2, 3, 7):
+        assert first_clause(text, step) == expected
+
+
+def test_a_comma_after_a_digit_waits_for_the_next_character() -> None:
+    s = SentenceSplitter(first_clause_chars=10)
+    assert s.feed("The annual fee is 2,") == []  # 2,000 or "2, and"?
+    assert s.feed("000 dollars, paid yearly") == ["The annual fee is 2,000 dollars,"]
+    s = SentenceSplitter(first_clause_chars=10)
+    assert s.feed("We have branches in 12,") == []
+    assert s.feed(" cities") == ["We have branches in 12,"]
+
+
+def test_which_pieces_end_a_sentence() -> None:
+    assert ends_sentence("Sure.") and ends_sentence("他说：“好的。”") and ends_sentence("Really?")
+    assert not ends_sentence("Our branches are open every weekday,")
+    assert not ends_sentence("open Monday to Friday from 9:00 to 17:00")
+    assert not ends_sentence("营业时间为9:00至17:00，")
+
+
+def test_without_the_first_clause_settings_the_first_piece_is_a_sentence() -> None:
+    text = "Our branches are open every weekday, from nine to five. Call us."
+    assert split(text) == ["Our branches are open every weekday, from nine to five.", "Call us."]

@@ -25,7 +25,7 @@ from fay_core.settings import LLMSettings
 from fay_core import testing
 from fay_core.session import Session
 from fay_core.testing import FakeLLM, Reply
-from fay_core.voice.audio import load_audio, resample, silence, stream_pcm
+from fay_core.voice.audio import load_audio, resample, silence, stream_pcm, voiced_span
 from fay_whisper import WhisperASR, WhisperSettings
 
 PERSONAS = {
@@ -166,3 +166,60 @@ async def test_sessions_share_engines_and_close_cleanly(voice_settings) -> None:
         assert va.segmenter.stream is not vb.segmenter.stream
         await fay.close_session(a.id)
         assert a.bus.tasks == 0 and b.bus.tasks > 0 and not b.closed
+
+
+HOURS = ("Harbor Bank branches are open Monday to Friday from 9:00 to 17:00 and Saturday from 9:00 to 13:00. "
+         "They are closed on Sundays.")
+
+
+async def test_a_long_first_sentence_starts_speaking_after_its_first_phrase(voice_settings, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(Reply(HOURS))
+    async with Fay(voice_settings) as fay:
+        session = await fay.create_session("voice_en")
+        session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="piper")})
+        voice = await fay.assembly.add_voice(session)
+        rec = Recorder(session)
+        heard: list[str] = []
+        real = voice.speaker.speak
+
+        def speak(text: str, turn_id: int, *, continues: bool = False):  # type: ignore[no-untyped-def]
+            heard.append(f"{text}{' …' if continues else ''}")
+            return real(text, turn_id, continues=continues)
+
+        voice.speaker.speak = speak  # type: ignore[method-assign]
+        await session.answer("When are you open?")
+        await rec.wait(SpeechScheduled, lambda e: e.text.endswith("Sundays."), within=30)  # (not played out)
+        pieces = [s for s in rec.of(SpeechScheduled) if s.text]
+        # the first piece is the first phrase, told that its sentence goes on; captions keep the written form
+        assert [s.text for s in pieces] == ["Harbor Bank branches are open Monday to Friday from 9:00 to 17:00",
+                                            "and Saturday from 9:00 to 13:00.", "They are closed on Sundays."]
+        assert heard[-3:] == ["Harbor Bank branches are open Monday to Friday from 9:00 to 17:00 …",
+                              "and Saturday from 9:00 to 13:00.", "They are closed on Sundays."]
+        first, second = pieces[0], pieces[1]
+        rate = first.sample_rate
+        # the seam is a pause inside a sentence: the first piece's trailing silence is cut, the pieces play back
+        # to back (the second was ready before the first had played)
+        _, end = voiced_span(first.pcm, rate)
+        trailing_ms = (len(first.pcm) // 2 - end) / rate * 1000
+        assert trailing_ms <= voice_settings.voice.tts.seam_ms / 3 + 10, trailing_ms
+        assert abs(second.pts - (first.pts + len(first.pcm) / 2 / rate)) < 1e-6
+        lead, _ = voiced_span(second.pcm, rate)
+        assert lead / rate * 1000 <= 20 + 10
+        # the words are the written ones (the voice read "nine a.m. to five p.m.")
+        assert [w.word for w in first.words][-4:] == ["from", "9:00", "to", "17:00"]
+        assert session.history.messages[-1].content == HOURS
+
+
+async def test_the_first_piece_can_be_a_whole_sentence(voice_settings, fake_llm: FakeLLM) -> None:
+    voice_settings.voice.tts.first_piece = "sentence"
+    fake_llm.enqueue(Reply(HOURS))
+    async with Fay(voice_settings) as fay:
+        session = await fay.create_session("voice_en")
+        session.persona = session.persona.model_copy(update={"voice": VoiceConfig(engine="piper")})
+        await fay.assembly.add_voice(session)
+        rec = Recorder(session)
+        await session.answer("When are you open?")
+        await rec.wait(SpeechScheduled, lambda e: e.text.endswith("Sundays."), within=30)
+        assert [s.text for s in rec.of(SpeechScheduled) if s.text] == [
+            "Harbor Bank branches are open Monday to Friday from 9:00 to 17:00 and Saturday from 9:00 to 13:00.",
+            "They are closed on Sundays."]

@@ -7,6 +7,12 @@ The session's assembly builds it when audio arrives (:meth:`fay_core.assembly.As
                           │ barge-in (pause / interrupt / resume)
     AgentTextDelta ─► sentence splitter ─► TTS (engine + fallbacks) ─► Playout ─► listeners (WebRTC, avatar)
 
+The first piece of an answer is its first clause (``voice.tts.first_piece``, :mod:`.splitter`), so its first
+audio does not wait for a long first sentence to be synthesized. Where that clause meets the rest of its
+sentence the voice is told the sentence goes on (:meth:`~fay_core.voice.speech_text.SpeechText.continued`) and
+the seam is cut to the length of a pause inside a sentence (``voice.tts.seam_ms``, :func:`.tts.trim_chunk`):
+the playout plays the pieces back to back, sample after sample.
+
 The session's disclosure (that an AI speaks, :mod:`fay_core.disclosure`) is spoken first, before the first
 answer, under that turn but as no words of it (the history's "heard" text and the ``word`` messages are the
 answer's alone). That turn's ``first_audio_out`` is when the *answer's* first audio leaves, not the disclosure's.
@@ -50,8 +56,8 @@ from ..events import (
 from .audio import IN_RATE, OUT_RATE, resample
 from .bargein import BargeIn, Ticket, Verdict
 from .playout import Playout
-from .splitter import SentenceSplitter, protected_pieces, speakable
-from .tts import Speaker
+from .splitter import SentenceSplitter, ends_sentence, protected_pieces, speakable
+from .tts import Speaker, trim_chunk
 from .turns import TurnGate
 from .vad import Segmenter, SegmenterConfig, SpeechEnd, SpeechPaused, SpeechResumed, SpeechStart, VADEvent
 from .vad_batch import Listener, VADBatcher
@@ -70,6 +76,10 @@ InputListener = Callable[[bytes, float], None]
 #: partial transcripts run only while a transcription takes less than this share of the interval between them,
 #: so that on a busy CPU they never delay the final transcript (which may queue behind one)
 PARTIAL_BUDGET = 0.3
+
+#: leading silence kept on a piece that goes on with the one before it (the seam's pause is the earlier
+#: piece's trailing silence, cut to ``voice.tts.seam_ms``)
+SEAM_LEAD_MS = 20
 
 
 @dataclass
@@ -91,7 +101,8 @@ class _TurnVoice:
     turn_id: int
     clock: _Clock
     splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
-    sentences: asyncio.Queue[tuple[str, bool] | None] = field(default_factory=asyncio.Queue)  # (text, protected)
+    #: (text, protected, joins: the piece ends inside its sentence, the next piece goes on with it)
+    sentences: asyncio.Queue[tuple[str, bool, bool] | None] = field(default_factory=asyncio.Queue)
     protected: bool = False  # inside an [uninterruptible] passage
     task: asyncio.Task[None] | None = None
     deltas: int = 0
@@ -350,7 +361,7 @@ class VoicePipeline:
             tv = self._turns.get(ev.turn_id)
             if tv is not None:
                 for sentence in tv.splitter.flush():
-                    self._queue_sentence(tv, sentence)
+                    self._queue_sentence(tv, sentence, last=True)
                 tv.sentences.put_nowait(None)
         elif isinstance(ev, Interrupted):
             tv = self._turns.pop(ev.turn_id, None)
@@ -373,7 +384,7 @@ class VoicePipeline:
                 old.task.cancel()
         self.playout.discard(ev.turn_id - 1)
         clock = self._clocks.popleft() if ev.source == "voice" and self._clocks else _Clock(ev.ts, "turn_start")
-        tv = _TurnVoice(ev.turn_id, clock)
+        tv = _TurnVoice(ev.turn_id, clock, self._splitter())
         if self.disclosure is not None and not self.disclosure.spoken:  # (again if a barge-in cut it short)
             tv.disclose = True
             self._watching.add(ev.turn_id)
@@ -385,6 +396,13 @@ class VoicePipeline:
             self._publish_mark(tv, stage)
         tv.task = self.bus.spawn(self._speak_turn(tv), name=f"voice.tts{ev.turn_id}")
 
+    def _splitter(self) -> SentenceSplitter:
+        """A turn's splitter: its first piece a clause (``voice.tts.first_piece: clause``) or a sentence."""
+        tts = self.settings.tts
+        if tts.first_piece == "sentence":
+            return SentenceSplitter()
+        return SentenceSplitter(first_clause_chars=tts.first_clause_chars, first_phrase_chars=tts.first_phrase_chars)
+
     def _on_delta(self, ev: AgentTextDelta) -> None:
         tv = self._turns.get(ev.turn_id)
         if tv is None:
@@ -395,25 +413,34 @@ class VoicePipeline:
         for sentence in tv.splitter.feed(ev.text):
             self._queue_sentence(tv, sentence)
 
-    def _queue_sentence(self, tv: _TurnVoice, sentence: str) -> None:
+    def _queue_sentence(self, tv: _TurnVoice, sentence: str, *, last: bool = False) -> None:
+        """Queue ``sentence`` (a piece from the splitter; ``last``: the answer's end) for the turn's speaker."""
         pieces, tv.protected = protected_pieces(sentence, tv.protected)
-        for piece, protected in pieces:
+        joins = not last and not ends_sentence(speakable(sentence))
+        for k, (piece, protected) in enumerate(pieces):
             text = speakable(piece)
             if not text or not any(c.isalnum() for c in text):
                 continue
             self._mark(tv, "first_sentence")
-            tv.sentences.put_nowait((text, protected))
+            tv.sentences.put_nowait((text, protected, joins and k == len(pieces) - 1))
 
     async def _speak_turn(self, tv: _TurnVoice) -> None:
         try:
             if tv.disclose:
                 await self._disclose(tv)
+            seam = self.settings.tts.seam_ms
+            after_seam = False  # the piece goes on with the one before (cut inside its sentence)
             while (item := await tv.sentences.get()) is not None:
-                sentence, protected = item
+                sentence, protected, joins = item
+                tail = (seam if sentence.rstrip()[-1:] in ",，、；;：:" else seam / 3) if joins else None
+                lead = SEAM_LEAD_MS if after_seam else None
+                after_seam = joins
                 try:
-                    async for chunk in self.speaker.speak(sentence, tv.turn_id):
+                    async for chunk in self.speaker.speak(sentence, tv.turn_id, continues=joins):
                         if not chunk.pcm:
                             continue
+                        chunk = trim_chunk(chunk, lead_ms=lead, tail_ms=tail)
+                        lead = None
                         self._mark(tv, "tts_first_audio")
                         pts = self.playout.schedule(tv.turn_id, chunk, protected=protected)
                         if tv.disclose and tv.answer_pts is None and pts >= 0:

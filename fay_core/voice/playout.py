@@ -103,6 +103,9 @@ class Playout:
         self.speaking_since = 0.0  # monotonic time the current turn's first audio left
         self.resyncs = 0
         self.late_frames = 0
+        #: frames of silence released inside a turn because its next audio was not there yet (an audible gap;
+        #: pauses by :meth:`pause` are not counted)
+        self.starved_frames = 0
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class Playout:
         self.frame_index += 1
         if self.paused or not self._queue:
             turn_id = self._current.turn_id if self._current else 0
+            if not self.paused and self._current is not None and not self._current.finished:
+                self.starved_frames += 1
             for cb in self._listeners:
                 cb(self._silence, pts, turn_id)
             if not self.paused and self._current is not None and self._current.finished:

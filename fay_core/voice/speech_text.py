@@ -1,4 +1,5 @@
-"""Text as a voice should read it: Chinese numbers, amounts, dates, times and codes written out in words.
+"""Text as a voice should read it: Chinese (and, through :mod:`.speech_en`, English) numbers, amounts, dates,
+times and codes written out in words.
 
 A Mandarin voice given ``¥2,000`` or ``95999`` guesses (often "二,零" or "九万五千九百九十九"). Fay rewrites a
 sentence before it reaches the engine; the caption and the history keep the sentence as the agent wrote it.
@@ -34,7 +35,8 @@ How ``zh`` text is read (what a bank teller says), in the order the rules are tr
   ``iPhone``, ``e-mail``) are left to the voice.
 
 Full-width digits and ``％`` are read like ASCII ones. Numbers of more than 16 digits are read digit by digit.
-Other languages are returned unchanged (Piper and eSpeak read English numbers themselves).
+English (``en``) is read by the rules of :mod:`fay_core.voice.speech_en` (``9:00`` → nine o'clock, ``$2,000`` →
+two thousand dollars); other languages are returned unchanged.
 
 It runs once per sentence on the event loop: one regular-expression pass, no dictionary: about 30 µs for a
 sentence of the demo bank's Chinese answers, under 2 µs for English (``bench/speech_text.py``). It is written
@@ -46,10 +48,12 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..events import WordTiming
+from ..text import is_wide
+from .speech_en import english_pieces
 
 __all__ = ["SpeechText", "read_digits", "read_number", "speech_text"]
 
@@ -301,6 +305,15 @@ _RULES: dict[str, Callable[[re.Match[str]], str]] = {
 }
 
 
+def _chinese_pieces(source: str) -> Iterator[tuple[int, int, str]]:
+    for m in _PATTERN.finditer(source):
+        kind = str(m.lastgroup)  # the rule's group closes last
+        said = _number(m, source) if kind == "number" else _RULES[kind](m)
+        start, end = m.span()
+        if said != source[start:end]:
+            yield start, end, said
+
+
 # --- the spoken form and its alignment --------------------------------------------------------------------
 
 
@@ -318,28 +331,42 @@ class SpeechText:
 
     @classmethod
     def of(cls, text: str, language: str) -> SpeechText:
-        """The spoken form of ``text`` in ``language`` (``zh``: see the module's table; others: unchanged)."""
+        """The spoken form of ``text`` in ``language`` (``zh``: see the module's table; ``en``:
+        :mod:`fay_core.voice.speech_en`; others: unchanged)."""
+        if language.startswith("en"):
+            return cls.rewritten(text, english_pieces(text))
         if not language.startswith("zh") or not _TRIGGER.search(text):
             return cls(text, text)
         source = text.translate(_FULL_WIDTH)
+        return cls.rewritten(text, _chinese_pieces(source))
+
+    @classmethod
+    def rewritten(cls, text: str, pieces: Iterable[tuple[int, int, str]]) -> SpeechText:
+        """``text`` with each ``(start, end, spoken)`` of ``pieces`` (in order, not overlapping) read as ``spoken``."""
         out: list[str] = []
         rewrites: list[tuple[int, int, int, int]] = []
         pos = 0
         length = 0
-        for m in _PATTERN.finditer(source):
-            kind = str(m.lastgroup)  # the rule's group closes last
-            said = _number(m, source) if kind == "number" else _RULES[kind](m)
-            start, end = m.span()
-            if said == text[start:end]:
-                continue
+        for start, end, said in pieces:
             out.append(text[pos:start])
             length += start - pos
             rewrites.append((start, end, length, length + len(said)))
             out.append(said)
             length += len(said)
             pos = end
+        if not rewrites:
+            return cls(text, text)
         out.append(text[pos:])
         return cls(text, "".join(out), tuple(rewrites))
+
+    def continued(self) -> SpeechText:
+        """This text read as the first part of a sentence: a comma ends the spoken form (the voice's intonation
+        goes on rather than falls), unless a clause mark ends it already; the shown text is unchanged."""
+        if not self.spoken or self.spoken.rstrip()[-1:] in set(",，、；;：:"):
+            return self
+        n, p = len(self.shown), len(self.spoken)
+        mark = "，" if is_wide(self.spoken[-1]) else ","
+        return SpeechText(self.shown, self.spoken + mark, (*self.rewrites, (n, n, p, p + 1)))
 
     def shown_span(self, start: int, end: int) -> tuple[int, int]:
         """The part of :attr:`shown` that ``spoken[start:end]`` reads; a piece read from a rewrite is the whole

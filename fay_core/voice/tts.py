@@ -91,6 +91,31 @@ def shown_chunk(chunk: AudioChunk, said: SpeechText, cursor: int = 0) -> tuple[A
     return AudioChunk(chunk.pcm, chunk.sample_rate, said.shown_words(words, start), said.shown[s0:s1]), end
 
 
+def trim_chunk(chunk: AudioChunk, *, lead_ms: float | None = None, tail_ms: float | None = None) -> AudioChunk:
+    """``chunk`` with its leading silence cut to at most ``lead_ms`` and its trailing silence to at most
+    ``tail_ms`` (``None``: left as it is); its word timings move with the audio. Where a sentence is spoken in
+    two pieces, this makes the seam the length of a pause inside a sentence rather than between two."""
+    rate = chunk.sample_rate
+    if not chunk.pcm or (lead_ms is None and tail_ms is None):
+        return chunk
+    n = len(chunk.pcm) // 2
+    start, end = voiced_span(chunk.pcm, rate)
+    if end <= start:
+        return chunk
+    first = max(0, start - int(lead_ms * rate / 1000)) if lead_ms is not None else 0
+    last = min(n, end + int(tail_ms * rate / 1000)) if tail_ms is not None else n
+    if first == 0 and last == n:
+        return chunk
+    shift = first * 1000 / rate
+    limit = (last - first) * 1000 / rate
+
+    def moved(ms: float) -> float:
+        return round(min(limit, max(0.0, ms - shift)), 1)
+
+    words = tuple(WordTiming(w.word, moved(w.start_ms), moved(w.end_ms)) for w in chunk.words)
+    return AudioChunk(chunk.pcm[first * 2 : last * 2], rate, words, chunk.text)
+
+
 # --- the per-session speaker ----------------------------------------------------------------------------
 
 
@@ -162,10 +187,14 @@ class Speaker:
             return None
         return name
 
-    async def speak(self, text: str, turn_id: int) -> AsyncIterator[AudioChunk]:
-        """Yield audio for ``text``; falls back along the chain. Raises :class:`EngineError` if every engine fails."""
+    async def speak(self, text: str, turn_id: int, *, continues: bool = False) -> AsyncIterator[AudioChunk]:
+        """Yield audio for ``text``; falls back along the chain. Raises :class:`EngineError` if every engine fails.
+
+        ``continues``: ``text`` is the first part of a sentence (its intonation should not fall at the end)."""
         errors: list[str] = []
         said = SpeechText.of(text, self.language)
+        if continues:
+            said = said.continued()
         now = time.monotonic()
         chain = await self.chain()
         candidates = [n for n in chain if self._resting.get(n, 0.0) <= now] or chain[-1:]
