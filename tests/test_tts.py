@@ -182,9 +182,12 @@ async def test_auto_follows_language_priority_and_reachability_from_metadata() -
 
 async def test_the_built_in_voices_declare_their_abilities(voice_fay: Fay) -> None:
     regs = {r.name: r for r in voice_fay.plugins.candidates("tts", "zh")}
-    mandarin = [n for n in ("gcin", "kokoro") if n in voice_fay.plugins.names("tts")]  # if installed
-    assert list(regs) == ["edge", *mandarin, "espeak"] and regs["edge"].online and not regs["espeak"].online
-    assert [r.name for r in voice_fay.plugins.candidates("tts", "en", online=False)] == ["piper", "espeak"]
+    names = voice_fay.plugins.names("tts")
+    remote = [n for n in ("remote",) if n in names]  # the shared speech server's engine: any language, if set up
+    mandarin = [n for n in ("gcin", "kokoro") if n in names]  # if installed
+    assert list(regs) == ["edge", *remote, *mandarin, "espeak"] and regs["edge"].online
+    assert not regs["espeak"].online and not any(regs[n].online for n in remote)
+    assert [r.name for r in voice_fay.plugins.candidates("tts", "en", online=False)] == [*remote, "piper", "espeak"]
     edge, piper = voice_fay.plugins.engine("tts", "edge"), voice_fay.plugins.engine("tts", "piper")
     assert isinstance(edge, ChecksReachability) and isinstance(edge, ChecksVoice)
     assert not isinstance(edge, SupportsWarmUp) and not isinstance(piper, ChecksReachability)
