@@ -1,8 +1,10 @@
 """WebRTC benchmark: N concurrent aiortc client peers talking to one ``fay run`` server over loopback.
 
 The server runs as its own process (``python -m fay_core run``, the real command) with ICE restricted to
-127.0.0.1, a persona answering from an inline FAQ (offline answerer), and the real voice pipeline (Silero VAD,
-faster-whisper, Piper TTS, playout clock). The clients run in this process. For each session count N:
+127.0.0.1, the shipped personas and their shipped knowledge (``bank_teller_en``, the default, or ``bank_teller_zh``
+with ``--language zh``: offline, they answer from their knowledge with the figures in it), and the real voice
+pipeline (Silero VAD, faster-whisper, the persona's offline voice, playout clock). The clients run in this process.
+For each session count N:
 
 - **set-up**: offer posted -> the server's ``ready`` message on the data channel (ICE + DTLS + SCTP included);
 - **latency**: end of the spoken question (last speech sample sent by the client's microphone track) -> first
@@ -16,7 +18,7 @@ faster-whisper, Piper TTS, playout clock). The clients run in this process. For 
 Clients and server share this machine's cores, so client-side Opus/SRTP work competes with the server.
 Prints a table and writes ``bench/results/webrtc.json``.
 
-    python bench/webrtc.py [--sessions 1,2,4,8,16] [--rounds 3] [--mode voice|text]
+    python bench/webrtc.py [--sessions 1,2,4,8,16] [--rounds 3] [--mode voice|text] [--language en|zh]
 """
 
 from __future__ import annotations
@@ -49,17 +51,9 @@ from fay_core.transport.client import FayClient  # noqa: E402
 from serve import fay_env, start_fay  # noqa: E402 (bench/serve.py)
 
 RESULTS = ROOT / "bench" / "results"
-QUESTION = "What are your opening hours?"
-PERSONA = """\
-name: Ava (benchmark)
-language: en
-knowledge:
-  only: true
-  faq:
-    - id: opening-hours
-      question: What are your opening hours?
-      answer: Our branches are open from nine to five, Monday to Friday.
-"""
+#: per language: the shipped persona asked, and a customer's question its knowledge answers
+QUESTIONS = {"en": ("bank_teller_en", "What are your opening hours?"),
+             "zh": ("bank_teller_zh", "请问你们几点开门？")}
 LOOPBACK = WebRTCSettings(host_addresses=["127.0.0.1"], remote_networks=["127.0.0.0/8"])
 
 
@@ -70,12 +64,17 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def question_pcm(work: Path) -> tuple[bytes, int]:
-    """The question spoken by espeak-ng, trailing silence trimmed (so 'end of speech' is the last word)."""
-    if shutil.which("espeak-ng") is None:
-        sys.exit("espeak-ng is needed to make the spoken question (make system-deps)")
+def question_pcm(work: Path, language: str, question: str) -> tuple[bytes, int]:
+    """The question spoken (English: espeak-ng; Mandarin: ``fay tts`` with the offline Mandarin voice, which
+    whisper reads back), trailing silence trimmed (so 'end of speech' is the last word)."""
     wav = work / "question.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), QUESTION], check=True, timeout=30)
+    if language == "en":
+        if shutil.which("espeak-ng") is None:
+            sys.exit("espeak-ng is needed to make the spoken question (make system-deps)")
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), question], check=True, timeout=30)
+    else:
+        subprocess.run([sys.executable, "-m", "fay_core", "tts", question, "--persona", "bank_teller_zh", "--out",
+                        str(wav)], check=True, timeout=300, cwd=ROOT, stdout=subprocess.DEVNULL)
     with wave.open(str(wav)) as w:
         rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
     loud = np.flatnonzero(np.abs(pcm) > 500)
@@ -89,20 +88,21 @@ def free_port() -> int:
 
 
 async def start_server(work: Path, port: int, max_sessions: int) -> asyncio.subprocess.Process:
-    personas = work / "personas"
-    personas.mkdir(exist_ok=True)
-    (personas / "bench_teller.yaml").write_text(PERSONA)
-    env = fay_env(work, max_sessions, FAY_PERSONAS_DIR=str(personas), FAY_DEFAULT_PERSONA="bench_teller")
+    """``fay run`` with the shipped personas (and their knowledge, ingested at this first start) on embedded
+    defaults, offline voices only."""
+    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never")
     try:
-        return await start_fay(work, port, env, timeout_s=60)
+        return await start_fay(work, port, env, timeout_s=300)
     except RuntimeError as exc:
         sys.exit(str(exc))
 
 
+ANSWERS: list[str] = []  # the first answer heard, printed beside the figures (what was measured)
 STAGES = ("vad_end", "asr_final", "tts_first_audio", "first_audio_out")
 
 
-async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: float) -> dict[str, float] | None:
+async def one_turn(c: FayClient, mode: str, question: str, pcm: bytes, rate: int, timeout_s: float,
+                   ) -> dict[str, float] | None:
     """One question: ms from its end to the first audible answer frame, the server's stage marks (ms since the end
     of speech it heard) and the downlink (playout released the first frame -> audible at the client); None: no
     answer audio in time."""
@@ -121,7 +121,7 @@ async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: fl
         assert end is not None
     else:
         end = time.monotonic()
-        c.send_text(QUESTION)
+        c.send_text(question)
     try:
         await asyncio.wait_for(c.audible.wait(), timeout_s)
     except TimeoutError:
@@ -140,14 +140,18 @@ async def one_turn(c: FayClient, mode: str, pcm: bytes, rate: int, timeout_s: fl
     except TimeoutError:
         out["stuck"] = 1.0
     out["errors"] = float(sum(m["type"] == "error" for m in c.messages))
+    answers = [m for m in c.messages if m["type"] == "answer"]
+    out["cited"] = float(bool(answers and answers[-1].get("citations")))  # answered from the knowledge
+    if answers and not ANSWERS:
+        ANSWERS.append(str(answers[-1].get("text", "")))
     await asyncio.sleep(0.5)
     return out
 
 
-async def run_level(url: str, server: psutil.Process, n: int, rounds: int, mode: str, pcm: bytes, rate: int,
-                    ) -> dict[str, Any]:
+async def run_level(url: str, server: psutil.Process, n: int, rounds: int, mode: str, persona: str, question: str,
+                    pcm: bytes, rate: int) -> dict[str, Any]:
     rss0 = server.memory_info().rss
-    clients = [FayClient(url, ice=LOOPBACK, audible_rms=500.0) for _ in range(n)]
+    clients = [FayClient(url, persona=persona, ice=LOOPBACK, audible_rms=500.0) for _ in range(n)]
     setups: list[float] = []
 
     async def connect(c: FayClient) -> None:
@@ -170,7 +174,7 @@ async def run_level(url: str, server: psutil.Process, n: int, rounds: int, mode:
             nonlocal missed
             await asyncio.sleep(random.uniform(0, 1.0))  # not in lockstep
             for _ in range(rounds):
-                got = await one_turn(c, mode, pcm, rate, timeout_s=30.0)
+                got = await one_turn(c, mode, question, pcm, rate, timeout_s=30.0)
                 if got is None:
                     missed += 1
                 else:
@@ -193,6 +197,7 @@ async def run_level(url: str, server: psutil.Process, n: int, rounds: int, mode:
         "missed": missed,
         "not_back_to_listening": sum(1 for t in turns_out if "stuck" in t),
         "error_events": int(sum(t["errors"] for t in turns_out)),
+        "answered_with_a_source": int(sum(t["cited"] for t in turns_out)),
         "setup_ms_p50": statistics.median(setups) * 1000,
         "setup_ms_p95": pct(setups, 0.95) * 1000,
         "latency_ms_p50": pct(latencies, 0.5),
@@ -214,11 +219,14 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="questions per session at each level")
     ap.add_argument("--mode", choices=["voice", "text"], default="voice")
     ap.add_argument("--keep-going", action="store_true", help="do not stop once p95 has doubled")
+    ap.add_argument("--language", choices=sorted(QUESTIONS), default="en",
+                    help="en: the default persona bank_teller_en; zh: bank_teller_zh")
     args = ap.parse_args()
     levels = [int(x) for x in args.sessions.split(",")]
+    persona, question = QUESTIONS[args.language]
 
     work = Path(tempfile.mkdtemp(prefix="fay-bench-webrtc-"))
-    pcm, rate = question_pcm(work)
+    pcm, rate = question_pcm(work, args.language, question)
     port = free_port()
     proc = await start_server(work, port, max(levels) + 2)
     server = psutil.Process(proc.pid)
@@ -227,12 +235,14 @@ async def main() -> None:
     doubled_at: int | None = None
     try:
         print("warming up (models load on first use)...", file=sys.stderr)
-        await run_level(url, server, 1, 2, args.mode, pcm, rate)
+        await run_level(url, server, 1, 2, args.mode, persona, question, pcm, rate)
+        print(f"  {persona} answers {question!r} with: {ANSWERS[0] if ANSWERS else '(nothing)'}", file=sys.stderr)
         for n in levels:
-            row = await run_level(url, server, n, args.rounds, args.mode, pcm, rate)
+            row = await run_level(url, server, n, args.rounds, args.mode, persona, question, pcm, rate)
             rows.append(row)
             print(f"  {n:3d} sessions: p50 {row['latency_ms_p50']:.0f} ms, p95 {row['latency_ms_p95']:.0f} ms, "
-                  f"missed {row['missed']}", file=sys.stderr)
+                  f"missed {row['missed']}, answered with a source {row['answered_with_a_source']}/{row['turns']}",
+                  file=sys.stderr)
             if row["latency_ms_p95"] >= 2 * rows[0]["latency_ms_p95"] and doubled_at is None:
                 doubled_at = n
                 if not args.keep_going:
@@ -245,7 +255,7 @@ async def main() -> None:
             proc.kill()
             await proc.wait()
 
-    print(f"\nWebRTC, mode {args.mode}: end of {'speech' if args.mode == 'voice' else 'question'} -> first "
+    print(f"\nWebRTC, {persona}, mode {args.mode}: end of {'speech' if args.mode == 'voice' else 'question'} -> first "
           f"audible answer frame at the client ({os.cpu_count()} cores, {platform.python_version()})")
     header = (f"{'sessions':>8} {'setup p50':>10} {'setup p95':>10} {'lat p50':>8} {'lat p95':>8} {'lat max':>8} "
               f"{'missed':>6} {'idle %core/s':>12} {'cpu ms/turn':>11} {'MiB/sess':>8}")
@@ -264,8 +274,10 @@ async def main() -> None:
         print(f"{r['sessions']:>8} " + " ".join(f"{r[s + '_ms_p50']:>15.0f}" for s in STAGES)
               + f" {r['downlink_ms_p50']:>12.0f} {r['downlink_ms_p95']:>12.0f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("webrtc.json" if args.mode == "voice" else f"webrtc_{args.mode}.json")
+    suffix = ("" if args.mode == "voice" else f"_{args.mode}") + ("" if args.language == "en" else f"_{args.language}")
+    out = RESULTS / f"webrtc{suffix}.json"
     out.write_text(json.dumps({
+        "persona": persona, "question": question, "answer": ANSWERS[0] if ANSWERS else None,
         "mode": args.mode, "rounds": args.rounds, "cores": os.cpu_count(), "python": platform.python_version(),
         "levels": rows, "p95_doubled_at_sessions": doubled_at,
     }, indent=2))
