@@ -21,7 +21,7 @@ run: install
 # the slowest tests are listed, to keep the run short
 TEST_WORKERS ?= 2
 test: install-test lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=20 $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m serial --durations=10 $(PYTEST_ARGS)
 
 # ruff and mypy (unused type: ignores are errors); `make test` runs it first, so CI does too

@@ -31,12 +31,12 @@ SERIAL_FILES = {"test_avatar.py", "test_avatar_browser.py", "test_browser.py", "
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For ``make test``: each test file is one xdist group (``--dist loadgroup``: its module fixtures are built
-    once), and the timing files are marked ``serial`` (run in a second, single-process pass)."""
+    """For ``make test``: the timing files are marked ``serial`` (run in a second, single-process pass). The first
+    pass keeps each test file on one worker with ``--dist loadfile`` (its module fixtures are built once and its
+    tests run in order). Not ``xdist_group`` marks with ``--dist loadgroup``: pytest-xdist 3.8 writes the group into
+    ``item._nodeid``, which pytest 9 no longer reads, so the groups were silently ignored."""
     for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(name))
-        if name in SERIAL_FILES:
+        if item.path.name in SERIAL_FILES:
             item.add_marker(pytest.mark.serial)
 
 
@@ -109,3 +109,4 @@ def kb(tmp_path: Path, embedder: FastE5Embedder) -> Iterator[KnowledgeBase]:
     base = KnowledgeBase(tmp_path / "knowledge", embedder)
     yield base
     base.close()
+
