@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -57,7 +57,40 @@ class Reply:
     first_token_delay: float | None = None
 
 
-class FakeLLM:
+class _LoopbackServer:
+    """An aiohttp server on 127.0.0.1 for tests, on a free port: :meth:`_app` gives its routes."""
+
+    port = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``api_base`` to give litellm."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class FakeLLM(_LoopbackServer):
     """An OpenAI-compatible chat-completions server for tests.
 
     Replies come from :meth:`enqueue` in order, else from ``responder(request_body)``, else the default: for a
@@ -81,14 +114,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.images: list[bytes] = []
         self._queue: deque[Reply] = deque()
-        self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """The ``api_base`` to give litellm."""
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def enqueue(self, *replies: Reply | str) -> None:
         """Script the next replies."""
@@ -96,26 +122,10 @@ class FakeLLM:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
-    async def start(self) -> FakeLLM:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeLLM:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     @contextmanager
     def in_thread(self) -> Iterator[FakeLLM]:
@@ -244,7 +254,7 @@ class FakeLLM:
         }
 
 
-class SpeechServer:
+class SpeechServer(_LoopbackServer):
     """An OpenAI-compatible speech server for tests, backed by real local engines: ``POST /v1/audio/transcriptions``
     (multipart ``file`` WAV, ``model``, ``language``: ``{"text"}``) with ``asr`` and ``POST /v1/audio/speech`` (JSON
     ``model``, ``input``, ``voice``, ``response_format: wav``: a 16-bit WAV) with ``tts``.
@@ -259,34 +269,12 @@ class SpeechServer:
         self.tts = tts
         self.requests: list[dict[str, Any]] = []
         self.fail_status: int | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        """The ``api_base`` to give litellm."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def start(self) -> SpeechServer:
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> SpeechServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     def _failure(self) -> web.Response | None:
         if self.fail_status is None:
