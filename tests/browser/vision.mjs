@@ -58,6 +58,8 @@ try {
   out.noticeVisible = await page.isVisible("#camera-notice");
   out.notice = await page.$eval("#camera-notice", (e) => e.textContent);
   out.camera = await page.evaluate(() => window.fay.camera);
+  // "ready" comes on the data channel, which may open a moment after the peer connection says "connected"
+  await page.waitForFunction(() => window.fay.messages.some((m) => m.type === "ready"), null, { polling: 50 });
   out.ready = await page.evaluate(() => window.fay.messages.find((m) => m.type === "ready"));
   step(`camera ${JSON.stringify(out.camera)}`);
   await page.waitForFunction(() => window.fayAvatar?.player?.received > 10);
