@@ -12,8 +12,10 @@ in this process, for ``--minutes``:
 - **voice** sessions: :class:`~fay_core.transport.client.FayClient` peers speaking recorded speech
   (``../shared/data/speech_en``, ``speech_zh``) into the microphone track, reconnecting after
   ``--turns-per-session`` turns. Latency: end of the speech sent -> the ``answer`` message on the data channel;
-- a turn is **lost** when no finished answer arrives within ``--lost-after-s`` (refusals and dropped streams
-  count as lost too, with their error);
+- a turn is **lost** when no finished answer arrives within ``--lost-after-s`` (a refused message and a dropped
+  stream count as lost too, with their error); a session the server **refuses** to start with 503 and
+  ``Retry-After`` (busy: ``server.max_loop_lag_ms``, or full) is no turn: it is counted apart, and the client waits
+  as told and tries again, as Fay's web client does;
 - the server's RSS, open file descriptors, threads and CPU are read from ``/proc/<pid>`` every ``--sample-s``.
   Fay has no metric for its asyncio task count, and none is added for this bench: a leak of tasks shows as RSS
   growth, a leak of connections or peers as descriptors and threads;
@@ -47,13 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fay_core.settings import WebRTCSettings  # noqa: E402
 from fay_core.testing import FakeLLM  # noqa: E402
-from fay_core.transport.client import FayClient  # noqa: E402
+from fay_core.transport.client import FayClient, OfferRefused  # noqa: E402
 from fay_core.voice.audio import load_audio  # noqa: E402
 from serve import fay_env, start_fay  # noqa: E402 (bench/serve.py)
 
@@ -111,6 +114,7 @@ class Tally:
     answered: collections.Counter[str] = field(default_factory=collections.Counter)
     lost: collections.Counter[str] = field(default_factory=collections.Counter)
     wrong: collections.Counter[str] = field(default_factory=collections.Counter)
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)  #: session starts, 503
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     answered_at: list[float] = field(default_factory=list)  # monotonic times, for the chart
 
@@ -123,6 +127,11 @@ class Tally:
     def latency(self, kind: str, after: float) -> list[float]:
         return [ms for at, ms in self.latency_ms[kind] if at >= after]
 
+    def refuse(self, kind: str, source: str) -> None:
+        """The server refused to start a session (503 with ``Retry-After``): no turn was accepted, none lost."""
+        self.refused[kind] += 1
+        self.errors[source] += 1
+
     def lose(self, kind: str, source: str) -> None:
         self.lost[kind] += 1
         self.errors[source] += 1
@@ -132,7 +141,7 @@ class Tally:
 
 
 async def start_server(work: Path, port: int, max_sessions: int, llm: FakeLLM | None) -> asyncio.subprocess.Process:
-    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never")
+    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never", FAY_LOG_LEVEL=os.environ.get("SOAK_LOG_LEVEL", "WARNING"))
     if llm is not None:
         env.update(FAY_LLM__MODEL=llm.model, FAY_LLM__API_BASE=llm.url, FAY_LLM__API_KEY="sk-fake")
     return await start_fay(work, port, env, timeout_s=90)
@@ -147,6 +156,38 @@ async def stop_server(proc: asyncio.subprocess.Process) -> None:
     except TimeoutError:
         proc.kill()
         await proc.wait()
+
+
+async def stages(base: str) -> dict[str, dict[str, float]]:
+    """The server's own latency marks (``fay_stage_seconds`` on ``/metrics``) over the whole run, per stage: count,
+    mean and p50/p95 read off the histogram's buckets (the upper bound of the bucket the quantile falls in), in ms.
+    Text and voice turns share the stages: a run with one kind of session tells which stage is slow for it."""
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    buckets: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "fay_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "?")
+            if sample.name.endswith("_bucket"):
+                buckets[stage].append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_sum"):
+                sums[stage] = sample.value
+    out: dict[str, dict[str, float]] = {}
+    for stage, bs in buckets.items():
+        bs.sort()
+        count = bs[-1][1]
+        if not count:
+            continue
+
+        def quantile(q: float, bs: list[tuple[float, float]] = bs, count: float = count) -> float:
+            return next(le for le, n in bs if n >= q * count) * 1000
+
+        out[stage] = {"count": count, "mean_ms": round(sums.get(stage, 0.0) / count * 1000, 1),
+                      "p50_ms": quantile(0.5), "p95_ms": quantile(0.95)}
+    return out
 
 
 def server_errors(log: Path) -> collections.Counter[str]:
@@ -175,15 +216,31 @@ def read_proc(pid: int) -> dict[str, float]:
     }
 
 
-async def sample(pid: int, every_s: float, t0: float, out: list[dict[str, float]], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            out.append({"t_s": time.monotonic() - t0, **read_proc(pid),
-                        "client_cpu_s": read_proc(os.getpid())["cpu_s"]})
-        except (FileNotFoundError, ProcessLookupError):  # the server is gone: the clients will say so
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+async def loop_lag_ms(http: aiohttp.ClientSession, base: str) -> float:
+    """The server's own reading of its event loop's lag (``fay_event_loop_lag_seconds``), ms; NaN if unread."""
+    try:
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return float("nan")
+    for family in text_string_to_metric_families(text):
+        if family.name == "fay_event_loop_lag_seconds":
+            return round(family.samples[0].value * 1000, 1)
+    return float("nan")
+
+
+async def sample(pid: int, base: str, every_s: float, t0: float, out: list[dict[str, float]],
+                 stop: asyncio.Event) -> None:
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            try:
+                out.append({"t_s": time.monotonic() - t0, **read_proc(pid),
+                            "client_cpu_s": read_proc(os.getpid())["cpu_s"],
+                            "loop_lag_ms": await loop_lag_ms(http, base)})
+            except (FileNotFoundError, ProcessLookupError):  # the server is gone: the clients will say so
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
 
 def flatness(samples: list[dict[str, float]], warmup_s: float, tolerance_pct: float) -> dict[str, Any]:
@@ -216,6 +273,10 @@ async def text_session(http: aiohttp.ClientSession, base: str, n: int, args: arg
     while time.monotonic() < until:
         try:
             async with http.post(f"{base}/api/sessions", json={"persona": persona}) as r:
+                if r.status == 503 and "Retry-After" in r.headers:
+                    tally.refuse("text", f"http 503 create session: {(await r.json()).get('error', '')[:40]}")
+                    await asyncio.sleep(float(r.headers["Retry-After"]) * rng.uniform(1, 1.5))
+                    continue
                 if r.status != 201:
                     tally.lose("text", f"http {r.status} create session")
                     await asyncio.sleep(args.think_s)
@@ -285,6 +346,14 @@ async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args
         try:
             try:
                 await c.connect()
+            except OfferRefused as exc:
+                if exc.status == 503 and exc.retry_after_s is not None:
+                    tally.refuse("voice", f"offer 503: {exc.error[:40]}")
+                    await asyncio.sleep(exc.retry_after_s * rng.uniform(1, 1.5))
+                else:
+                    tally.lose("voice", f"offer {exc.status} connect")
+                    await asyncio.sleep(3)
+                continue
             except (ConnectionError, TimeoutError, aiohttp.ClientError) as exc:
                 tally.lose("voice", f"client {type(exc).__name__} connect")
                 await asyncio.sleep(3)
@@ -336,14 +405,27 @@ async def warm_up(base: str, speech: list[tuple[str, bytes]], args: argparse.Nam
     async with aiohttp.ClientSession() as http:
         for persona, question, expected in {q[0]: q for q in QUESTIONS if q[0] in personas(args)}.values():
             if args.text_sessions:
-                async with http.post(f"{base}/api/sessions", json={"persona": persona}) as r:
-                    sid = (await r.json())["session_id"]
+                while True:  # a node still warming up may say it is busy: wait as it says
+                    async with http.post(f"{base}/api/sessions", json={"persona": persona}) as r:
+                        created = await r.json()
+                        if r.status == 503 and "Retry-After" in r.headers:
+                            await asyncio.sleep(float(r.headers["Retry-After"]))
+                            continue
+                        sid = created["session_id"]
+                        break
                 await text_turn(http, f"{base}/api/sessions/{sid}/messages", question, expected, args, scratch)
                 async with http.delete(f"{base}/api/sessions/{sid}"):
                     pass
     for persona in {speech[n % len(speech)][0] for n in range(args.voice_sessions)}:
-        async with FayClient(base, persona=persona, ice=LOOPBACK, audible_rms=500.0) as c:
-            await voice_turn(c, next(pcm for p, pcm in speech if p == persona), args, scratch)
+        while True:
+            try:
+                async with FayClient(base, persona=persona, ice=LOOPBACK, audible_rms=500.0) as c:
+                    await voice_turn(c, next(pcm for p, pcm in speech if p == persona), args, scratch)
+                break
+            except OfferRefused as exc:
+                if exc.status != 503 or exc.retry_after_s is None:
+                    raise
+                await asyncio.sleep(exc.retry_after_s)
     if scratch.lost:
         raise RuntimeError(f"the warm-up lost turns: {dict(scratch.errors)}")
 
@@ -403,7 +485,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         print(f"warm in {t0 - warming:.0f} s; soaking for {args.minutes:g} min...", file=sys.stderr)
         until = t0 + args.minutes * 60
-        sampler = asyncio.ensure_future(sample(proc.pid, args.sample_s, t0, samples, stop))
+        sampler = asyncio.ensure_future(sample(proc.pid, base, args.sample_s, t0, samples, stop))
         limits = aiohttp.TCPConnector(limit=args.text_sessions + 10)
         async with aiohttp.ClientSession(connector=limits) as http:
             await asyncio.gather(
@@ -411,6 +493,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 *(voice_session(base, n, speech, args, until, tally) for n in range(args.voice_sessions)),
             )
         wall = time.monotonic() - t0
+        marks = await stages(base)
     finally:
         stop.set()
         if sampler is not None:
@@ -433,10 +516,12 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "voice_sessions": args.voice_sessions, "turns_per_session": args.turns_per_session,
         "lost_after_s": args.lost_after_s, "warmup_s": args.warmup_s,
         "turns": {k: {"answered": tally.answered[k], "lost": tally.lost[k], "wrong": tally.wrong[k],
+                      "sessions_refused": tally.refused[k],
                       "latency_ms_p50": round(pct(tally.latency(k, t0 + args.warmup_s), 0.5), 1),
                       "latency_ms_p95": round(pct(tally.latency(k, t0 + args.warmup_s), 0.95), 1),
                       "latency_ms_max": round(max(tally.latency(k, t0), default=float("nan")), 1)} for k in kinds},
         "errors": dict(tally.errors.most_common()),
+        "stages": marks,
         "flat": flatness(samples, args.warmup_s, args.flat_pct),
         "samples": samples,
         "_answered_at": [a - t0 for a in tally.answered_at],
@@ -447,12 +532,13 @@ def report(result: dict[str, Any], flat_pct: float) -> None:
     print(f"\nsoak: {result['text_sessions']} text + {result['voice_sessions']} voice sessions for "
           f"{result['wall_s']:.0f} s, {result['llm']} answerer ({result['cores']} cores, {result['python']})")
     print("latency: question sent -> finished answer; p50/p95 after warm-up, max over the whole run")
-    header = f"{'kind':>6} {'answered':>9} {'lost':>5} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
+    header = (f"{'kind':>6} {'answered':>9} {'lost':>5} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+              f"{'sessions refused':>17}")
     print(header)
     print("-" * len(header))
     for kind, t in result["turns"].items():
         print(f"{kind:>6} {t['answered']:>9} {t['lost']:>5} {t['wrong']:>6} {t['latency_ms_p50']:>8.0f} "
-              f"{t['latency_ms_p95']:>8.0f} {t['latency_ms_max']:>8.0f}")
+              f"{t['latency_ms_p95']:>8.0f} {t['latency_ms_max']:>8.0f} {t['sessions_refused']:>17}")
     flat = result["flat"]
     print(f"\nserver resources after warm-up ({result['warmup_s']:.0f} s excluded, {flat['samples_after_warmup']} "
           "samples): median of the first fifth -> the last fifth")
@@ -466,8 +552,16 @@ def report(result: dict[str, Any], flat_pct: float) -> None:
         print(f"  CPU %, median (100 = one core of {result['cores']}): server "
               f"{statistics.median(s['cpu_pct'] for s in busy):.0f}, clients (this process) "
               f"{statistics.median(s['client_cpu_pct'] for s in busy):.0f}")
+        lags = [s["loop_lag_ms"] for s in busy if s.get("loop_lag_ms") == s.get("loop_lag_ms")]  # (not NaN)
+        if lags:
+            print(f"  event loop lag (the server's p90 over 5 s), ms: median {statistics.median(lags):.0f}, "
+                  f"max {max(lags):.0f}")
     verdict = {True: "yes", False: "NO", None: "not enough samples after warm-up"}[flat["flat"]]
     print(f"flat within {flat_pct:g} % after warm-up: {verdict}")
+    print("\nthe server's stage marks over the run (ms since each mark's origin; p50/p95 are histogram bucket bounds)")
+    for stage, m in sorted(result["stages"].items(), key=lambda kv: kv[1]["mean_ms"]):
+        print(f"  {stage:>24}: n {m['count']:>6.0f}  mean {m['mean_ms']:>8.1f}  p50 <= {m['p50_ms']:>6.0f}  "
+              f"p95 <= {m['p95_ms']:>6.0f}")
     print("\nerrors by source:" + ("" if result["errors"] else " none"))
     for source, n in result["errors"].items():
         print(f"  {n:>6}  {source}")

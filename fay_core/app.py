@@ -10,8 +10,17 @@ import time
 from typing import TYPE_CHECKING
 
 from .assembly import Assembly
-from .errors import ClusterUnavailable, PersonaError, ServerDraining, SessionLimit, UnknownPersona, UnknownSession
+from .errors import (
+    ClusterUnavailable,
+    NodeBusy,
+    PersonaError,
+    ServerDraining,
+    SessionLimit,
+    UnknownPersona,
+    UnknownSession,
+)
 from .knowledge import Knowledge
+from .load import LoopMonitor
 from .metrics import Metrics
 from .persona import Persona, PersonaStore
 from .plugins import Plugins, await_me_maybe
@@ -44,8 +53,11 @@ class Fay:
         self.audit = self.records.audit
         self.knowledge = Knowledge(self.settings, self.plugins)
         self.sessions: dict[str, Session] = {}
+        #: how late the event loop all sessions share runs (:mod:`fay_core.load`): over
+        #: ``server.max_loop_lag_ms``, no new session starts here (:attr:`busy`)
+        self.load = LoopMonitor()
         #: the runtime's Prometheus metrics (``GET /metrics``), in a registry of its own
-        self.metrics = Metrics(active=lambda: len(self.sessions))
+        self.metrics = Metrics(active=lambda: len(self.sessions), loop_lag_ms=self.load.lag_ms)
         redactor = self.plugins.redactor()
         self.tracer = TurnTracer.configured(self.settings.tracing, redactor)
         self.assembly = Assembly(self.settings, self.plugins, self.knowledge, self.audit, self.metrics, self.tracer,
@@ -61,8 +73,10 @@ class Fay:
         for result in self.plugins.pm.hook.startup(app=self):
             await await_me_maybe(result)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle(), name="fay.reaper")
+        self.load.start()
 
     async def stop(self) -> None:
+        await self.load.stop()
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
@@ -95,6 +109,11 @@ class Fay:
         """End a :meth:`drain` now (a second SIGTERM)."""
         self._drain_cut.set()
 
+    @property
+    def busy(self) -> bool:
+        """Whether the event loop runs later than ``server.max_loop_lag_ms``: no new session starts meanwhile."""
+        return self.load.busy(self.settings.server.max_loop_lag_ms)
+
     async def __aenter__(self) -> Fay:
         await self.start()
         return self
@@ -110,6 +129,11 @@ class Fay:
             self.metrics.session_refused("draining")
             raise ServerDraining("this server is draining (shutting down) and starts no new sessions: start the "
                                  "session on another node, or retry shortly")
+        if self.busy:
+            self.metrics.session_refused("busy")
+            raise NodeBusy(f"this server is busy (its event loop runs {self.load.lag_ms():.0f} ms late, over "
+                           f"server.max_loop_lag_ms {self.settings.server.max_loop_lag_ms:g}) and starts no new "
+                           "session until it catches up: try again in a moment")
         limit = self.settings.server.max_sessions
         if len(self.sessions) >= limit:
             self.metrics.session_refused("limit")

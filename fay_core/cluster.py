@@ -5,7 +5,7 @@ node serves exactly as a single server. What Redis holds (keys under ``cluster.p
 
     fay:nodes                 a set of node URLs (a member whose record expired is a node that is gone)
     fay:node:<url>            the node's record, JSON, expiring ``cluster.expiry_s`` after its last heartbeat:
-                              {"url", "boot", "load", "capacity", "draining", "started", "beat"}
+                              {"url", "boot", "load", "capacity", "draining", "started", "beat", "busy"}
     fay:session:<id>          who owns a session, JSON {"node", "boot", "tenant"}, kept ``cluster.session_ttl_s``
                               after the owner last renewed it (every heartbeat renews its live sessions)
 
@@ -16,8 +16,9 @@ How requests travel (:meth:`Cluster.middleware`, before authentication, so the o
 and rate limits exactly as a single server does):
 
 - ``POST /api/sessions`` and ``POST /api/webrtc/offer`` are placed on the least-loaded live node that has room
-  and is not draining (this node when it ties): served here, or forwarded there; a node that refuses (full,
-  draining, unreachable) is skipped for the next. None has room: 503 :class:`~fay_core.errors.ClusterFull`.
+  and is neither draining nor busy (its event loop late, :mod:`fay_core.load`), this node when it ties: served
+  here, or forwarded there; a node that refuses (full, draining, busy, unreachable) is skipped for the next.
+  None has room: 503 :class:`~fay_core.errors.ClusterFull`.
 - A request for ``/api/sessions/<id>...`` that this node does not hold is forwarded to the owner (answer streams,
   server-sent events included, are relayed as they come), or, with ``cluster.forward`` off, answered
   ``307 Temporary Redirect`` to it. An owner without a live record (dead, or restarted): 410
@@ -68,6 +69,9 @@ class Host(Protocol):
     @property
     def draining(self) -> bool: ...
 
+    @property
+    def busy(self) -> bool: ...
+
 NODE_HEADER = "X-Fay-Node"
 FORWARDED_HEADER = "X-Fay-Forwarded-By"
 #: the requests that start a session: placed on a node with room
@@ -90,16 +94,17 @@ class NodeInfo:
     draining: bool
     started: float  #: wall-clock time the process started
     beat: float  #: wall-clock time of its last heartbeat
+    busy: bool = False  #: its event loop ran late at the heartbeat (``server.max_loop_lag_ms``, :mod:`fay_core.load`)
 
     @property
     def has_room(self) -> bool:
-        return not self.draining and self.load < self.capacity
+        return not self.draining and not self.busy and self.load < self.capacity
 
     @classmethod
     def parse(cls, raw: str) -> NodeInfo:
         d = json.loads(raw)
         return cls(str(d["url"]), str(d["boot"]), int(d["load"]), int(d["capacity"]), bool(d["draining"]),
-                   float(d["started"]), float(d["beat"]))
+                   float(d["started"]), float(d["beat"]), bool(d.get("busy", False)))
 
 
 class _Refused(Exception):
@@ -176,7 +181,7 @@ class Cluster:
         """This node's record as it is now."""
         fay = self.fay
         return NodeInfo(self.url, self.boot, len(fay.sessions), fay.settings.server.max_sessions, fay.draining,
-                        self.started, time.time())
+                        self.started, time.time(), fay.busy)
 
     async def publish(self) -> None:
         """Write this node's record and renew the ownership of its live sessions. Never raises: a Redis that

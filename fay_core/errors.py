@@ -20,7 +20,8 @@ may see (no server paths, no exception reprs)::
      │    │    └── SessionNodeGone  410  ... with the cluster node that served it (it died or restarted)
      │    ├── SessionLimit     503  too many sessions (``Retry-After``)
      │    │    ├── ServerDraining   503  the server is draining (SIGTERM): start the session on another node
-     │    │    └── ClusterFull      503  no node of the cluster has room for a session (or all are draining)
+     │    │    ├── ClusterFull      503  no node of the cluster has room for a session (or all are draining)
+     │    │    └── NodeBusy         503  this node's event loop runs late (``server.max_loop_lag_ms``): no new session
      │    ├── SessionForbidden 403  a signed-in session asked without its secret (or customer token)
      │    ├── AuditUnavailable 503  the audit log cannot be written: nothing is answered unrecorded
      │    ├── RecordingNotOffered  409  consent to record was sent, but the session's persona does not record
@@ -182,6 +183,13 @@ class ServerDraining(SessionLimit):
 
 class ClusterFull(SessionLimit):
     """No live node of the cluster has room for a new session (each is at ``server.max_sessions`` or draining)."""
+
+
+class NodeBusy(SessionLimit):
+    """This node's event loop runs later than ``server.max_loop_lag_ms`` (:mod:`fay_core.load`): it serves its open
+    sessions and starts no new one until it catches up (usually seconds)."""
+
+    retry_after_s = 2
 
 
 class SessionForbidden(SessionError):

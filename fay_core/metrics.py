@@ -6,7 +6,9 @@ each session's bus (:meth:`Metrics.observe`, called by :mod:`fay_core.assembly`)
 
     fay_sessions_active                     gauge     open sessions (the number an autoscaler follows)
     fay_sessions_created_total{persona}     counter   sessions started
-    fay_sessions_refused_total{reason}      counter   sessions refused: ``limit`` (server.max_sessions), ``draining``
+    fay_event_loop_lag_seconds              gauge     how late the shared event loop runs (p90, last 5 s; :mod:`.load`)
+    fay_sessions_refused_total{reason}      counter   sessions refused: ``limit`` (server.max_sessions), ``draining``,
+                                                      ``busy`` (the loop runs late: ``server.max_loop_lag_ms``)
     fay_draining                            gauge     1 once SIGTERM started the drain
     fay_turns_total{persona,language,outcome}
                                             counter   finished turns; outcome ``answered``, ``declined`` (nothing to
@@ -55,14 +57,19 @@ def outcome(finished: AgentTurnFinished) -> str:
 class Metrics:
     """The runtime's metrics (see the module docstring); ``active`` says how many sessions are open."""
 
-    def __init__(self, active: Callable[[], int] | None = None) -> None:
+    def __init__(self, active: Callable[[], int] | None = None,
+                 loop_lag_ms: Callable[[], float] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sessions_active = Gauge("fay_sessions_active", "Open sessions", registry=r)
         if active is not None:
             self.sessions_active.set_function(lambda: float(active()))
         self.sessions_created = Counter("fay_sessions_created", "Sessions started", ["persona"], registry=r)
-        self.sessions_refused = Counter("fay_sessions_refused", "Sessions refused (limit, draining)", ["reason"],
+        self.loop_lag = Gauge("fay_event_loop_lag_seconds", "How late the event loop wakes up (p90, last 5 s)",
+                              registry=r)
+        if loop_lag_ms is not None:
+            self.loop_lag.set_function(lambda: loop_lag_ms() / 1000.0)
+        self.sessions_refused = Counter("fay_sessions_refused", "Sessions refused (limit, draining, busy)", ["reason"],
                                         registry=r)
         self.draining = Gauge("fay_draining", "1 while the server drains (SIGTERM): no new sessions", registry=r)
         self.turns = Counter("fay_turns", "Finished turns", ["persona", "language", "outcome"], registry=r)

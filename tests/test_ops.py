@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fay_core.app import Fay
 from fay_core.bus import Bus
 from fay_core.events import Event
+from fay_core.load import LoopMonitor
 from fay_core.metrics import Metrics
 from fay_core.persona import PersonaStore
 from fay_core.server import create_app
@@ -112,6 +113,63 @@ async def test_metrics_count_errors_and_the_events_a_full_queue_drops() -> None:
     got = _samples(metrics.render().decode())
     assert got[("fay_bus_dropped_events_total", (("subscriber", "slow"),))] == 5
     assert got[("fay_errors_total", (("source", "slow"),))] == 1  # the bus reports the first drop as an error
+
+
+def _hold_the_loop(fay: Fay, times: int, hold_s: float) -> Any:
+    """What an overloaded node's event loop feels: held ``hold_s`` at a time, between the monitor's wake-ups."""
+
+    async def hold() -> None:
+        for _ in range(times):
+            await asyncio.sleep(fay.load.interval_s * 1.5)
+            time.sleep(hold_s)  # noqa: ASYNC251 (blocking the loop is the point)
+
+    return hold()
+
+
+async def test_a_monitor_reads_how_late_the_loop_runs() -> None:
+    monitor = LoopMonitor(interval_s=0.02, window_s=1.0)
+    assert monitor.lag_ms() == 0.0 and not monitor.busy(50)  # no sample yet
+    monitor.start()
+    try:
+        await asyncio.sleep(0.3)
+        quiet = monitor.lag_ms()
+        for _ in range(6):
+            await asyncio.sleep(0.03)
+            time.sleep(0.25)  # noqa: ASYNC251 (blocking the loop is the point)
+        held = monitor.lag_ms()
+        assert held >= 200 > quiet, (quiet, held)
+        assert monitor.busy(100) and not monitor.busy(300) and not monitor.busy(0)  # 0: the check is off
+        await asyncio.sleep(1.2)  # the late wake-ups leave the window
+        assert monitor.lag_ms() < 200 and not monitor.busy(200)
+    finally:
+        await monitor.stop()
+
+
+async def test_a_busy_node_refuses_new_sessions_and_serves_the_open_ones(tmp_path: Path) -> None:
+    fay = Fay(test_settings(tmp_path / "data", personas_dir=ROOT / "personas", server={"max_loop_lag_ms": 100}))
+    fay.load.window_s = 1.5
+    server = TestServer(create_app(fay), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(base_url=str(server.make_url(""))) as http:
+            sid = await _session(http)
+            await _hold_the_loop(fay, times=6, hold_s=0.3)
+            assert fay.busy
+            async with http.post("/api/sessions", json={"persona": "bank_teller_en"}) as r:
+                refused, status, retry = await r.json(), r.status, r.headers.get("Retry-After")
+            assert status == 503 and retry == "2" and "busy" in refused["error"], (status, refused)
+            assert "Monday to Friday" in await _ask(http, sid, QUESTIONS[0])  # the open session is served
+            async with http.get("/metrics") as r:
+                families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+            refusals = {s.labels["reason"]: s.value for s in families["fay_sessions_refused"].samples
+                        if s.name.endswith("_total")}
+            assert refusals == {"busy": 1.0}
+            assert families["fay_event_loop_lag_seconds"].samples[0].value >= 0.1
+            await asyncio.sleep(1.6)  # caught up: sessions start again
+            assert not fay.busy
+            await _session(http)
+    finally:
+        await server.close()
 
 
 async def test_metrics_need_the_token_once_one_is_set(tmp_path: Path) -> None:

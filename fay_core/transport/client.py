@@ -33,6 +33,17 @@ from .protocol import CHANNEL_LABEL
 FRAME_MS = 20
 
 
+class OfferRefused(ConnectionError):
+    """The server answered the offer with an error status; ``retry_after_s`` is its ``Retry-After`` (503 busy or
+    full, 429 too many offers), else None."""
+
+    def __init__(self, status: int, error: str, retry_after_s: float | None) -> None:
+        super().__init__(f"offer refused ({status}): {error}")
+        self.status = status
+        self.error = error
+        self.retry_after_s = retry_after_s
+
+
 class PCMSource(MediaStreamTrack):
     """A microphone that plays queued 16-bit mono PCM in real time (20 ms frames), and silence in between."""
 
@@ -171,7 +182,8 @@ class FayClient:
         async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as resp:
             data = await resp.json()
             if resp.status != 201:
-                raise ConnectionError(f"offer refused ({resp.status}): {data.get('error')}")
+                retry = resp.headers.get("Retry-After")
+                raise OfferRefused(resp.status, str(data.get("error")), float(retry) if retry else None)
         self.session_id = data["session_id"]
         sdp, _ = filter_candidates(data["sdp"], networks(self.ice))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
