@@ -3,14 +3,16 @@
 It speaks with the recordings of Debian's ``gcin-voice`` package (``make system-deps``): every Mandarin syllable
 in each of its tones, 1200 short recordings of one male speaker (the package's ``3.ogg`` set, GPL-3 or LGPL-3,
 Edward Der-Hua Liu). A sentence is read by pypinyin (zhuyin, with its phrase dictionary for 多音字 and the tone
-sandhi of 一, 不 and third tones) and its syllables are joined with short pauses, longer between jieba's words.
+sandhi of 一, 不 and third tones). The syllables of each of jieba's words are joined as connected speech (each
+recording trimmed of its quiet tail and crossfaded into the next), with short pauses between words.
 There is no model to run: a clause is ready in a few milliseconds, and each clause (cut at its punctuation) is
 yielded as its own chunk with the exact time of each character, for the avatar's mouth.
 
-It sounds like what it is, syllables said one by one, but each syllable is a person's: whisper base transcribes
-the ten bank sentences of ``bench/voice_zh.py`` back at a character error rate of 0.12 and ten more at 0.08 (the
-kokoro voice with its Japanese voice vector, same run: 0.16 and 0.20; espeak: 0.77). Most of what whisper gets
-wrong are homophones (业务 → 夜物): the sounds are right, the words run less together than in speech. Latin
+It sounds like what it is, recorded syllables strung together, but each syllable is a person's: whisper base
+transcribes the ten bank sentences of ``bench/voice_zh.py`` back at a character error rate of 0.08 and ten more at
+0.10 (with silences inside words, as before issue 16: 0.12 and 0.08; the kokoro voice with its Japanese voice
+vector: 0.16 and 0.20; espeak: 0.77). Most of what whisper gets wrong are homophones (账 → 仗, 密码 → 秘马): the
+sounds are right, but a word said in citation tones gives its language model less to go on than speech does. Latin
 letters are spelled with their Chinese names. See README.md beside this file for what else was looked at.
 
 The recordings are decoded once (a few seconds) into one 24 kHz array that is cached in
