@@ -3,14 +3,16 @@
 It speaks with the recordings of Debian's ``gcin-voice`` package (``make system-deps``): every Mandarin syllable
 in each of its tones, 1200 short recordings of one male speaker (the package's ``3.ogg`` set, GPL-3 or LGPL-3,
 Edward Der-Hua Liu). A sentence is read by pypinyin (zhuyin, with its phrase dictionary for 多音字 and the tone
-sandhi of 一, 不 and third tones) and its syllables are joined with short pauses, longer between jieba's words.
+sandhi of 一, 不 and third tones). The syllables of each of jieba's words are joined as connected speech (each
+recording trimmed of its quiet tail and crossfaded into the next), with short pauses between words.
 There is no model to run: a clause is ready in a few milliseconds, and each clause (cut at its punctuation) is
 yielded as its own chunk with the exact time of each character, for the avatar's mouth.
 
-It sounds like what it is, syllables said one by one, but each syllable is a person's: whisper base transcribes
-the ten bank sentences of ``bench/voice_zh.py`` back at a character error rate of 0.12 and ten more at 0.08 (the
-kokoro voice with its Japanese voice vector, same run: 0.16 and 0.20; espeak: 0.77). Most of what whisper gets
-wrong are homophones (业务 → 夜物): the sounds are right, the words run less together than in speech. Latin
+It sounds like what it is, recorded syllables strung together, but each syllable is a person's: whisper base
+transcribes the ten bank sentences of ``bench/voice_zh.py`` back at a character error rate of 0.08 and ten more at
+0.10 (with silences inside words, as before issue 16: 0.12 and 0.08; the kokoro voice with its Japanese voice
+vector: 0.16 and 0.20; espeak: 0.77). Most of what whisper gets wrong are homophones (账 → 仗, 密码 → 秘马): the
+sounds are right, but a word said in citation tones gives its language model less to go on than speech does. Latin
 letters are spelled with their Chinese names. See README.md beside this file for what else was looked at.
 
 The recordings are decoded once (a few seconds) into one 24 kHz array that is cached in
@@ -71,7 +73,13 @@ class GcinSettings(BaseModel):
     )
     voice: str = Field(PACKAGED_VOICE, description="the recording set: the file name in each syllable folder "
                        "(gcin-voice has 3, clear, and 5, whisper understands it much less: CER 0.45)")
-    syllable_gap_ms: float = Field(40, ge=0, le=500, description="silence between the syllables of a word")
+    join_ms: float = Field(20, ge=0, le=100, description="the syllables of a word run into each other: each "
+                           "overlaps the one before by this much, crossfaded (connected speech); 0: they are "
+                           "separated by syllable_gap_ms of silence instead, as before")
+    trim_db: float = Field(30, ge=0, le=80, description="before joining, each recording's quiet head and tail are "
+                           "cut where its 10 ms energy stays this many dB below its loudest (0: not trimmed)")
+    syllable_gap_ms: float = Field(40, ge=0, le=500, description="silence between the syllables of a word, when "
+                                   "join_ms is 0")
     word_gap_ms: float = Field(100, ge=0, le=1000, description="silence between words (jieba's)")
     cache_dir: Path | None = Field(None, description="where the decoded recordings are kept; default "
                                    "$XDG_CACHE_HOME/fay/gcin (~/.cache/fay/gcin)")
@@ -250,33 +258,70 @@ class GcinTTS:
 
     def _render(self, units: Syllables, tokens: list[Token], clause: str, rate: float
                 ) -> tuple[bytes, tuple[WordTiming, ...]]:
+        """One clause's PCM and its characters' times.
+
+        Within a word (jieba's) the syllables are joined as connected speech: each recording is trimmed of its
+        quiet head and tail (``trim_db``) and overlaps the one before by ``join_ms``, crossfaded, so that whisper
+        (and a listener) hears one word rather than syllables said one by one; the boundary between two joined
+        characters is the middle of their crossfade. Between words ``word_gap_ms`` of silence, after the clause
+        its punctuation's pause; ``rate`` scales those silences. ``join_ms: 0`` is the old voice: silences of
+        ``syllable_gap_ms`` inside words, recordings untrimmed.
+        """
         s = self.settings
-        gap = np.zeros(int(s.syllable_gap_ms / 1000 / rate * SAMPLE_RATE), np.int16)
-        word_gap = np.zeros(int(s.word_gap_ms / 1000 / rate * SAMPLE_RATE), np.int16)
-        parts: list[np.ndarray] = []
-        words: list[WordTiming] = []
-        at = 0
-        pending: np.ndarray | None = None  # the pause after the token before
-        for token in tokens:
-            sounds = [u for u in (units.get(k) for k in token.units) if u is not None]
-            if not sounds:
-                continue
-            if pending is not None:
-                parts.append(pending)
-                at += len(pending)
-            start = at
-            for i, u in enumerate(sounds):
-                if i:
-                    parts.append(gap)
-                    at += len(gap)
-                parts.append(u)
-                at += len(u)
-            words.append(WordTiming(token.text, _ms(start), _ms(at)))
-            pending = word_gap if token.word_end else gap
-        if not parts:
+        gap = int(s.syllable_gap_ms / 1000 / rate * SAMPLE_RATE)
+        word_gap = int(s.word_gap_ms / 1000 / rate * SAMPLE_RATE)
+        join = int(s.join_ms / 1000 * SAMPLE_RATE)
+        spoken = [(t, snd) for t in tokens if (snd := [u for u in map(units.get, t.units) if u is not None])]
+        if not spoken:
             return b"", ()
-        parts.append(np.zeros(int(pause_after(clause) / rate * SAMPLE_RATE), np.int16))
-        return np.concatenate(parts).tobytes(), tuple(words)
+        total = sum(len(u) + max(gap, word_gap) for _, snd in spoken for u in snd)
+        out = np.zeros(total + int(pause_after(clause) / rate * SAMPLE_RATE), np.float32)
+        words: list[WordTiming] = []
+        at = 0  # where the next syllable would start with no overlap
+        joined = False  # whether the next syllable runs into the one before (same word)
+        prev_len = 0
+        for token, sounds in spoken:
+            start = end = at
+            for i, unit in enumerate(sounds):
+                x = unit.astype(np.float32)
+                if join:
+                    x = _trim(x, s.trim_db) if s.trim_db else x
+                if joined and join:
+                    o = min(join, len(x) // 3, prev_len // 3)
+                    ramp = np.linspace(0.0, 1.0, o, dtype=np.float32)
+                    out[at - o : at] *= 1.0 - ramp
+                    x[:o] *= ramp
+                    at -= o
+                    if not i:  # the character before ends, this one starts, in the middle of the crossfade
+                        start = at + o // 2
+                        words[-1] = WordTiming(words[-1].word, words[-1].start_ms, _ms(start))
+                elif at:
+                    at += gap if joined else word_gap
+                    start = start if i else at
+                out[at : at + len(x)] += x
+                at += len(x)
+                end = at
+                prev_len, joined = len(x), True
+            words.append(WordTiming(token.text, _ms(start), _ms(end)))
+            joined = not token.word_end
+        end = at + int(pause_after(clause) / rate * SAMPLE_RATE)
+        return np.clip(out[:end], -32768, 32767).astype(np.int16).tobytes(), tuple(words)
+
+
+def _trim(x: np.ndarray, db: float) -> np.ndarray:
+    """``x`` (float32, modified) without its head and tail of 10 ms frames ``db`` below its loudest frame,
+    faded in over 2.5 ms and out over 10 ms so that the cut does not click."""
+    frame = SAMPLE_RATE // 100
+    n = len(x) // frame
+    if n < 3:
+        return x
+    energy = np.sqrt((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1))
+    loud = np.nonzero(energy > energy.max() * 10 ** (-db / 20))[0]
+    y = x[loud[0] * frame : (loud[-1] + 1) * frame]
+    fade_in, fade_out = min(int(_FADE_IN_S * SAMPLE_RATE), len(y) // 4), min(frame, len(y) // 4)
+    y[:fade_in] *= np.linspace(0, 1, fade_in)
+    y[len(y) - fade_out :] *= np.linspace(1, 0, fade_out)
+    return y
 
 
 def _ms(samples: int) -> float:
