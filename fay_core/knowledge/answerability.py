@@ -30,6 +30,7 @@ import yaml
 from ..text import HAN, HAN_RE
 from .documents import Hit
 from .keyword import tokens
+from .normalise import normalise
 
 Verdict = Literal["answer", "uncertain", "decline"]
 
@@ -260,16 +261,17 @@ class Assessor:
         return hit.confidence + offset + self.coverage_weight * (coverage(words, hit) - 0.5)
 
     def assess(self, question: str) -> Assessment:
+        asked, question = question, normalise(question)  # as the knowledge would write it: 咋 → 怎么, u → you
         whole = self.part(question, self.search(question))
         pieces = split_parts(question)[: self.max_parts]
         if len(pieces) < 2 or whole.verdict == "decline" and whole.reason.startswith("names"):
-            return Assessment(question, (whole,))
+            return Assessment(asked, (whole,))
         parts = [self.part(p, self.search(p)) for p in pieces]
         found = [p for p in parts if p.verdict != "decline" and p.best is not None]
         distinct = {p.best.id for p in found if p.best is not None}
         if len(distinct) < 2:
-            return Assessment(question, (whole,))
-        return Assessment(question, tuple(parts))
+            return Assessment(asked, (whole,))
+        return Assessment(asked, tuple(parts))
 
     def part(self, question: str, hits: list[Hit]) -> Part:
         absent = self.names.absent_in(question, self.knowledge_text())
