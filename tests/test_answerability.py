@@ -121,7 +121,7 @@ async def test_offline_answers_declines_and_answers_two_parts(shared: Settings) 
 
 async def test_offline_offers_an_uncertain_match_as_a_suggestion(shared: Settings) -> None:
     async with Fay(settings(shared)) as fay:
-        done = await ask(fay, WIDE, "do you take a cut when I change currency")
+        done = await ask(fay, WIDE, "do you skim anything off when I change currency")
         record = [r for r in fay.audit.read() if r["kind"] == "answer"][-1]
     assert record["unsure"] and not record["declined"]  # the console lists it as a low-confidence answer
     assert cited(done) == ["hb-en-027"]
@@ -135,7 +135,7 @@ async def test_the_uncertain_band_reaches_the_llm_with_a_not_in_the_sources_exit
     fake_llm.enqueue(Reply("NOT_IN_SOURCES"), Reply("Order it in the app or change it at a counter [1]."))
     async with Fay(settings(shared, fake_llm)) as fay:
         declined = await ask(fay, WIDE, "What time is it in Tokyo?")
-        answered = await ask(fay, WIDE, "do you take a cut when I change currency")
+        answered = await ask(fay, WIDE, "do you skim anything off when I change currency")
         records = [r for r in fay.audit.read() if r["kind"] == "answer"]
     assert [(r["declined"], r["unsure"]) for r in records[-2:]] == [(True, False), (False, True)]
     assert len(fake_llm.requests) == 2
