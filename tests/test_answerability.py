@@ -14,7 +14,7 @@ import pytest
 from fay_core.app import Fay
 from fay_core.events import AgentTurnFinished
 from fay_core.knowledge.answerability import Names, elliptical, split_parts, terms
-from fay_core.knowledge.normalise import normalise
+from fay_core.knowledge.normalise import normalise, respell, vocabulary
 from fay_core.settings import LLMSettings, Settings
 from fay_core.testing import FakeLLM, Reply, test_settings
 
@@ -84,6 +84,10 @@ def test_questions_are_normalised_the_way_the_knowledge_is_written() -> None:
     assert normalise("r u open on sundays") == "are you open on sundays"
     assert normalise("wanna open an acct") == "want to open an account"
     assert normalise("Is the Saver rate fixed?") == "Is the Saver rate fixed?"
+    words = vocabulary("the mortgage interest rate; account and amount; car loans")
+    assert respell("mortage intrest rate", words) == "mortgage interest rate"
+    assert respell("acount", words) == "acount"  # account or amount: left as typed
+    assert respell("plumber", words) == "plumber"
 
 
 def test_an_elliptical_follow_up_names_no_subject_of_its_own() -> None:

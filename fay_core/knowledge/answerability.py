@@ -30,7 +30,7 @@ import yaml
 from ..text import HAN, HAN_RE
 from .documents import Hit
 from .keyword import tokens
-from .normalise import normalise
+from .normalise import normalise, respell, vocabulary
 
 Verdict = Literal["answer", "uncertain", "decline"]
 
@@ -274,7 +274,9 @@ class Assessor:
 
     def assess(self, question: str) -> Assessment:
         asked, question = question, normalise(question)  # as the knowledge would write it: 咋 → 怎么, u → you
-        whole = self.part(question, self.search(question))
+        words = vocabulary(self.knowledge_text())
+        # typos are corrected for the search only: the entity checks read the words as typed
+        whole = self.part(question, self.search(respell(question, words)))
         pieces = split_parts(question)[: self.max_parts]
         if len(pieces) < 2 or whole.verdict == "decline" and whole.reason.startswith("names"):
             return Assessment(asked, (whole,))
@@ -282,7 +284,7 @@ class Assessor:
         for i, p in enumerate(pieces):
             # an elliptical follow-up ("..., what's the charge?", "……，要收钱吗") asks about the previous part's subject
             text = f"{pieces[i - 1]} {p}" if i and elliptical(p) else p
-            parts.append(self.part(p, self.search(text)))
+            parts.append(self.part(p, self.search(respell(text, words))))
         found = [p for p in parts if p.verdict != "decline" and p.best is not None]
         distinct = {p.best.id for p in found if p.best is not None}
         if len(distinct) < 2:

@@ -12,12 +12,17 @@ What it changes is general, not tied to any knowledge base:
   ``acct`` → account, ``wanna`` → want to, ``whats`` → what's, ``ive`` → I've, ``cant`` → can't, and a few more.
 
 Only words written as such are replaced (on word boundaries for English); anything else is left as typed.
+
+:func:`respell` then corrects English typos against the knowledge's own words ("intrest" → interest, "mortage" →
+mortgage): a word of 5 letters or more that the knowledge never uses becomes the one knowledge word it is a single
+edit (a letter dropped, added, changed, or two swapped) away from; with none or several such words it stays.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from ..text import HAN, HAN_RE
 
@@ -70,3 +75,35 @@ def normalise(question: str) -> str:
             text = rx.sub(new, text)
         text = "".join(_zh_clause(body) + punct for body, punct in _ZH_CLAUSE.findall(text))
     return _EN_SHORT_RE.sub(lambda m: _EN_SHORT[m.group(1).lower()], text)
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z]{5,}")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@lru_cache(maxsize=16)
+def vocabulary(knowledge_text: str) -> frozenset[str]:
+    """The lower-cased English words of ``knowledge_text``."""
+    return frozenset(w.lower() for w in re.findall(r"[A-Za-z]+", knowledge_text))
+
+
+def _edits(word: str) -> set[str]:
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in splits if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+            | {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+            | {a + c + b for a, b in splits for c in _LETTERS})
+
+
+def respell(text: str, vocabulary: frozenset[str]) -> str:
+    """``text`` with each English word the knowledge never uses replaced by the single knowledge word one edit away,
+    when there is exactly one (see the module docstring)."""
+    def fix(m: re.Match[str]) -> str:
+        word = m.group(0)
+        low = word.lower()
+        if low in vocabulary:
+            return word
+        near = [w for w in _edits(low) if w in vocabulary and w != low]
+        return near[0] if len(near) == 1 else word
+
+    return _LATIN_WORD.sub(fix, text)
