@@ -13,7 +13,8 @@ import pytest
 
 from fay_core.app import Fay
 from fay_core.events import AgentTurnFinished
-from fay_core.knowledge.answerability import Names, split_parts, terms
+from fay_core.knowledge.answerability import Names, elliptical, split_parts, terms
+from fay_core.knowledge.normalise import normalise, respell, vocabulary
 from fay_core.settings import LLMSettings, Settings
 from fay_core.testing import FakeLLM, Reply, test_settings
 
@@ -71,6 +72,29 @@ def test_parts_terms_and_names_are_read_from_the_text() -> None:
     assert names.absent_in("白金卡年费多少", "白金卡年费1,200元") == []
 
 
+
+def test_questions_are_normalised_the_way_the_knowledge_is_written() -> None:
+    assert normalise("ＡＰＰ上能开户吗？") == "APP上能开户吗?"  # full-width forms
+    assert normalise("请问，开户要带啥啊") == "开户要带什么"
+    assert normalise("卡丢了咋办") == "卡丢了怎么办"
+    assert normalise("转帐多久到") == "转账多久到"
+    assert normalise("帐篷") == "帐篷"
+    assert normalise("周六营业不") == "周六营业吗"
+    assert normalise("白金卡在国外刷收不收手续费") == "白金卡在国外刷收手续费吗"
+    assert normalise("r u open on sundays") == "are you open on sundays"
+    assert normalise("wanna open an acct") == "want to open an account"
+    assert normalise("Is the Saver rate fixed?") == "Is the Saver rate fixed?"
+    words = vocabulary("the mortgage interest rate; account and amount; car loans")
+    assert respell("mortage intrest rate", words) == "mortgage interest rate"
+    assert respell("acount", words) == "acount"  # account or amount: left as typed
+    assert respell("plumber", words) == "plumber"
+
+
+def test_an_elliptical_follow_up_names_no_subject_of_its_own() -> None:
+    assert elliptical("what's the charge") and elliptical("要收钱吗") and elliptical("how long does it take?")
+    assert not elliptical("can I close my account online?") and not elliptical("客服电话多少？")
+    assert not elliptical("能提前取吗？")
+
 async def test_offline_answers_declines_and_answers_two_parts(shared: Settings) -> None:
     async with Fay(settings(shared)) as fay:
         done = await ask(fay, "bank_teller_en", "do you charge me to send money")
@@ -101,7 +125,7 @@ async def test_offline_answers_declines_and_answers_two_parts(shared: Settings) 
 
 async def test_offline_offers_an_uncertain_match_as_a_suggestion(shared: Settings) -> None:
     async with Fay(settings(shared)) as fay:
-        done = await ask(fay, WIDE, "do you take a cut when I change currency")
+        done = await ask(fay, WIDE, "do you skim anything off when I change currency")
         record = [r for r in fay.audit.read() if r["kind"] == "answer"][-1]
     assert record["unsure"] and not record["declined"]  # the console lists it as a low-confidence answer
     assert cited(done) == ["hb-en-027"]
@@ -115,7 +139,7 @@ async def test_the_uncertain_band_reaches_the_llm_with_a_not_in_the_sources_exit
     fake_llm.enqueue(Reply("NOT_IN_SOURCES"), Reply("Order it in the app or change it at a counter [1]."))
     async with Fay(settings(shared, fake_llm)) as fay:
         declined = await ask(fay, WIDE, "What time is it in Tokyo?")
-        answered = await ask(fay, WIDE, "do you take a cut when I change currency")
+        answered = await ask(fay, WIDE, "do you skim anything off when I change currency")
         records = [r for r in fay.audit.read() if r["kind"] == "answer"]
     assert [(r["declined"], r["unsure"]) for r in records[-2:]] == [(True, False), (False, True)]
     assert len(fake_llm.requests) == 2

@@ -167,12 +167,15 @@ async def test_ready_checks_a_store_nobody_opened_and_says_503_while_warming_up(
 
 
 class Exploding:
-    """A knowledge base whose searches raise what a damaged store raises (not a FayError)."""
+    """A knowledge base whose searches and text reads raise what a damaged store raises (not a FayError)."""
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
 
     def search(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.exc
+
+    def text_of(self, *args: Any, **kwargs: Any) -> Any:  # the assessor reads the words before it searches
         raise self.exc
 
 

@@ -30,6 +30,7 @@ import yaml
 from ..text import HAN, HAN_RE
 from .documents import Hit
 from .keyword import tokens
+from .normalise import normalise, respell, vocabulary
 
 Verdict = Literal["answer", "uncertain", "decline"]
 
@@ -210,6 +211,18 @@ _EN_JOIN = re.compile(r"(?:[?;]|,?\s+(?:and|also|plus)\s+(?:also\s+)?|,\s*(?:als
 _ZH_JOIN = re.compile(f"[？?；;](?=.)|[，,。](?=(?:另外|还有|以及|再问|顺便|那)?[{HAN}A-Za-z])")
 
 
+#: Chinese characters that ask, point or hedge rather than name a subject (多久到: only 到 names anything)
+_ZH_FUNCTION = frozenset("多少久什么怎吗呢能要可以会几哪谁为是不没有还请问我你您的了吧啊呀就都也再又得该需")
+
+
+def elliptical(part: str) -> bool:
+    """``part`` names no subject of its own ("what's the charge", "要收钱吗"): at most one content word, or, in
+    Chinese, at most two characters that are not function characters."""
+    if HAN_RE.search(part):
+        return sum(1 for c in part if HAN_RE.match(c) and c not in _ZH_FUNCTION) <= 2
+    return sum(1 for t in content_tokens(part) if len(t) > 1) <= 1
+
+
 def split_parts(question: str) -> list[str]:
     """The questions a message may ask, split at question marks and at joins before a new question ("..., and
     do I need ...", "……？另外……"). One part when there is nothing to split; parts of under 3 characters are
@@ -260,16 +273,23 @@ class Assessor:
         return hit.confidence + offset + self.coverage_weight * (coverage(words, hit) - 0.5)
 
     def assess(self, question: str) -> Assessment:
-        whole = self.part(question, self.search(question))
+        asked, question = question, normalise(question)  # as the knowledge would write it: 咋 → 怎么, u → you
+        words = vocabulary(self.knowledge_text())
+        # typos are corrected for the search only: the entity checks read the words as typed
+        whole = self.part(question, self.search(respell(question, words)))
         pieces = split_parts(question)[: self.max_parts]
         if len(pieces) < 2 or whole.verdict == "decline" and whole.reason.startswith("names"):
-            return Assessment(question, (whole,))
-        parts = [self.part(p, self.search(p)) for p in pieces]
+            return Assessment(asked, (whole,))
+        parts = []
+        for i, p in enumerate(pieces):
+            # an elliptical follow-up ("..., what's the charge?", "……，要收钱吗") asks about the previous part's subject
+            text = f"{pieces[i - 1]} {p}" if i and elliptical(p) else p
+            parts.append(self.part(p, self.search(respell(text, words))))
         found = [p for p in parts if p.verdict != "decline" and p.best is not None]
         distinct = {p.best.id for p in found if p.best is not None}
         if len(distinct) < 2:
-            return Assessment(question, (whole,))
-        return Assessment(question, tuple(parts))
+            return Assessment(asked, (whole,))
+        return Assessment(asked, tuple(parts))
 
     def part(self, question: str, hits: list[Hit]) -> Part:
         absent = self.names.absent_in(question, self.knowledge_text())
