@@ -8,7 +8,9 @@ Scenarios (all offline, real engines):
   recorded syllables, kokoro, espeak ``cmn-latn-pinyin``) and transcribed back by whisper base
   (``language="zh"``): character error rate per voice (traditional characters folded to simplified, digits to
   numerals); and ten more bank sentences (``SENTENCES_ZH_MORE``) for the two neural-or-recorded voices, a check
-  that the figure is not the ten sentences' alone. English: five bank sentences spoken by Piper and transcribed
+  that the figure is not the ten sentences' alone. The voices were developed on those twenty; a third ten
+  (``SENTENCES_ZH_HELD_OUT``) were written before that work, never tuned on, and are the ones to report.
+  English: five bank sentences spoken by Piper and transcribed
   back, word error rate.
 - ``speed``: the gcin and kokoro voices: first audio of each sentence (time to its first chunk, the voice loaded
   and warm; and for kokoro a sentence said before, from its cache), real-time factor, and the process memory the
@@ -74,6 +76,20 @@ SENTENCES_ZH_MORE = [
     "您可以通过手机银行办理转账。",
     "今天的外汇牌价已经更新了。",
     "请问您还有其他问题吗？",
+]
+#: held out: written (2026-12-02) before the syllable join was developed on the two lists above, kept away from
+#: whoever tuned the voice, and only reported on; the figure issue 16's target is judged by
+SENTENCES_ZH_HELD_OUT = [
+    "您的存折需要更新一下，请稍等片刻。",
+    "请问您是要存钱还是取钱？",
+    "这笔汇款的手续费是二十元。",
+    "您的密码已经连续输错三次，卡片被锁定了。",
+    "大额取现需要提前一天预约。",
+    "我们的客服热线全天二十四小时都有人接听。",
+    "请把您的银行卡插入读卡器。",
+    "贷款审批大约需要五个工作日。",
+    "您的验证码已经发送到您的手机上了。",
+    "外币兑换请到二号窗口办理。",
 ]
 SENTENCES_EN = [
     "How can I help you today?",
@@ -186,6 +202,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                for name, engine in voices.items()}
         out["roundtrip_zh_more"] = {name: await roundtrip(voices[name], asr, SENTENCES_ZH_MORE[:n], "zh")
                                     for name in ("gcin", "kokoro")}
+        out["roundtrip_zh_held_out"] = {name: await roundtrip(voices[name], asr, SENTENCES_ZH_HELD_OUT[:n], "zh")
+                                        for name in ("gcin", "kokoro")}
         out["roundtrip_en"] = {"piper": await roundtrip(PiperTTS(), asr, SENTENCES_EN[: 2 if args.quick else 5], "en")}
     out["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
@@ -195,7 +213,8 @@ def print_table(r: dict[str, Any]) -> None:
     if "asr_zh" in r:
         a = r["asr_zh"]
         print(f"ASR zh  whisper base on AISHELL clips: CER {a['cer']}  RTF {a['rtf']}")
-    for key, label in (("roundtrip_zh", ""), ("roundtrip_zh_more", " (more)")):
+    lists = (("roundtrip_zh", ""), ("roundtrip_zh_more", " (more)"), ("roundtrip_zh_held_out", " (held out)"))
+    for key, label in lists:
         for name, row in r.get(key, {}).items():
             print(f"TTS→ASR zh{label}  {name:<8} CER {row['cer']}  (mean per sentence {row['mean_cer']}, "
                   f"n={len(row['sentences'])})")

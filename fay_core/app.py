@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from .metrics import Metrics
 from .persona import Persona, PersonaStore
 from .plugins import Plugins, await_me_maybe
 from .record_store import open_records
+from .redaction import log_tag
 from .session import Session
 from .settings import Settings, load_settings
 from .tracing import TurnTracer
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from .cluster import Cluster
 
 log = logging.getLogger(__name__)
-
-
-def log_tag(session_id: str) -> str:
-    """A short hash naming a session in INFO logs: the id itself reaches a signed-in customer's session."""
-    return "#" + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 class Fay:
@@ -111,8 +106,9 @@ class Fay:
 
     @property
     def busy(self) -> bool:
-        """Whether the event loop runs later than ``server.max_loop_lag_ms``: no new session starts meanwhile."""
-        return self.load.busy(self.settings.server.max_loop_lag_ms)
+        """Whether the event loop runs later than ``server.max_loop_lag_ms``: no new session starts meanwhile.
+        Never during :meth:`warm_up`, whose loading holds the loop for a while (``GET /ready`` says 503 then)."""
+        return not self.warming and self.load.busy(self.settings.server.max_loop_lag_ms)
 
     async def __aenter__(self) -> Fay:
         await self.start()

@@ -14,7 +14,8 @@ What is redacted, and what is not:
 - the audit log: :class:`fay_core.record.SessionRecord` redacts every string (and integer) of every record,
   recursively, before it is written. The history the model reads next and the tools keep the real values.
 - the server log: :class:`RedactingFilter` on the handlers ``fay run`` and ``fay chat`` set up; library users
-  call :func:`install_log_filter` after configuring logging.
+  call :func:`install_log_filter` after configuring logging. It also writes a session id (32 hex digits: it
+  reaches a signed-in customer's session) as its :func:`log_tag`, whichever module logged it.
 - traces: a span exporter passes span attributes through :func:`redact_attributes` (Fay has no tracing yet).
 
 Speech transcripts are covered too: digits written with spaces (``1 3 8 1 2 3 4 5 6 7 8``), Chinese digits
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -415,12 +417,26 @@ def default_redactor() -> Redactor:
 
 # --- logs and traces -------------------------------------------------------------------------------------------
 
+#: a session id as Fay makes them (``uuid4().hex``), not inside a longer run of hex digits (a sha256)
+SESSION_ID = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])")
+
+
+def log_tag(session_id: str) -> str:
+    """A short hash naming a session in logs: the id itself reaches a signed-in customer's session."""
+    return "#" + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+
+def _tag_ids(text: str) -> str:
+    return SESSION_ID.sub(lambda m: log_tag(m.group(0)), text)
+
+
 class RedactingFilter(logging.Filter):
     """A :class:`logging.Filter` that masks personal data in each record's message and exception text.
 
     Put it on handlers (a filter on a logger does not see records its children propagate). The message is
     formatted here (``record.getMessage()``), redacted, and stored without its arguments; the traceback is
-    formatted and redacted into ``record.exc_text``, which formatters then print as they are.
+    formatted and redacted into ``record.exc_text``, which formatters then print as they are. Session ids in
+    either become their :func:`log_tag`.
     """
 
     def __init__(self, redactor: Redactor | None = None) -> None:
@@ -432,13 +448,13 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string: logging reports it when the handler formats the record
             return True
-        masked = self.redactor.redact(message)
+        masked = _tag_ids(self.redactor.redact(message))
         if masked != message or record.args:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redactor.redact(record.exc_text)
+            record.exc_text = _tag_ids(self.redactor.redact(record.exc_text))
         if record.stack_info:
             record.stack_info = self.redactor.redact(record.stack_info)
         return True

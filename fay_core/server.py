@@ -93,7 +93,7 @@ from typing import Any
 from aiohttp import web
 
 from . import recording
-from .app import Fay, log_tag
+from .app import Fay
 from .access import ACCESS, Access, auth_middleware, principal, requires
 from .errors import (
     ConfigError,
@@ -113,6 +113,7 @@ from .http_input import check_charset, check_persona_id, plausible_file_path, re
 from .keys import KeyStore
 from .knowledge.store import check_name
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .redaction import log_tag
 from .roleplay import reports
 from .tenancy import DEFAULT_TENANT, tenant_collection
 from .session import Session

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
+import uuid
 import json
 import logging
 import os
@@ -32,6 +34,7 @@ from fay_core.redaction import (
     Span,
     default_redactor,
     install_log_filter,
+    log_tag,
     redact_attributes,
     resident_id_ok,
 )
@@ -244,6 +247,28 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     for raw in ("4111 1111", "13812345678", "chen@qq.com", "11010519491231002X"):
         assert raw not in text, text
     assert "ValueError: bad account for [email]" in text  # the traceback is kept, masked
+
+
+def test_the_log_filter_writes_session_ids_as_their_tag_whoever_logs_them() -> None:
+    sid = uuid.uuid4().hex
+    digest = hashlib.sha256(b"x").hexdigest()  # 64 hex digits: not a session id
+    logger = logging.getLogger("fay.test.redaction.ids")
+    logger.propagate = False
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    try:
+        install_log_filter(logger=logger)
+        logger.warning("session %s: barge-in stopped turn 3 (chain %s)", sid, digest)
+        try:
+            raise RuntimeError(f"peer {sid} gone")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert sid not in text and text.count(log_tag(sid)) == 2 and digest in text, text
 
 
 # --- end to end: fay run at DEBUG, the Harbor Bank persona and its demo plugin ----------------------------
