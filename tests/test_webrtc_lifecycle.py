@@ -10,13 +10,17 @@ import itertools
 import tracemalloc
 import weakref
 from pathlib import Path
+from typing import Any
 
+import aioice.ice
 import psutil
 import pytest
 from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
 
-from fay_core.transport.ice import restrict_peer, rtc_configuration
+import fay_core.transport.ice as ice_module
+from fay_core.settings import WebRTCSettings
+from fay_core.transport.ice import _ice_connections, patient_consent, restrict_peer, rtc_configuration
 
 from test_webrtc import Served, serve, until, webrtc_settings
 
@@ -202,3 +206,61 @@ async def test_sends_queued_on_a_dying_connection_do_not_log_errors(tmp_path: Pa
     finally:
         loop.set_exception_handler(previous)
         await served.server.close()
+
+
+# --- ICE consent (RFC 7675) --------------------------------------------------------------------------------
+
+LOOP = WebRTCSettings(host_addresses=["127.0.0.1"], remote_networks=["127.0.0.0/8"])
+
+
+async def _connected_pair(patient: bool) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    """Two peers on loopback; ``patient``: ``a`` checks consent as Fay's peers do (else as aioice does)."""
+    a, b = RTCPeerConnection(rtc_configuration(LOOP)), RTCPeerConnection(rtc_configuration(LOOP))
+    a.createDataChannel("consent")
+    restrict_peer(a, LOOP)
+    if patient:
+        patient_consent(a)
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    restrict_peer(b, LOOP)
+    patient_consent(b)  # b's own checks are answered at once: only a's are under test
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await until(lambda: a.connectionState == b.connectionState == "connected", 10, "both peers connected")
+    return a, b
+
+
+def _answer_late(pc: RTCPeerConnection, answers: dict[str, float | None]) -> None:
+    """``pc`` answers connectivity (consent) checks ``answers["delay_s"]`` late, or never once it is None: what a
+    peer whose event loop runs late looks like from the other side."""
+    (conn,) = list(_ice_connections(pc))
+    original = conn.request_received
+
+    def request_received(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        delay = answers["delay_s"]
+        if delay is not None:
+            asyncio.get_running_loop().call_later(delay, original, message, addr, protocol)
+
+    conn.request_received = request_received
+
+
+async def test_consent_outlasts_late_answers_and_still_expires_when_they_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)  # a check every 0.16-0.24 s instead of 4-6 s
+    monkeypatch.setattr(ice_module, "CONSENT_EXPIRY_S", 2.0)
+    answers: dict[str, float | None] = {"delay_s": 0.7}  # later than aioice's one-shot 500 ms
+    pairs = {patient: await _connected_pair(patient) for patient in (False, True)}
+    try:
+        for _, b in pairs.values():
+            _answer_late(b, answers)
+        # aioice's own rule closes a live connection after six late answers in a row
+        await until(lambda: pairs[False][0].connectionState == "closed", 10, "aioice's consent to expire")
+        await asyncio.sleep(2.5)  # longer than the expiry: late answers are still answers
+        assert pairs[True][0].connectionState == "connected"
+        answers["delay_s"] = None  # the peer is gone: consent expires
+        await until(lambda: pairs[True][0].connectionState == "closed", 6, "consent to expire once nobody answers")
+    finally:
+        for a, b in pairs.values():
+            await a.close()
+            await b.close()

@@ -27,7 +27,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..settings import WebRTCSettings
-from .ice import filter_candidates, networks, restrict_peer, rtc_configuration
+from .ice import filter_candidates, networks, patient_consent, restrict_peer, rtc_configuration
 from .protocol import CHANNEL_LABEL
 
 FRAME_MS = 20
@@ -175,6 +175,7 @@ class FayClient:
             pc.addTransceiver("video", direction="recvonly")
         pc.on("track", self._on_track)
         restrict_peer(pc, self.ice)
+        patient_consent(pc)
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {"sdp": pc.localDescription.sdp, "type": "offer", "persona": self.persona}

@@ -11,17 +11,24 @@ can live in one process, e.g. a benchmark's client peers beside the server):
 - ``remote_networks``: ignore remote candidates outside these networks (:func:`filter_candidates` on the SDP)
   and never answer connectivity checks that come from outside them.
 
+:func:`patient_consent` gives every peer (server and client) RFC 7675 consent checks that a busy event loop does
+not end: aioice's own check is one request with no retransmission, 500 ms to answer, and six failures in a row
+close the connection, so a node whose loop ran a few hundred ms late for half a minute dropped live visitors.
+
 The per-connection hooks reach into aioice's ``Connection`` (``get_component_candidates``,
-``request_received``); they are checked at start-up so an incompatible aioice fails loudly, not silently.
+``request_received``, ``query_consent``); they are checked at start-up so an incompatible aioice fails loudly,
+not silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -98,8 +105,10 @@ def check_aioice() -> None:
     """Fail at start-up if the installed aioice lacks what :func:`restrict_peer` relies on."""
     from aioice import ice
 
-    missing = [n for n in ("get_component_candidates", "request_received") if not hasattr(ice.Connection, n)]
-    names = ("StunProtocol", "Candidate", "candidate_foundation", "candidate_priority", "server_reflexive_candidate")
+    hooks = ("get_component_candidates", "request_received", "query_consent", "build_request")
+    missing = [n for n in hooks if not hasattr(ice.Connection, n)]
+    names = ("StunProtocol", "Candidate", "candidate_foundation", "candidate_priority", "server_reflexive_candidate",
+             "CONSENT_INTERVAL")
     missing += [n for n in names if not hasattr(ice, n)]
     if missing:
         raise RuntimeError(
@@ -120,6 +129,50 @@ def _ice_connections(pc: RTCPeerConnection) -> Iterable[Any]:
         if id(conn) not in seen:
             seen.add(id(conn))
             yield conn
+
+
+#: RFC 7675 section 5.1: consent expires this long after the last consent check that was answered
+CONSENT_EXPIRY_S = 30.0
+#: retransmissions of one consent check (after 0.5, then 1 s more: answered within 3.5 s, inside its interval)
+CONSENT_RETRANSMISSIONS = 2
+
+
+def patient_consent(pc: RTCPeerConnection) -> None:
+    """Give ``pc``'s ICE connections consent checks that expire 30 s after the last answer (RFC 7675), each check
+    retransmitted twice, instead of aioice's six single-shot checks in a row. Call before the connection starts
+    (before ``setLocalDescription`` on an answering peer, before ``setRemoteDescription`` on an offering one).
+
+    A peer that has really gone still expires 30 s after its last answer; one whose answers come late because
+    either side's event loop is busy is no longer closed for it (``bench/soak.py`` lost voice peers so).
+    """
+    for conn in _ice_connections(pc):
+        if not getattr(conn, "_fay_consent", False):
+            conn._fay_consent = True
+            conn.query_consent = functools.partial(_query_consent, conn)
+
+
+async def _query_consent(conn: Any) -> None:
+    """aioice's ``Connection.query_consent`` with the RFC's expiry rule (see :func:`patient_consent`)."""
+    from aioice import ice, stun
+
+    assert conn.remote_password is not None  # (consent checks start once connect() has it, as in aioice)
+    answered = time.monotonic()
+    while True:
+        await asyncio.sleep(ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in list(conn._nominated.values()):
+            try:
+                await pair.protocol.request(
+                    conn.build_request(pair, nominate=False), pair.remote_addr,
+                    integrity_key=conn.remote_password.encode("utf8"), retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+                answered = time.monotonic()
+            except stun.TransactionError:
+                pass
+        if time.monotonic() - answered >= CONSENT_EXPIRY_S:
+            log.info("ICE consent expired: no consent check answered for %.0f s", time.monotonic() - answered)
+            conn._query_consent_task = None  # (close() cancels the task it names: not this one, which ends here)
+            await conn.close()
+            return
 
 
 def restrict_peer(pc: RTCPeerConnection, settings: WebRTCSettings) -> None:

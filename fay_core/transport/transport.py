@@ -27,7 +27,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from ..app import Fay
 from ..errors import FayError, InvalidOffer, OfferError, OfferTooLarge, PeerLimit, TooManyOffers
 from ..session import Session
-from .ice import check_aioice, filter_candidates, networks, restrict_peer, rtc_configuration
+from .ice import check_aioice, filter_candidates, networks, patient_consent, restrict_peer, rtc_configuration
 from .peer import Peer, check_aiortc
 from .protocol import OfferRequest
 from .tracks import PlayoutTrack
@@ -184,6 +184,7 @@ class WebRTCTransport:
             refuse_video(pc, videos, peer.remote_video)
             try:
                 restrict_peer(pc, self.settings)
+                patient_consent(pc)
                 await pc.setLocalDescription(await pc.createAnswer())
             except Exception as exc:
                 raise unanswerable(exc) from None
