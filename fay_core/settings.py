@@ -68,6 +68,10 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_sessions: int = Field(100, gt=0)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="the event loop `fay run` serves on: auto picks uvloop when it is installed (a "
+        "dependency except on Windows; it keeps WebRTC packets flowing under load, fay_core.cli.event_loop_factory), "
+        "else asyncio's")
     max_loop_lag_ms: float = Field(
         100.0, ge=0, description="while the event loop all sessions share wakes up later than this (its 90th "
         "percentile over the last 5 s), the node starts no new session (503 with Retry-After; a cluster places it "
