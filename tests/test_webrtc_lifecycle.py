@@ -76,11 +76,11 @@ async def test_a_peer_that_never_connects_is_closed_after_the_timeout(tmp_path: 
 async def test_ice_failure_frees_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The client vanishes without a word (network gone, process killed): ICE consent expires, the server frees all.
 
-    aioice checks consent every 5 s and gives up after 6 misses; the test shortens the interval to 0.1 s.
+    Consent is checked every 5 s and expires 30 s after the last answer (:func:`patient_consent`); the test
+    shortens those to 0.1 s and 1 s.
     """
-    from aioice import ice
-
-    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 0.1)
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.1)
+    monkeypatch.setattr(ice_module, "CONSENT_EXPIRY_S", 1.0)
     served = await serve(webrtc_settings(tmp_path))
     try:
         c = served.client(audio=False)
