@@ -141,7 +141,7 @@ class Tally:
 
 
 async def start_server(work: Path, port: int, max_sessions: int, llm: FakeLLM | None) -> asyncio.subprocess.Process:
-    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never", FAY_LOG_LEVEL=os.environ.get("SOAK_LOG_LEVEL", "WARNING"))
+    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never")
     if llm is not None:
         env.update(FAY_LLM__MODEL=llm.model, FAY_LLM__API_BASE=llm.url, FAY_LLM__API_KEY="sk-fake")
     return await start_fay(work, port, env, timeout_s=90)
