@@ -13,9 +13,9 @@ in this process, for ``--minutes``:
   (``../shared/data/speech_en``, ``speech_zh``) into the microphone track, reconnecting after
   ``--turns-per-session`` turns. Latency: end of the speech sent -> the ``answer`` message on the data channel;
 - a turn is **lost** when no finished answer arrives within ``--lost-after-s`` (a refused message and a dropped
-  stream count as lost too, with their error); a session the server **refuses** to start with 503 and
-  ``Retry-After`` (busy: ``server.max_loop_lag_ms``, or full) is no turn: it is counted apart, and the client waits
-  as told and tries again, as Fay's web client does;
+  stream count as lost too, with their error); a session the server **refuses** to start with 503 or 429 and
+  ``Retry-After`` (busy: ``server.max_loop_lag_ms``; full; too many offers from one address still connecting) is
+  no turn: it is counted apart, and the client waits as told and tries again;
 - the server's RSS, open file descriptors, threads and CPU are read from ``/proc/<pid>`` every ``--sample-s``.
   Fay has no metric for its asyncio task count, and none is added for this bench: a leak of tasks shows as RSS
   growth, a leak of connections or peers as descriptors and threads;
@@ -26,6 +26,7 @@ Prints a table and writes ``bench/results/soak.json``, a chart ``soak.svg`` (dra
 dependency of Fay) and the server's log ``soak.log``.
 
     python bench/soak.py [--minutes 10] [--text-sessions 100] [--voice-sessions 10] [--llm offline|fake]
+                         [--set FAY_SERVER__MAX_LOOP_LAG_MS=0 ...]
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ class Tally:
 # --- the server -------------------------------------------------------------------------------------------
 
 
-async def start_server(work: Path, port: int, max_sessions: int, llm: FakeLLM | None) -> asyncio.subprocess.Process:
-    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never")
+async def start_server(work: Path, port: int, max_sessions: int, llm: FakeLLM | None,
+                       settings: list[str]) -> asyncio.subprocess.Process:
+    env = fay_env(work, max_sessions, FAY_VOICE__TTS__ONLINE="never", **dict(s.split("=", 1) for s in settings))
     if llm is not None:
         env.update(FAY_LLM__MODEL=llm.model, FAY_LLM__API_BASE=llm.url, FAY_LLM__API_KEY="sk-fake")
     return await start_fay(work, port, env, timeout_s=90)
@@ -273,8 +275,8 @@ async def text_session(http: aiohttp.ClientSession, base: str, n: int, args: arg
     while time.monotonic() < until:
         try:
             async with http.post(f"{base}/api/sessions", json={"persona": persona}) as r:
-                if r.status == 503 and "Retry-After" in r.headers:
-                    tally.refuse("text", f"http 503 create session: {(await r.json()).get('error', '')[:40]}")
+                if r.status in (429, 503) and "Retry-After" in r.headers:
+                    tally.refuse("text", f"http {r.status} create session: {(await r.json()).get('error', '')[:40]}")
                     await asyncio.sleep(float(r.headers["Retry-After"]) * rng.uniform(1, 1.5))
                     continue
                 if r.status != 201:
@@ -347,8 +349,8 @@ async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args
             try:
                 await c.connect()
             except OfferRefused as exc:
-                if exc.status == 503 and exc.retry_after_s is not None:
-                    tally.refuse("voice", f"offer 503: {exc.error[:40]}")
+                if exc.status in (429, 503) and exc.retry_after_s is not None:
+                    tally.refuse("voice", f"offer {exc.status}: {exc.error[:40]}")
                     await asyncio.sleep(exc.retry_after_s * rng.uniform(1, 1.5))
                 else:
                     tally.lose("voice", f"offer {exc.status} connect")
@@ -478,7 +480,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     proc: asyncio.subprocess.Process | None = None
     sampler: asyncio.Future[None] | None = None
     try:
-        proc = await start_server(work, port, args.text_sessions + args.voice_sessions + 10, llm)
+        proc = await start_server(work, port, args.text_sessions + args.voice_sessions + 10, llm, args.set)
         print("warming up (knowledge ingestion, models load on first use)...", file=sys.stderr)
         warming = time.monotonic()
         await warm_up(base, speech, args)
@@ -570,6 +572,8 @@ def report(result: dict[str, Any], flat_pct: float) -> None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--set", action="append", default=[], metavar="FAY_X=V",
+                    help="a server setting on top of the defaults, e.g. FAY_SERVER__MAX_LOOP_LAG_MS=0 (repeatable)")
     ap.add_argument("--text-sessions", type=int, default=100)
     ap.add_argument("--voice-sessions", type=int, default=10)
     ap.add_argument("--llm", choices=["offline", "fake"], default="offline",

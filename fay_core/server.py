@@ -142,9 +142,11 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def fay_error_response(exc: FayError) -> web.Response:
-    """The answer to ``exc``: the status its class carries, its public message, ``Retry-After`` if it has one."""
+    """The answer to ``exc``: the status its class carries, its public message, ``Retry-After`` if it has one.
+    A 5xx is logged: a refusal that passes (it has ``Retry-After``: full, busy, draining) as a warning, the rest as
+    errors."""
     if exc.status >= 500:
-        log.error("%s: %s", type(exc).__name__, exc)
+        log.log(logging.WARNING if exc.retry_after_s is not None else logging.ERROR, "%s: %s", type(exc).__name__, exc)
     headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
     return error_response(exc.status, exc.public, headers)
 
