@@ -271,6 +271,14 @@ def test_the_log_filter_writes_session_ids_as_their_tag_whoever_logs_them() -> N
     assert sid not in text and text.count(log_tag(sid)) == 2 and digest in text, text
 
 
+def test_no_log_tag_reads_as_personal_data() -> None:
+    # a tag like "#fb722e41f2" followed by words once passed the IBAN check ("session #[iban] (connection closed)")
+    redactor = default_redactor()
+    for n in range(20000):  # (the old "#" + 10 hex digits: 12 of these lines lost their tag to the IBAN mask)
+        line = f"session {log_tag(uuid.UUID(int=n).hex)} closed (connection closed)"
+        assert redactor.redact(line) == line, line
+
+
 # --- end to end: fay run at DEBUG, the Harbor Bank persona and its demo plugin ----------------------------
 
 CARD, PHONE, ID, EMAIL = "4111 1111 1111 1111", "138 1234 5678", "11010519491231002X", "alice.harper@example.com"
