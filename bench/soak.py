@@ -26,7 +26,7 @@ Prints a table and writes ``bench/results/soak.json``, a chart ``soak.svg`` (dra
 dependency of Fay) and the server's log ``soak.log``.
 
     python bench/soak.py [--minutes 10] [--text-sessions 100] [--voice-sessions 10] [--llm offline|fake]
-                         [--set FAY_SERVER__MAX_LOOP_LAG_MS=0 ...]
+                         [--set FAY_SERVER__MAX_LOOP_LAG_MS=100 ...]
 """
 
 from __future__ import annotations
@@ -573,7 +573,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--set", action="append", default=[], metavar="FAY_X=V",
-                    help="a server setting on top of the defaults, e.g. FAY_SERVER__MAX_LOOP_LAG_MS=0 (repeatable)")
+                    help="a server setting on top of the defaults, e.g. FAY_SERVER__MAX_LOOP_LAG_MS=100 (repeatable)")
     ap.add_argument("--text-sessions", type=int, default=100)
     ap.add_argument("--voice-sessions", type=int, default=10)
     ap.add_argument("--llm", choices=["offline", "fake"], default="offline",

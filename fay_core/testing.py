@@ -394,13 +394,6 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 
     # tests never reach the network: voice.engine 'auto' must not probe for the online voice
     overrides.setdefault("voice", {"tts": {"online": "never"}})
-    # parallel tests share the cores, and a test's own engines hold its loop: no node refuses a session as busy
-    # unless the test sets server.max_loop_lag_ms itself (tests/test_ops.py does)
-    server = overrides.get("server", {})
-    if isinstance(server, dict):
-        overrides["server"] = {"max_loop_lag_ms": 0, **server}
-    elif "max_loop_lag_ms" not in server.model_fields_set:  # a ServerSettings
-        overrides["server"] = server.model_copy(update={"max_loop_lag_ms": 0})
     return _Isolated(data_dir=data_dir, **overrides)
 
 
@@ -416,12 +409,9 @@ def free_port() -> int:
 
 def fay_env(workdir: Path, **extra: str) -> dict[str, str]:
     """The environment for a ``fay`` process of a test: no ``FAY_*`` setting of the developer's, no ``fay.yaml``,
-    data under ``workdir / "data"``, ``HOME`` at ``workdir``, no busy refusals (``server.max_loop_lag_ms`` 0);
-    then ``extra`` (``FAY_LLM__MODEL=...``)."""
+    data under ``workdir / "data"``, ``HOME`` at ``workdir``; then ``extra`` (``FAY_LLM__MODEL=...``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAY_")}
-    env.update(FAY_DATA_DIR=str(workdir / "data"), HOME=str(workdir), FAY_CONFIG="/nonexistent",
-               FAY_SERVER__MAX_LOOP_LAG_MS="0")  # (parallel tests share the cores: see test_settings)
-    env.update(extra)
+    env.update(FAY_DATA_DIR=str(workdir / "data"), HOME=str(workdir), FAY_CONFIG="/nonexistent", **extra)
     return env
 
 
