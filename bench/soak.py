@@ -9,9 +9,10 @@ in this process, for ``--minutes``:
   streamed from ``POST /api/sessions/{id}/messages``; each session is closed (``DELETE``) and a new one opened
   after ``--turns-per-session`` questions, so session set-up and teardown are soaked too. Latency: question
   posted -> ``answer`` event; an offline answer must contain the figure the knowledge gives (else: ``wrong``);
-- **voice** sessions: :class:`~fay_core.transport.client.FayClient` peers speaking recorded speech
-  (``../shared/data/speech_en``, ``speech_zh``) into the microphone track, reconnecting after
+- **voice** sessions: :class:`~fay_core.transport.client.FayClient` peers speaking bank questions (made at the
+  start by ``fay tts`` with offline neural voices: :data:`SPOKEN`) into the microphone track, reconnecting after
   ``--turns-per-session`` turns. Latency: end of the speech sent -> the ``answer`` message on the data channel;
+  an offline answer must contain the question's figure (else: ``wrong``, with what the server heard);
 - a turn is **lost** when no finished answer arrives within ``--lost-after-s`` (a refused message and a dropped
   stream count as lost too, with their error); a session the server **refuses** to start with 503 or 429 and
   ``Retry-After`` (busy: ``server.max_loop_lag_ms``; full; too many offers from one address still connecting) is
@@ -42,6 +43,7 @@ import random
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +64,6 @@ from fay_core.transport.client import FayClient, OfferRefused  # noqa: E402
 from fay_core.voice.audio import load_audio  # noqa: E402
 from serve import fay_env, start_fay  # noqa: E402 (bench/serve.py)
 
-DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 LOOPBACK = WebRTCSettings(host_addresses=["127.0.0.1"], remote_networks=["127.0.0.0/8"])
 RESOURCES = ("rss_mib", "fds", "threads")
@@ -82,12 +84,44 @@ QUESTIONS: list[tuple[str, str, str]] = [
     ("bank_teller_zh", "转到别的银行要多久？", "2小时"),
     ("bank_teller_zh", "一年定期利息多少", "2.60%"),
 ]
-SPEECH = [
-    ("bank_teller_en", DATA / "speech_en" / "english.wav"),
-    ("bank_teller_en", DATA / "speech_en" / "sense_and_sensibility_01_austen_64kb-0880.wav"),
-    ("bank_teller_en", DATA / "speech_en" / "sense_and_sensibility_01_austen_64kb-0930.wav"),
-    ("bank_teller_zh", DATA / "speech_zh" / "BAC009S0764W0121.wav"),
+#: (persona, question as a customer says it, what the knowledge's answer must contain, the voice that says it):
+#: spoken by ``fay tts`` with offline neural voices (English: the persona's own, Piper; Mandarin: kokoro, which
+#: speaks a sentence in one breath), so every voice turn is a real knowledge answer, figures and all
+SPOKEN: list[tuple[str, str, str, list[str]]] = [
+    ("bank_teller_en", "What are your opening hours?", "13:00", ["--persona", "bank_teller_en"]),
+    ("bank_teller_en", "How much cash can I take out per day at the ATM?", "20,000", ["--persona", "bank_teller_en"]),
+    ("bank_teller_en", "What's the interest rate on the Harbor Saver?", "2.10%", ["--persona", "bank_teller_en"]),
+    ("bank_teller_zh", "请问你们几点开门？", "9:00", ["--engine", "kokoro"]),
+    ("bank_teller_zh", "一年定期利息多少？", "2.60%", ["--engine", "kokoro"]),
+    ("bank_teller_zh", "我的银行卡丢了怎么办？", "400-800-1234", ["--engine", "kokoro"]),
 ]
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A spoken question: its persona, the 16 kHz PCM and the figure its answer must contain."""
+
+    persona: str
+    pcm: bytes
+    expected: str
+
+
+def spoken_questions(work: Path, languages: list[str]) -> list[Spoken]:
+    """Each question of :data:`SPOKEN` for ``languages``, spoken by ``fay tts`` (the product's own command) and
+    resampled to 16 kHz, trailing silence trimmed (so 'end of speech' is the last word)."""
+    out = []
+    wanted = {PERSONAS[lang] for lang in languages}
+    for i, (persona, question, expected, voice) in enumerate(SPOKEN):
+        if persona not in wanted:
+            continue
+        wav = work / f"question-{i}.wav"
+        subprocess.run([sys.executable, "-m", "fay_core", "tts", question, *voice, "--out", str(wav)],
+                       check=True, timeout=300, cwd=ROOT, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "FAY_VOICE__TTS__ONLINE": "never"})
+        pcm = np.frombuffer(load_audio(wav), np.int16)
+        loud = np.flatnonzero(np.abs(pcm) > 500)
+        out.append(Spoken(persona, pcm[: loud[-1] + 1].tobytes(), expected))
+    return out
 
 
 def personas(args: argparse.Namespace) -> list[str]:
@@ -336,12 +370,12 @@ async def text_turn(http: aiohttp.ClientSession, url: str, question: str, expect
         tally.wrong["text"] += 1
 
 
-async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args: argparse.Namespace, until: float,
+async def voice_session(base: str, n: int, speech: list[Spoken], args: argparse.Namespace, until: float,
                         tally: Tally) -> None:
-    """One customer at a kiosk: a WebRTC peer speaking recorded questions, reconnecting every few turns."""
+    """One customer at a kiosk: a WebRTC peer speaking bank questions, reconnecting every few turns."""
     rng = random.Random(1000 + n)
-    persona, _ = speech[n % len(speech)]
-    mine = [pcm for p, pcm in speech if p == persona]
+    persona = speech[n % len(speech)].persona
+    mine = [q for q in speech if q.persona == persona]
     await asyncio.sleep(rng.uniform(0, 3))
     while time.monotonic() < until:
         c = FayClient(base, persona=persona, ice=LOOPBACK, audible_rms=500.0)
@@ -372,9 +406,9 @@ async def voice_session(base: str, n: int, speech: list[tuple[str, bytes]], args
             await c.close()
 
 
-async def voice_turn(c: FayClient, pcm: bytes, args: argparse.Namespace, tally: Tally) -> None:
+async def voice_turn(c: FayClient, question: Spoken, args: argparse.Namespace, tally: Tally) -> None:
     c.messages.clear()
-    duration = c.say(pcm, 16000)
+    duration = c.say(question.pcm, 16000)
     assert c.mic is not None
     try:
         await asyncio.wait_for(c.mic.speech_ended.wait(), duration + 10)
@@ -384,7 +418,7 @@ async def voice_turn(c: FayClient, pcm: bytes, args: argparse.Namespace, tally: 
     end = c.mic.speech_ended_at
     assert end is not None
     try:
-        await c.wait_for("answer", args.lost_after_s)
+        answer = await c.wait_for("answer", args.lost_after_s)
     except TimeoutError:
         tally.lose("voice", "no answer in time (voice)")
         return
@@ -393,13 +427,17 @@ async def voice_turn(c: FayClient, pcm: bytes, args: argparse.Namespace, tally: 
             if m["type"] == "error":
                 tally.errors[f"channel error {m.get('source', '?')}"] += 1
     tally.answer("voice", (time.monotonic() - end) * 1000)
+    if args.llm == "offline" and question.expected not in answer.get("text", ""):
+        tally.wrong["voice"] += 1
+        heard = next((m["text"] for m in reversed(c.messages) if m["type"] == "user_text"), "?")
+        tally.errors[f"voice: wrong answer, heard {heard!r}"[:90]] += 1
     try:  # let the answer play out: the next question is not a barge-in
         await c.wait_for("state", args.lost_after_s, state="listening")
     except TimeoutError:
         tally.errors["voice: not back to listening"] += 1
 
 
-async def warm_up(base: str, speech: list[tuple[str, bytes]], args: argparse.Namespace) -> None:
+async def warm_up(base: str, speech: list[Spoken], args: argparse.Namespace) -> None:
     """One question to each persona in use, by text and by voice, before the clock starts: ingestion and model
     loading are first-use costs, not what a soak measures (the flatness verdict still leaves out ``--warmup-s``)."""
     scratch = Tally()
@@ -418,11 +456,11 @@ async def warm_up(base: str, speech: list[tuple[str, bytes]], args: argparse.Nam
                 await text_turn(http, f"{base}/api/sessions/{sid}/messages", question, expected, args, scratch)
                 async with http.delete(f"{base}/api/sessions/{sid}"):
                     pass
-    for persona in {speech[n % len(speech)][0] for n in range(args.voice_sessions)}:
+    for persona in {speech[n % len(speech)].persona for n in range(args.voice_sessions)}:
         while True:
             try:
                 async with FayClient(base, persona=persona, ice=LOOPBACK, audible_rms=500.0) as c:
-                    await voice_turn(c, next(pcm for p, pcm in speech if p == persona), args, scratch)
+                    await voice_turn(c, next(q for q in speech if q.persona == persona), args, scratch)
                 break
             except OfferRefused as exc:
                 if exc.status != 503 or exc.retry_after_s is None:
@@ -470,7 +508,8 @@ def svg_chart(samples: list[dict[str, float]], answered: list[float], warmup_s: 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fay-bench-soak-"))
-    speech = [(persona, load_audio(path)) for persona, path in SPEECH if persona in personas(args)]
+    print("speaking the questions (fay tts)...", file=sys.stderr)
+    speech = spoken_questions(work, args.languages) if args.voice_sessions else []
     llm = await FakeLLM(first_token_delay=0.2).start() if args.llm == "fake" else None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -592,8 +631,6 @@ def parser() -> argparse.ArgumentParser:
 
 async def main() -> None:
     args = parser().parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"recorded speech not found at {DATA}: the bench expects ../shared/data beside the checkout")
     result = await soak(args)
     report(result, args.flat_pct)
     chart = args.out.with_suffix(".svg")
